@@ -1,0 +1,243 @@
+"""Checkpoint I/O: the authors' format (``{'model': state_dict, ...}``) and lmhtc's JSON sidecar.
+
+Loading never runs code from the file: ``torch.load(..., weights_only=True)``
+refuses any pickled object that is not a tensor or a plain container, and the
+refusal becomes a one-line ``CheckpointError`` naming the file. Keys are
+matched strictly (after dropping the ``*.core`` aliases the authors' neurons
+save); every missing or unexpected key, wrong shape or non-finite value is an
+error naming the key. Saving is atomic (temporary file, then rename).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError, LmhtcError
+
+SIDECAR_FORMAT = "lmhtc-checkpoint-sidecar"
+SIDECAR_VERSION = 1
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild a network that its state_dict does not say."""
+
+    arch: str
+    levels: int
+    timesteps: int
+    recipe: str = "direct"
+    num_classes: int = 10
+    input_shape: tuple[int, int, int] = (3, 32, 32)
+    v_init: float = 0.0
+    input_scale: float = 1.0
+    normalization: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any], source: str) -> "ModelSpec":
+        try:
+            return cls(arch=str(d["arch"]), levels=int(d["levels"]), timesteps=int(d["timesteps"]),
+                       recipe=str(d.get("recipe", "direct")), num_classes=int(d.get("num_classes", 10)),
+                       input_shape=tuple(int(s) for s in d.get("input_shape", (3, 32, 32))),
+                       v_init=float(d.get("v_init", 0.0)), input_scale=float(d.get("input_scale", 1.0)),
+                       normalization=dict(d.get("normalization", {})))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{source}: invalid sidecar ({type(exc).__name__}: {exc})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The state_dict and the other top-level entries (metadata) of a checkpoint file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "unsupported" in ln.lower()), _first_line(exc))
+        if "global" in detail.lower():
+            raise CheckpointError(f"{path}: refused: the file holds pickled Python objects, not only tensors "
+                                  f"(nothing was executed; {detail})") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({detail})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, AttributeError,
+            IndexError, TypeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: not a checkpoint: expected a dict, found {type(obj).__name__}")
+    if "model" in obj:
+        state, meta = obj["model"], {k: v for k, v in obj.items() if k != "model"}
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"{path}: entry 'model' is a {type(state).__name__}, not a state_dict")
+    elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state, meta = obj, {}
+    else:
+        raise CheckpointError(f"{path}: no state_dict: expected {{'model': state_dict, ...}} "
+                              f"or a plain state_dict (top-level keys: {', '.join(map(str, list(obj)[:6]))})")
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: state_dict entry {key!r} is a {type(value).__name__}, not a tensor")
+    return dict(state), meta
+
+
+def drop_core_aliases(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove ``<neuron>.core`` entries (the authors' alias of ``mask``/``mask_linear``)."""
+    return {k: v for k, v in state.items()
+            if not (k.endswith(".core") and (k[:-5] + ".mask") in state)}
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    for key, value in state.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            bad = "NaN" if torch.isnan(value).any() else "Inf"
+            raise CheckpointError(f"{source}: {key} contains {bad} values")
+
+
+def _listing(keys: list[str], limit: int = 4) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str, what: str) -> None:
+    """Load ``state`` into ``model`` with strict key and shape checks; errors name the key."""
+    state = drop_core_aliases(state)
+    check_finite(state, source)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_listing(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_listing(unexpected)}")
+        raise CheckpointError(f"{source}: does not match {what}: " + "; ".join(parts))
+    for key, want in expected.items():
+        got = state[key]
+        if tuple(got.shape) == tuple(want.shape):
+            continue
+        if key.endswith(".mask_linear") and got.dim() == 4 and tuple(got.shape[:2]) == tuple(want.shape[:2]) \
+                and tuple(got.shape[2:]) == (1, 1):
+            continue  # the earlier [T,T,1,1] layout; LMHTNeuron reshapes it
+        hint = ""
+        if key.endswith((".mask", ".mask_linear")) and got.dim() >= 2:
+            hint = f" (the checkpoint was trained with T={got.shape[0]} time-steps, not {want.shape[0]})"
+        raise CheckpointError(f"{source}: {key} has shape {tuple(got.shape)}, {what} expects "
+                              f"{tuple(want.shape)}{hint}")
+    model.load_state_dict(state, strict=True)
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def read_sidecar(path: str | os.PathLike) -> ModelSpec | None:
+    """The ModelSpec recorded next to a zoo checkpoint, or None for a bare (authors') checkpoint."""
+    side = sidecar_path(path)
+    if not side.is_file():
+        return None
+    try:
+        data = json.loads(side.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{side}: unreadable sidecar ({_first_line(exc)})") from None
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+        raise CheckpointError(f"{side}: not an lmhtc sidecar (missing format {SIDECAR_FORMAT!r})")
+    return ModelSpec.from_json(data.get("model_spec", {}), str(side))
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, spec: ModelSpec,
+                    extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``{'model': state_dict, **extra}`` (authors' format) plus the JSON sidecar, atomically."""
+    path = Path(path)
+    payload = {"model": model.state_dict(), **(extra or {})}
+    _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    side = {"format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "checkpoint": path.name,
+            "model_spec": spec.to_json(),
+            "metadata": {k: v for k, v in (extra or {}).items() if isinstance(v, (int, float, str, bool))}}
+    text = json.dumps(side, indent=2, sort_keys=True) + "\n"
+    _atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text))
+    return path
+
+
+def resolve_spec(path: str | os.PathLike, arch: str | None = None, levels: int | None = None,
+                 timesteps: int | None = None, recipe: str | None = None, num_classes: int | None = None,
+                 input_shape: tuple[int, int, int] | None = None) -> ModelSpec:
+    """The ModelSpec of a checkpoint: its sidecar, else the flags (which a bare checkpoint needs).
+
+    Flags given next to a sidecar must agree with it; v_init and the input scale
+    always come from the recipe (DESIGN.md §1), never from a guess.
+    """
+    from .recipes import get_recipe
+
+    side = read_sidecar(path)
+    flags = {"arch": arch, "levels": levels, "timesteps": timesteps, "recipe": recipe,
+             "num_classes": num_classes, "input_shape": tuple(input_shape) if input_shape else None}
+    if side is not None:
+        for name, value in flags.items():
+            if value is not None and value != getattr(side, name):
+                raise LmhtcError(f"{path}: --{name.replace('_', '-')} {value} contradicts its sidecar "
+                                 f"({name} = {getattr(side, name)})")
+        return side
+    for name in ("arch", "levels", "timesteps"):
+        if flags[name] is None:
+            raise LmhtcError(f"{path}: no lmhtc sidecar ({sidecar_path(path).name}); "
+                             f"give --arch, --levels and --timesteps (missing --{name})")
+    rec = get_recipe(recipe or "direct")
+    from .zoo import get_arch
+
+    shape = flags["input_shape"] or get_arch(arch).default_input_shape
+    return ModelSpec(arch=arch, levels=int(levels), timesteps=int(timesteps), recipe=rec.name,
+                     num_classes=int(num_classes or 10), input_shape=tuple(shape), v_init=rec.v_init,
+                     input_scale=rec.input_scale(int(levels)))
+
+
+def load_snn(path: str | os.PathLike, spec: ModelSpec) -> nn.Module:
+    """Build the zoo network of ``spec`` and load the checkpoint at ``path`` into it (eval mode)."""
+    from .zoo import build_snn
+
+    model = build_snn(spec.arch, spec.levels, spec.timesteps, spec.num_classes, spec.recipe, spec.input_shape)
+    state, _ = read_checkpoint(path)
+    what = f"--arch {spec.arch} (L={spec.levels}, T={spec.timesteps}, recipe {spec.recipe})"
+    load_state_strict(model, state, str(path), what)
+    return model.eval()
+
+
+def load_qcfs_ann(path: str | os.PathLike, arch: str, num_classes: int = 10, q_levels: int = 8,
+                  input_shape: tuple[int, int, int] | None = None) -> nn.Module:
+    """Load a QCFS ANN checkpoint (hybrid recipe, first stage) into the zoo's ANN of ``arch``."""
+    from .zoo import build_qcfs_ann
+
+    model = build_qcfs_ann(arch, num_classes, q_levels, input_shape)
+    state, _ = read_checkpoint(path)
+    load_state_strict(model, state, str(path), f"the QCFS ANN of --arch {arch}")
+    return model.eval()
+

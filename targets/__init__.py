@@ -1,0 +1,1 @@
+"""lmhtc targets: emitters that read the IR (ONNX, Lava). Nothing here reads checkpoints."""
