@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from .atomic import atomic_write
 from .errors import CheckpointError, LmhtcError
 
 SIDECAR_FORMAT = "lmhtc-checkpoint-sidecar"
@@ -161,30 +161,17 @@ def read_sidecar(path: str | os.PathLike) -> ModelSpec | None:
     return ModelSpec.from_json(data.get("model_spec", {}), str(side))
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, spec: ModelSpec,
                     extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``{'model': state_dict, **extra}`` (authors' format) plus the JSON sidecar, atomically."""
     path = Path(path)
     payload = {"model": model.state_dict(), **(extra or {})}
-    _atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
     side = {"format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "checkpoint": path.name,
             "model_spec": spec.to_json(),
             "metadata": {k: v for k, v in (extra or {}).items() if isinstance(v, (int, float, str, bool))}}
     text = json.dumps(side, indent=2, sort_keys=True) + "\n"
-    _atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text))
+    atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text))
     return path
 
 
@@ -228,7 +215,23 @@ def load_snn(path: str | os.PathLike, spec: ModelSpec) -> nn.Module:
     state, _ = read_checkpoint(path)
     what = f"--arch {spec.arch} (L={spec.levels}, T={spec.timesteps}, recipe {spec.recipe})"
     load_state_strict(model, state, str(path), what)
+    if spec.recipe == "direct":
+        _check_direct_thresholds(model, spec, str(path))
     return model.eval()
+
+
+def _check_direct_thresholds(model: nn.Module, spec: ModelSpec, source: str) -> None:
+    """The direct recipe fixes θ = 2/L (not learned), so a threshold reveals a wrong --levels."""
+    from .neurons import LMHTNeuron
+
+    want = 2.0 / spec.levels
+    for name, m in model.named_modules():
+        if isinstance(m, LMHTNeuron):
+            got = float(m.v_threshold.item())
+            if abs(got - want) > 1e-6 * want:
+                trained = f"; it was trained with L={round(2 / got)}" if got > 0 and abs(2 / got - round(2 / got)) < 1e-6 else ""
+                raise CheckpointError(f"{source}: {name}.v_threshold is {got:g}, but the direct recipe with "
+                                      f"L={spec.levels} fixes θ = 2/L = {want:g}{trained}")
 
 
 def load_qcfs_ann(path: str | os.PathLike, arch: str, num_classes: int = 10, q_levels: int = 8,

@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import numpy as np
 import typer
 
 from . import __version__
 from .errors import LmhtcError
+
+ArchOpt = Annotated[Optional[str], typer.Option("--arch", help="architecture (needed without a sidecar; see `lmhtc zoo`)")]
+LevelsOpt = Annotated[Optional[int], typer.Option("--levels", "-L", help="threshold levels L")]
+StepsOpt = Annotated[Optional[int], typer.Option("--timesteps", "-T", help="time-steps T")]
+RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", help="direct or hybrid (default direct)")]
+ClassesOpt = Annotated[Optional[int], typer.Option("--num-classes", help="number of classes (default 10)")]
+ShapeOpt = Annotated[Optional[str], typer.Option("--input-shape", help="C,H,W (default: the arch's, 3,32,32 for CIFAR nets)")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="lmhtc: deployment compiler for LM-HT spiking neural networks.")
@@ -125,23 +133,19 @@ def train(
 @user_errors
 def evaluate(
     checkpoint: Path = typer.Argument(..., help="checkpoint (.pth): lmhtc zoo (with sidecar) or the authors' format"),
-    arch: Optional[str] = typer.Option(None, help="architecture (needed without a sidecar)"),
-    levels: Optional[int] = typer.Option(None, "--levels", "-L"),
-    timesteps: Optional[int] = typer.Option(None, "--timesteps", "-T"),
-    recipe: Optional[str] = typer.Option(None, help="direct or hybrid (default direct)"),
-    num_classes: Optional[int] = typer.Option(None),
-    input_shape: Optional[str] = typer.Option(None, help="C,H,W (default: the arch's)"),
+    arch: ArchOpt = None, levels: LevelsOpt = None, timesteps: StepsOpt = None, recipe: RecipeOpt = None,
+    num_classes: ClassesOpt = None, input_shape: ShapeOpt = None,
     inputs: Optional[Path] = typer.Option(None, help=".npz with x [N,C,H,W] and y [N] (default: digits test set)"),
     limit: Optional[int] = typer.Option(None, help="evaluate the first N images only"),
     batch_size: int = typer.Option(64),
-    progress: bool = typer.Option(True),
+    progress: ProgressOpt = True,
 ):
     """Run a checkpoint's LM-HT network in PyTorch and print its accuracy."""
-    from .checkpoint import load_snn, resolve_spec
+    from .checkpoint import load_snn
     from .data import form_for_shape, load_digits_dataset
     from .training import accuracy, predict
 
-    spec = resolve_spec(checkpoint, arch, levels, timesteps, recipe, num_classes, parse_shape(input_shape))
+    spec = _spec_from_flags(checkpoint, arch, levels, timesteps, recipe, num_classes, input_shape)
     model = load_snn(checkpoint, spec)
     if inputs is not None:
         x, y = load_inputs(inputs)
@@ -155,11 +159,172 @@ def evaluate(
         x, y = split.x, split.y
     if tuple(x.shape[1:]) != tuple(spec.input_shape):
         raise LmhtcError(f"inputs have shape {tuple(x.shape[1:])}, the network expects {tuple(spec.input_shape)}")
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
+    x, y = _limited(x, y, limit)
     out = predict(model, x, batch_size, progress=progress)
     typer.echo(f"{spec.arch} L={spec.levels} T={spec.timesteps} recipe={spec.recipe}: {len(y)} images")
     typer.echo(f"accuracy: {100 * accuracy(out, y):.2f} %")
+
+
+def _spec_from_flags(checkpoint, arch, levels, timesteps, recipe, num_classes, input_shape):
+    from .checkpoint import resolve_spec
+
+    return resolve_spec(checkpoint, arch, levels, timesteps, recipe, num_classes, parse_shape(input_shape))
+
+
+def _limited(x, y, limit):
+    if limit is not None:
+        if limit < 1:
+            raise LmhtcError(f"--limit must be >= 1, got {limit}")
+        x = x[:limit]
+        y = None if y is None else y[:limit]
+    return x, y
+
+
+@app.command("compile")
+@user_errors
+def compile_cmd(
+    checkpoint: Path = typer.Argument(..., help="checkpoint (.pth): lmhtc zoo (with sidecar) or the authors' format"),
+    output: Path = typer.Option(..., "-o", "--output", help="artifact file to write (.lmhtc)"),
+    arch: ArchOpt = None, levels: LevelsOpt = None, timesteps: StepsOpt = None, recipe: RecipeOpt = None,
+    num_classes: ClassesOpt = None, input_shape: ShapeOpt = None,
+    no_reparam: bool = typer.Option(False, "--no-reparam", help="keep the M-HT neurons (compile the network as trained)"),
+    check: Optional[Path] = typer.Option(None, help=".npz with x: measure the reparameterization's exactness on it"),
+    check_limit: int = typer.Option(32, help="images of --check to use"),
+    progress: ProgressOpt = True,
+):
+    """Compile a checkpoint to an lmhtc artifact (BN folding, reparameterization)."""
+    from .artifact import save_artifact
+    from .pipeline import compile_checkpoint
+
+    spec = _spec_from_flags(checkpoint, arch, levels, timesteps, recipe, num_classes, input_shape)
+    graphs = compile_checkpoint(checkpoint, spec, reparam=not no_reparam)
+    meta = {"model_spec": spec.to_json(), "reparameterized": not no_reparam,
+            "source_checkpoint": graphs["source"].meta.get("source", {})}
+    compiled = graphs["compiled"]
+    typer.echo(f"{spec.arch}: {len(compiled.neuron_layers())} neuron layers, L={spec.levels}, T={spec.timesteps} "
+               f"-> {'LIF' if not no_reparam else 'M-HT'} network over {compiled.steps} steps "
+               f"(passes: {', '.join(compiled.meta.get('passes', []))})")
+    if check is not None:
+        if no_reparam:
+            raise LmhtcError("--check measures a reparameterization; it cannot be used with --no-reparam")
+        from .exactness import exactness_report
+
+        x, _ = _limited(*load_inputs(check), check_limit)
+        report = exactness_report(graphs["source"], compiled, x, progress=progress)
+        meta["exactness"] = report.to_json()
+        _print_exactness(report)
+    save_artifact(output, graphs, meta)
+    typer.echo(f"wrote {output}")
+
+
+def _print_exactness(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"reparameterization exactness ({report.schedule} schedule, L={report.levels}, "
+                        f"{report.images} images)")
+    for col in ("layer", "(neuron, window) pairs", "matching", "fraction", "max |count - level|"):
+        table.add_column(col, justify="right" if col != "layer" else "left")
+    for layer in report.layers:
+        table.add_row(layer.layer, str(layer.pairs), str(layer.matching), f"{layer.fraction:.6f}", str(layer.max_abs_diff))
+    Console().print(table)
+    typer.echo(f"all layers: {100 * report.fraction:.4f} % of (neuron, window) spike counts equal the M-HT levels")
+    typer.echo(f"logits (x L) vs M-HT: argmax agreement {100 * report.argmax_agreement:.2f} %, "
+               f"mean |d| {report.mean_abs_dlogits:.3g}, within 1e-3(1+|ref|): {100 * report.within_tol:.2f} %")
+
+
+@app.command()
+@user_errors
+def exactness(
+    artifact: Path = typer.Argument(..., help="compiled artifact"),
+    inputs: Path = typer.Option(..., help=".npz with x [N,C,H,W]"),
+    limit: Optional[int] = typer.Option(None, help="use the first N images only"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the report as JSON"),
+    progress: ProgressOpt = True,
+):
+    """Measure how exact an artifact's reparameterization is, layer by layer, on data."""
+    import json
+
+    from .artifact import load_artifact
+    from .atomic import atomic_write
+    from .exactness import exactness_report
+
+    graphs, _ = load_artifact(artifact)
+    if not graphs["compiled"].meta.get("reparameterized"):
+        raise LmhtcError(f"{artifact}: was compiled with --no-reparam; there is no reparameterization to measure")
+    x, _ = _limited(*load_inputs(inputs), limit)
+    report = exactness_report(graphs["source"], graphs["compiled"], x, progress=progress)
+    _print_exactness(report)
+    if json_out is not None:
+        text = json.dumps(report.to_json(), indent=2)
+        atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
+
+
+@app.command()
+@user_errors
+def inspect(artifact: Path = typer.Argument(..., help="compiled artifact"),
+            graph: str = typer.Option("compiled", help="compiled or source")):
+    """Print an artifact's layer table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .artifact import load_artifact
+    from .ir import summary_rows
+
+    graphs, meta = load_artifact(artifact)
+    if graph not in graphs:
+        raise LmhtcError(f"{artifact}: no graph {graph!r} (has: {', '.join(graphs)})")
+    g = graphs[graph]
+    spec = meta.get("model_spec", {})
+    rows = summary_rows(g)
+    title = (f"{artifact.name}: {spec.get('arch', '?')} ({spec.get('recipe', '?')} recipe), {graph} graph, "
+             f"{g.steps} steps, {'reparameterized, ' + str(g.meta.get('schedule')) + ' schedule' if g.meta.get('reparameterized') else 'M-HT neurons'}")
+    table = Table(title=title)
+    for col in ("node", "kind", "shape", "neurons", "synapses", "L", "T'", "threshold", "leak schedule"):
+        table.add_column(col, justify="right" if col in ("neurons", "synapses", "L", "T'") else "left")
+    for r in rows:
+        table.add_row(r["name"], r["kind"], "x".join(map(str, r["shape"])), str(r["neurons"] or ""),
+                      str(r["synapses"] or ""), str(r["levels"]), str(r["steps"]), r["threshold"], r["leak"])
+    table.add_row("total", "", "", str(sum(r["neurons"] for r in rows)), str(sum(r["synapses"] for r in rows)),
+                  "", "", "", "", end_section=True)
+    Console(width=200).print(table)
+    if "exactness" in meta:
+        ex = meta["exactness"]
+        typer.echo(f"exactness at compile time: {100 * ex['fraction']:.4f} % of (neuron, window) pairs exact "
+                   f"on {ex['images']} images")
+
+
+@app.command()
+@user_errors
+def simulate(
+    artifact: Path = typer.Argument(..., help="compiled artifact"),
+    inputs: Path = typer.Option(..., help=".npz with x [N,C,H,W] float32 (and optionally y)"),
+    output: Path = typer.Option(..., "-o", "--output", help=".npz to write"),
+    mode: str = typer.Option("float", help="float (the reference executor)"),
+    graph: str = typer.Option("compiled", help="compiled or source"),
+    limit: Optional[int] = typer.Option(None, help="simulate the first N images only"),
+    batch_size: int = typer.Option(64),
+    progress: ProgressOpt = True,
+):
+    """Run an artifact on inputs; write logits, per-step outputs and per-layer spike counts."""
+    from .artifact import load_artifact
+    from .atomic import save_npz_atomic
+    from .executor import run_float
+
+    if mode != "float":
+        raise LmhtcError(f"--mode {mode!r}: only 'float' is available (the integer runtime is not built yet)")
+    graphs, _ = load_artifact(artifact)
+    if graph not in graphs:
+        raise LmhtcError(f"{artifact}: no graph {graph!r} (has: {', '.join(graphs)})")
+    x, y = _limited(*load_inputs(inputs), limit)
+    result = run_float(graphs[graph], x, batch_size, progress=progress)
+    save_npz_atomic(output, logits=result.logits.astype(np.float32), outputs=result.outputs.astype(np.float32),
+                    spike_counts=result.spike_counts.astype(np.int64),
+                    layer_names=np.array(result.layer_names))
+    typer.echo(f"wrote {output}: logits {result.logits.shape}, outputs {result.outputs.shape}, "
+               f"spike_counts {result.spike_counts.shape}")
+    if y is not None:
+        typer.echo(f"accuracy: {100 * float((result.logits.argmax(1) == y).mean()):.2f} %")
 
 
 @app.command()

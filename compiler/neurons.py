@@ -202,6 +202,15 @@ class TimeDistributed(nn.Sequential):
         return y.reshape(steps, batch, *y.shape[1:])
 
 
+def repeat_steps(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """Direct encoding: the static tensor ``x`` [B, ...] repeated as a ``[steps, B, ...]`` sequence.
+
+    The IR frontend traces it as a leaf function (torch.fx autowrap): the
+    point where a network's time dimension begins.
+    """
+    return x.unsqueeze(0).expand(steps, *x.shape).contiguous()
+
+
 SPIKING_NEURONS = (LMHTNeuron, IFNeuron)
 
 

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ..neurons import TimeDistributed
+from ..neurons import TimeDistributed, repeat_steps
 
 NeuronFactory = Callable[[], nn.Module]
 
@@ -42,5 +42,5 @@ class DigitsNet(nn.Module):
         self.classifier = TimeDistributed(nn.Linear(w3 * (h // 4) * (w // 4), num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unsqueeze(0).repeat(self.T, *([1] * x.dim()))
+        x = repeat_steps(x, self.T)
         return self.classifier(torch.flatten(self.features(x), 2))

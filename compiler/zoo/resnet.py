@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..neurons import TimeDistributed
+from ..neurons import TimeDistributed, repeat_steps
 
 NeuronFactory = Callable[[], nn.Module]
 
@@ -94,7 +94,7 @@ class SpikingResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn1(self.conv1(x))
-        x = x.unsqueeze(0).repeat(self.T, *([1] * x.dim()))
+        x = repeat_steps(x, self.T)
         x = self.sn1(x)
         if self.stem == "imagenet":
             x = self.maxpool(x)

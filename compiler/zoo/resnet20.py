@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..neurons import QCFS
+from ..neurons import QCFS, repeat_steps
 
 
 class ResidualBlock(nn.Module):
@@ -59,7 +59,7 @@ class ResNet20(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat_from = 1
         if self.spiking:
-            x = x.unsqueeze(0).repeat(self.T, *([1] * x.dim()))
+            x = repeat_steps(x, self.T)
             flat_from = 2
         x = self.conv4_x(self.conv3_x(self.conv2_x(self.conv1(x))))
         x = torch.flatten(self.avg_pool(x), flat_from)

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ..neurons import QCFS, TimeDistributed
+from ..neurons import QCFS, TimeDistributed, repeat_steps
 
 NeuronFactory = Callable[[], nn.Module]
 
@@ -104,7 +104,7 @@ class SpikingVGG(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unsqueeze(0).repeat(self.T, *([1] * x.dim()))
+        x = repeat_steps(x, self.T)
         for i in range(1, 6):
             x = getattr(self, f"layer{i}")(x)
         return self.classifier(torch.flatten(x, 2))
@@ -146,7 +146,7 @@ class QCFSVGG(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat_from = 1
         if self.spiking:
-            x = x.unsqueeze(0).repeat(self.T, *([1] * x.dim()))
+            x = repeat_steps(x, self.T)
             flat_from = 2
         for i in range(1, 6):
             x = getattr(self, f"layer{i}")(x)

@@ -1,0 +1,178 @@
+"""The compiled artifact: one self-describing, versioned file; no pickle.
+
+Layout: a zip archive (stored, not compressed) holding
+
+* ``manifest.json`` — format name and version, lmhtc version, metadata, and
+  each graph (steps, meta, nodes with kind, inputs, attributes and references
+  to tensors by content key), plus the SHA-256 of ``tensors.safetensors``;
+* ``tensors.safetensors`` — every parameter array once, keyed by content
+  (graphs that share weights, like the source and compiled graphs, share them).
+
+Loading checks the archive (zip CRCs), the format and version, the tensor
+file's SHA-256, every tensor reference, and validates each graph; any failure
+is a one-line ``ArtifactError`` naming the file and what is wrong. Saving is
+atomic (temporary file, then rename).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from . import __version__
+from .atomic import atomic_write
+from .errors import LmhtcError
+from .ir import NODE_TYPES, Graph, IRError, validate
+
+FORMAT = "lmhtc-artifact"
+VERSION = 1
+MANIFEST = "manifest.json"
+TENSORS = "tensors.safetensors"
+
+
+class ArtifactError(LmhtcError):
+    pass
+
+
+def _key(arr: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(str(arr.dtype).encode() + str(arr.shape).encode())
+    h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:24]
+
+
+def _graph_to_json(graph: Graph, store: dict[str, np.ndarray]) -> dict:
+    nodes = []
+    for node in graph.topo():
+        refs = {}
+        for pname, arr in node.arrays().items():
+            key = _key(arr)
+            store[key] = np.ascontiguousarray(arr)
+            refs[pname] = key
+        nodes.append({"name": node.name, "kind": node.kind, "inputs": list(node.inputs),
+                      "attrs": node.attrs(), "arrays": refs})
+    return {"steps": graph.steps, "meta": graph.meta, "nodes": nodes}
+
+
+def _graph_from_json(d: dict, tensors: dict[str, np.ndarray], source: str, gname: str) -> Graph:
+    graph = Graph(steps=int(d["steps"]), meta=dict(d.get("meta", {})))
+    for nd in d["nodes"]:
+        cls = NODE_TYPES.get(nd["kind"])
+        if cls is None:
+            raise ArtifactError(f"{source}: graph {gname!r} node {nd.get('name')!r} has unknown kind {nd['kind']!r}")
+        kwargs = dict(nd.get("attrs", {}))
+        for pname, key in nd.get("arrays", {}).items():
+            if key not in tensors:
+                raise ArtifactError(f"{source}: graph {gname!r} node {nd['name']!r} refers to missing tensor {key}")
+            kwargs[pname] = tensors[key]
+        for k, v in list(kwargs.items()):
+            if isinstance(v, list):
+                kwargs[k] = tuple(v)
+        try:
+            node = cls(name=nd["name"], inputs=list(nd["inputs"]), **kwargs)
+        except TypeError as exc:
+            raise ArtifactError(f"{source}: graph {gname!r} node {nd['name']!r}: {exc}") from None
+        graph.add(node)
+    return graph
+
+
+def save_artifact(path: str | os.PathLike, graphs: dict[str, Graph], meta: dict | None = None) -> Path:
+    """Write ``graphs`` (e.g. ``{"source": …, "compiled": …}``) and ``meta`` to ``path`` atomically."""
+    path = Path(path)
+    store: dict[str, np.ndarray] = {}
+    gjson = {name: _graph_to_json(g, store) for name, g in graphs.items()}
+    blob = st_save(store) if store else st_save({"_empty": np.zeros(0, np.float32)})
+    manifest = {"format": FORMAT, "version": VERSION, "lmhtc_version": __version__, "meta": meta or {},
+                "graphs": gjson, "tensors_sha256": hashlib.sha256(blob).hexdigest()}
+    text = json.dumps(manifest, indent=1, sort_keys=True, default=_json_default)
+    def write(tmp: str) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
+            z.writestr(MANIFEST, text)
+            z.writestr(TENSORS, blob)
+
+    atomic_write(path, write)
+    return path
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def load_artifact(path: str | os.PathLike) -> tuple[dict[str, Graph], dict]:
+    """Read an artifact; returns its graphs (validated) and metadata."""
+    path = Path(path)
+    src = str(path)
+    if not path.is_file():
+        raise ArtifactError(f"{src}: no such file")
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+            if bad is not None:
+                raise ArtifactError(f"{src}: corrupted artifact (checksum mismatch in {bad})")
+            names = set(z.namelist())
+            if MANIFEST not in names or TENSORS not in names:
+                raise ArtifactError(f"{src}: not an lmhtc artifact (missing {MANIFEST} or {TENSORS})")
+            manifest_bytes = z.read(MANIFEST)
+            blob = z.read(TENSORS)
+    except ArtifactError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ArtifactError(f"{src}: not an lmhtc artifact or truncated ({type(exc).__name__}: {exc})") from None
+    try:
+        manifest = json.loads(manifest_bytes)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{src}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{src}: not an lmhtc artifact (format {manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    if manifest.get("version") != VERSION:
+        raise ArtifactError(f"{src}: artifact format version {manifest.get('version')} is not supported "
+                            f"(this lmhtc reads version {VERSION})")
+    if hashlib.sha256(blob).hexdigest() != manifest.get("tensors_sha256"):
+        raise ArtifactError(f"{src}: tensor data does not match its checksum (tampered or corrupted)")
+    try:
+        tensors = st_load(blob)
+    except Exception as exc:   # safetensors raises its own error type
+        raise ArtifactError(f"{src}: unreadable tensor data ({exc})") from None
+    graphs = {}
+    try:
+        for gname, gd in manifest["graphs"].items():
+            graph = _graph_from_json(gd, tensors, src, gname)
+            try:
+                validate(graph)
+            except IRError as exc:
+                raise ArtifactError(f"{src}: graph {gname!r}: {exc}") from None
+            graphs[gname] = graph
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{src}: malformed manifest ({type(exc).__name__}: {exc})") from None
+    return graphs, manifest.get("meta", {})
+
+
+def graphs_equal(a: Graph, b: Graph) -> bool:
+    """Structural and numerical identity of two graphs (names, kinds, inputs, attributes, arrays, steps)."""
+    if a.steps != b.steps or len(a) != len(b):
+        return False
+    for na, nb in zip(a.topo(), b.topo()):
+        if (na.name, na.kind, na.inputs, na.shape) != (nb.name, nb.kind, nb.inputs, nb.shape):
+            return False
+        if json.dumps(na.attrs(), default=_json_default, sort_keys=True) != \
+                json.dumps(nb.attrs(), default=_json_default, sort_keys=True):
+            return False
+        aa, ab = na.arrays(), nb.arrays()
+        if aa.keys() != ab.keys() or any(not np.array_equal(aa[k], ab[k]) or aa[k].dtype != ab[k].dtype for k in aa):
+            return False
+    return True
+

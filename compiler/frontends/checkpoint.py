@@ -1,0 +1,26 @@
+"""Checkpoint frontend: an authors' or zoo checkpoint + its ModelSpec → IR graph (via the zoo and torch.fx)."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from ..checkpoint import ModelSpec, load_snn
+from ..ir import Graph
+from .torch_fx import trace_to_ir
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def checkpoint_to_ir(path: str | os.PathLike, spec: ModelSpec) -> Graph:
+    """Load ``path`` strictly into the zoo network of ``spec`` and lower it to the IR."""
+    model = load_snn(path, spec)
+    meta = {"source": {"checkpoint": Path(path).name, "sha256": file_sha256(path)},
+            "model_spec": spec.to_json(), "levels": spec.levels, "timesteps": spec.timesteps}
+    return trace_to_ir(model, spec.input_shape, spec.timesteps, meta)

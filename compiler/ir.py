@@ -1,0 +1,420 @@
+"""The lmhtc intermediate representation: a typed dataflow graph of a spiking network.
+
+Time semantics: the graph runs ``graph.steps`` time-steps (T before
+reparameterization, T' = L·T after). Every edge carries a sequence of
+``steps`` tensors, one per step; a node's ``shape`` is the per-sample shape of
+one of them (``(C, H, W)`` or ``(N,)``). Synaptic and pooling nodes act on each
+step independently; ``TemporalMix`` mixes steps (T-GIM, non-causal); ``Neuron``
+carries membrane state across steps; ``Readout`` averages over steps.
+
+The graph is a ``networkx.DiGraph`` whose nodes hold the node dataclasses; the
+order of a node's inputs is its ``inputs`` list. Parameters are float32 numpy
+arrays (float64 for schedules). ``validate`` names the offending node.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields
+from typing import Iterator
+
+import networkx as nx
+import numpy as np
+
+from .errors import LmhtcError
+
+
+class IRError(LmhtcError):
+    """An ill-formed IR graph; the message names the offending node."""
+
+
+@dataclass
+class Node:
+    name: str
+    inputs: list[str] = field(default_factory=list)
+    shape: tuple[int, ...] | None = None   # per-sample output shape, set by infer_shapes
+
+    kind = "node"
+    arity = 1
+    synaptic = False    # carries weights: its work is counted in synaptic operations
+    linear = True       # a linear map of its inputs per step (needed between neurons for reparam)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Named array parameters (saved to the artifact's tensor store)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if isinstance(getattr(self, f.name), np.ndarray)}
+
+    def attrs(self) -> dict:
+        """JSON-serialisable non-array attributes."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("name", "inputs", "shape") or isinstance(value, np.ndarray) or value is None:
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+@dataclass
+class Input(Node):
+    """The analog input image, presented unchanged at every step (direct encoding)."""
+    input_shape: tuple[int, ...] = ()
+    encoding: str = "direct"
+    kind = "input"
+    arity = 0
+
+
+@dataclass
+class Conv2d(Node):
+    weight: np.ndarray = None           # [Cout, Cin/groups, kH, kW]
+    bias: np.ndarray | None = None      # [Cout]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    kind = "conv2d"
+    synaptic = True
+
+
+@dataclass
+class Linear(Node):
+    weight: np.ndarray = None           # [out, in]
+    bias: np.ndarray | None = None      # [out]
+    kind = "linear"
+    synaptic = True
+
+
+@dataclass
+class BatchNorm(Node):
+    """Eval-mode batch normalisation over channels (removed by ``fold_batchnorm``)."""
+    weight: np.ndarray = None
+    bias: np.ndarray = None
+    running_mean: np.ndarray = None
+    running_var: np.ndarray = None
+    eps: float = 1e-5
+    kind = "batchnorm"
+
+
+@dataclass
+class AvgPool2d(Node):
+    kernel: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] = (2, 2)
+    padding: tuple[int, int] = (0, 0)
+    kind = "avgpool2d"
+
+
+@dataclass
+class GlobalAvgPool(Node):
+    """Adaptive average pooling to 1×1 (output keeps the ``(C, 1, 1)`` shape)."""
+    kind = "globalavgpool"
+
+
+@dataclass
+class MaxPool2d(Node):
+    kernel: tuple[int, int] = (3, 3)
+    stride: tuple[int, int] = (2, 2)
+    padding: tuple[int, int] = (1, 1)
+    kind = "maxpool2d"
+    linear = False
+
+
+@dataclass
+class Add(Node):
+    """Elementwise sum of two sequences (residual connection)."""
+    kind = "add"
+    arity = 2
+
+
+@dataclass
+class Flatten(Node):
+    kind = "flatten"
+
+
+@dataclass
+class TemporalMix(Node):
+    """T-GIM: step t receives ``Σ_j omega[t, j]·x[j]`` (non-causal; needs the whole input sequence)."""
+    omega: np.ndarray = None            # [steps, steps], float64
+    kind = "temporal_mix"
+
+
+@dataclass
+class Neuron(Node):
+    """Soft-reset neuron. Per step t: ``v = leak[t]·v + input_scale·I(t)``; output
+    ``o = θ·k`` with ``k = Σ_{i=1..levels} [v ≥ iθ]``; ``v -= o``. ``v`` starts at
+    ``v_init·θ``. levels > 1: the multi-level LM-HT neuron; levels = 1: single-threshold LIF."""
+    threshold: float = 1.0
+    levels: int = 1
+    leak: np.ndarray = None             # [steps], float64
+    v_init: float = 0.0
+    input_scale: float = 1.0
+    reset: str = "soft"
+    kind = "neuron"
+    linear = False
+
+
+@dataclass
+class Readout(Node):
+    """Network output: the per-step sequence, and its mean over steps as the logits."""
+    kind = "readout"
+
+
+NODE_TYPES: dict[str, type[Node]] = {t.kind: t for t in
+                                     (Input, Conv2d, Linear, BatchNorm, AvgPool2d, GlobalAvgPool, MaxPool2d,
+                                      Add, Flatten, TemporalMix, Neuron, Readout)}
+
+
+@dataclass
+class Graph:
+    """A network: nodes in a networkx DiGraph plus the time and provenance metadata."""
+    steps: int
+    meta: dict = field(default_factory=dict)
+    g: nx.DiGraph = field(default_factory=nx.DiGraph)
+
+    # -- construction -------------------------------------------------------
+    def add(self, node: Node) -> Node:
+        if node.name in self.g:
+            raise IRError(f"duplicate node name {node.name!r}")
+        self.g.add_node(node.name, node=node)
+        for src in node.inputs:
+            self.g.add_edge(src, node.name)
+        return node
+
+    def unique_name(self, base: str) -> str:
+        name, i = base, 1
+        while name in self.g:
+            i += 1
+            name = f"{base}_{i}"
+        return name
+
+    def node(self, name: str) -> Node:
+        try:
+            return self.g.nodes[name]["node"]
+        except KeyError:
+            raise IRError(f"no node named {name!r}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.g
+
+    def __len__(self) -> int:
+        return self.g.number_of_nodes()
+
+    def topo(self) -> Iterator[Node]:
+        """Nodes in a deterministic topological order (ties broken by insertion order)."""
+        order = {n: i for i, n in enumerate(self.g.nodes)}
+        for name in nx.lexicographical_topological_sort(self.g, key=lambda n: order[n]):
+            yield self.node(name)
+
+    def nodes_of(self, *types: type[Node]) -> list[Node]:
+        return [n for n in self.topo() if isinstance(n, types)]
+
+    def consumers(self, name: str) -> list[Node]:
+        return [self.node(s) for s in self.g.successors(name)]
+
+    @property
+    def input(self) -> Input:
+        return self.nodes_of(Input)[0]
+
+    @property
+    def readout(self) -> Readout:
+        return self.nodes_of(Readout)[0]
+
+    def neuron_layers(self) -> list[Neuron]:
+        return self.nodes_of(Neuron)
+
+    def replace_input(self, node: Node, old: str, new: str) -> None:
+        node.inputs = [new if i == old else i for i in node.inputs]
+        self.g.remove_edge(old, node.name)
+        self.g.add_edge(new, node.name)
+
+    def remove_passthrough(self, name: str) -> None:
+        """Remove a single-input node, connecting its consumers to its input."""
+        node = self.node(name)
+        (src,) = node.inputs
+        for consumer in self.consumers(name):
+            self.replace_input(consumer, name, src)
+        self.g.remove_node(name)
+
+    def copy(self) -> "Graph":
+        new = Graph(self.steps, copy.deepcopy(self.meta))
+        for node in self.topo():
+            new.add(copy.deepcopy(node))
+        return new
+
+
+# -- shape inference -----------------------------------------------------------
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def _conv_out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _node_shape(node: Node, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """Output shape of ``node`` from its input shapes; raises ValueError with the reason."""
+    if isinstance(node, Input):
+        return tuple(node.input_shape)
+    x = ins[0] if ins else None
+    if isinstance(node, Conv2d):
+        if len(x) != 3:
+            raise ValueError(f"expects a feature map (C,H,W), got {x}")
+        cout, cin_g, kh, kw = node.weight.shape
+        if x[0] != cin_g * node.groups:
+            raise ValueError(f"expects {cin_g * node.groups} input channels, got {x[0]}")
+        (sh, sw), (ph, pw), (dh, dw) = node.stride, node.padding, node.dilation
+        h, w = _conv_out(x[1], kh, sh, ph, dh), _conv_out(x[2], kw, sw, pw, dw)
+        if h < 1 or w < 1:
+            raise ValueError(f"input {x} is too small for kernel {(kh, kw)}")
+        return (cout, h, w)
+    if isinstance(node, Linear):
+        if len(x) != 1:
+            raise ValueError(f"expects a vector input, got {x} (missing flatten?)")
+        out_f, in_f = node.weight.shape
+        if x[0] != in_f:
+            raise ValueError(f"expects {in_f} input features, got {x[0]}")
+        return (out_f,)
+    if isinstance(node, BatchNorm):
+        if x[0] != node.weight.shape[0]:
+            raise ValueError(f"has {node.weight.shape[0]} channels, input has {x[0]}")
+        return x
+    if isinstance(node, (AvgPool2d, MaxPool2d)):
+        if len(x) != 3:
+            raise ValueError(f"expects a feature map (C,H,W), got {x}")
+        (kh, kw), (sh, sw), (ph, pw) = node.kernel, node.stride, node.padding
+        h, w = _conv_out(x[1], kh, sh, ph), _conv_out(x[2], kw, sw, pw)
+        if h < 1 or w < 1:
+            raise ValueError(f"input {x} is too small for kernel {(kh, kw)}")
+        return (x[0], h, w)
+    if isinstance(node, GlobalAvgPool):
+        if len(x) != 3:
+            raise ValueError(f"expects a feature map (C,H,W), got {x}")
+        return (x[0], 1, 1)
+    if isinstance(node, Add):
+        if ins[0] != ins[1]:
+            raise ValueError(f"adds tensors of different shapes {ins[0]} and {ins[1]}")
+        return x
+    if isinstance(node, Flatten):
+        return (int(np.prod(x)),)
+    if isinstance(node, (TemporalMix, Neuron, Readout)):
+        return x
+    raise ValueError(f"unknown node kind {node.kind!r}")
+
+
+def infer_shapes(graph: Graph) -> Graph:
+    """Set every node's ``shape`` (in place); raises IRError naming the first node that does not fit."""
+    for node in graph.topo():
+        ins = [graph.node(i).shape for i in node.inputs]
+        try:
+            node.shape = _node_shape(node, ins)
+        except ValueError as exc:
+            raise IRError(f"node {node.name!r} ({node.kind}): {exc}") from None
+    return graph
+
+
+# -- validation ----------------------------------------------------------------
+
+def validate(graph: Graph) -> Graph:
+    """Check structure, parameters and shapes; raises IRError naming the offending node."""
+    if not nx.is_directed_acyclic_graph(graph.g):
+        cycle = nx.find_cycle(graph.g)
+        raise IRError(f"graph has a cycle through node {cycle[0][0]!r}")
+    if graph.steps < 1:
+        raise IRError(f"graph runs {graph.steps} time-steps; needs >= 1")
+    inputs = graph.nodes_of(Input)
+    readouts = graph.nodes_of(Readout)
+    if len(inputs) != 1:
+        raise IRError(f"graph needs exactly one input node, has {len(inputs)}")
+    if len(readouts) != 1:
+        raise IRError(f"graph needs exactly one readout node, has {len(readouts)}")
+    for node in graph.topo():
+        where = f"node {node.name!r} ({node.kind})"
+        if len(node.inputs) != node.arity:
+            raise IRError(f"{where}: takes {node.arity} input(s), has {len(node.inputs)}")
+        for src in node.inputs:
+            if src not in graph:
+                raise IRError(f"{where}: input {src!r} does not exist")
+        for key, arr in node.arrays().items():
+            if not np.all(np.isfinite(arr)):
+                raise IRError(f"{where}: parameter {key!r} has non-finite values")
+        if isinstance(node, TemporalMix) and node.omega.shape != (graph.steps, graph.steps):
+            raise IRError(f"{where}: omega is {node.omega.shape}, graph runs {graph.steps} steps")
+        if isinstance(node, Neuron):
+            if node.leak is None or node.leak.shape != (graph.steps,):
+                raise IRError(f"{where}: leak schedule must have {graph.steps} entries")
+            if not node.threshold > 0:
+                raise IRError(f"{where}: threshold must be > 0, got {node.threshold}")
+            if node.levels < 1:
+                raise IRError(f"{where}: levels must be >= 1, got {node.levels}")
+            if node.reset != "soft":
+                raise IRError(f"{where}: only soft reset is supported, got {node.reset!r}")
+        if isinstance(node, Conv2d) and (node.bias is not None and node.bias.shape != (node.weight.shape[0],)):
+            raise IRError(f"{where}: bias has shape {node.bias.shape}, expected ({node.weight.shape[0]},)")
+        if isinstance(node, Linear) and (node.bias is not None and node.bias.shape != (node.weight.shape[0],)):
+            raise IRError(f"{where}: bias has shape {node.bias.shape}, expected ({node.weight.shape[0]},)")
+    if graph.consumers(readouts[0].name):
+        raise IRError(f"node {readouts[0].name!r} (readout) must be the last node")
+    infer_shapes(graph)
+    return graph
+
+
+# -- analysis helpers ------------------------------------------------------------
+
+def spike_sources(graph: Graph, name: str) -> set[str]:
+    """What feeds ``name`` through linear nodes: names of the nearest upstream neurons and/or the input."""
+    out: set[str] = set()
+    stack = list(graph.node(name).inputs)
+    seen: set[str] = set()
+    while stack:
+        cur = stack.pop()
+        if cur in seen:
+            continue
+        seen.add(cur)
+        node = graph.node(cur)
+        if isinstance(node, (Neuron, Input)):
+            out.add(cur)
+        else:
+            stack.extend(node.inputs)
+    return out
+
+
+def receives_spikes(graph: Graph, name: str) -> bool:
+    """True when ``name``'s input comes from neurons only; False when from the analog input only.
+
+    Raises IRError when both reach it (the reparameterization rules differ for the two).
+    """
+    sources = spike_sources(graph, name)
+    analog = any(isinstance(graph.node(s), Input) for s in sources)
+    spiking = any(isinstance(graph.node(s), Neuron) for s in sources)
+    if analog and spiking:
+        raise IRError(f"node {name!r} mixes the analog input with spikes; lmhtc cannot reparameterize that")
+    return spiking
+
+
+def summary_rows(graph: Graph) -> list[dict]:
+    """Per-node rows for ``lmhtc inspect``: kind, shape, neurons, synapses, L, steps, threshold, leak."""
+    rows = []
+    for node in graph.topo():
+        row = {"name": node.name, "kind": node.kind, "shape": node.shape, "neurons": 0, "synapses": 0,
+               "levels": "", "steps": graph.steps, "threshold": "", "leak": ""}
+        if isinstance(node, Conv2d):
+            cout, cin_g, kh, kw = node.weight.shape
+            row["synapses"] = int(np.prod(node.shape)) * cin_g * kh * kw
+        elif isinstance(node, Linear):
+            row["synapses"] = int(node.weight.size)
+        elif isinstance(node, Neuron):
+            row["neurons"] = int(np.prod(node.shape))
+            row["levels"] = node.levels
+            row["threshold"] = f"{node.threshold:.4g}"
+            row["leak"] = leak_summary(node.leak)
+        rows.append(row)
+    return rows
+
+
+def leak_summary(leak: np.ndarray) -> str:
+    """Compact text of a leak schedule, e.g. ``[1.02, 1, 1.02, 1]`` or ``1 (all steps)``."""
+    vals = [f"{v:.4g}" for v in leak]
+    if len(set(vals)) == 1:
+        return f"{vals[0]} (all steps)"
+    if len(vals) > 8:
+        return "[" + ", ".join(vals[:8]) + ", …]"
+    return "[" + ", ".join(vals) + "]"

@@ -1,0 +1,74 @@
+"""Reparameterization (DESIGN.md §2): L-level LM-HT neurons over T steps → single-threshold LIF over L·T steps.
+
+Window k = steps kL … kL+L−1 stands for original step k. With the authors'
+uniform schedule:
+
+* ``leak'(t) = leak(⌊t/L⌋)`` at window starts (t mod L = 0), 1 elsewhere;
+* ``Ω'[t, j] = Ω[⌊t/L⌋, ⌊j/L⌋] / L`` (block-expanded T-GIM);
+* neurons emit binary spikes (levels 1), soft reset, same θ and v_init;
+* every offset (conv/linear bias, unfolded BatchNorm shift and mean) of a node
+  whose input is spikes is divided by L, so window sums of its output equal
+  the original per-step output; a neuron fed by the analog input keeps the
+  offsets upstream and divides its input scale by L instead.
+
+Invariant: each window's input current is the original step's current / L at
+every step of the window, so the LIF spike count of window k equals the
+M-HT level of step k whenever Theorem 4.2's conditions hold (membrane in
+[0, θ) at window starts); the mean output over T' steps is the original mean
+output / L. Non-linear nodes between neurons (max-pool on spikes) break
+window-sum linearity and are refused with the node's name.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import BatchNorm, Conv2d, Graph, IRError, Linear, Neuron, TemporalMix, receives_spikes, validate
+
+
+class ReparamError(IRError):
+    pass
+
+
+def graph_levels(graph: Graph) -> int:
+    """The common level count L of the graph's neurons."""
+    levels = {n.levels for n in graph.neuron_layers()}
+    if len(levels) != 1:
+        names = ", ".join(f"{n.name} (L={n.levels})" for n in graph.neuron_layers()[:4])
+        raise ReparamError(f"neurons have different level counts ({names}); reparameterization needs one L")
+    return levels.pop()
+
+
+def reparameterize(graph: Graph, schedule: str = "uniform") -> Graph:
+    """A copy of ``graph`` with every L-level neuron replaced by a single-threshold LIF over L·T steps."""
+    if graph.meta.get("reparameterized"):
+        raise ReparamError("graph is already reparameterized")
+    if schedule != "uniform":
+        raise ReparamError(f"unknown window schedule {schedule!r}")
+    levels = graph_levels(graph)
+    g = graph.copy()
+    for node in g.topo():
+        if not node.linear and not isinstance(node, Neuron) and receives_spikes(g, node.name):
+            raise ReparamError(f"node {node.name!r} ({node.kind}) applies a non-linear operation to spikes "
+                               f"between neuron layers; reparameterization needs window sums to pass through "
+                               f"linearly (use average pooling, or compile with --no-reparam)")
+    T = g.steps
+    Tp = levels * T
+    window_start = (np.arange(Tp) % levels) == 0
+    for node in g.topo():
+        spiking_input = node.inputs and receives_spikes(g, node.name)
+        if isinstance(node, (Conv2d, Linear)) and spiking_input and node.bias is not None:
+            node.bias = (node.bias.astype(np.float64) / levels).astype(np.float32)
+        elif isinstance(node, BatchNorm) and spiking_input:
+            node.bias = (node.bias.astype(np.float64) / levels).astype(np.float32)
+            node.running_mean = (node.running_mean.astype(np.float64) / levels).astype(np.float32)
+        elif isinstance(node, TemporalMix):
+            node.omega = np.kron(node.omega, np.ones((levels, levels))) / levels
+        elif isinstance(node, Neuron):
+            node.leak = np.where(window_start, np.repeat(node.leak, levels), 1.0)
+            node.levels = 1
+            if not receives_spikes(g, node.inputs[0]):
+                node.input_scale = node.input_scale / levels
+    g.steps = Tp
+    g.meta.update({"reparameterized": True, "reparam_levels": levels, "schedule": schedule})
+    g.meta.setdefault("passes", []).append(f"reparameterize[{schedule}]")
+    return validate(g)
