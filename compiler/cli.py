@@ -227,7 +227,7 @@ def _print_exactness(report) -> None:
         table.add_column(col, justify="right" if col != "layer" else "left")
     for layer in report.layers:
         table.add_row(layer.layer, str(layer.pairs), str(layer.matching), f"{layer.fraction:.6f}", str(layer.max_abs_diff))
-    Console().print(table)
+    Console(width=160).print(table)
     typer.echo(f"all layers: {100 * report.fraction:.4f} % of (neuron, window) spike counts equal the M-HT levels")
     typer.echo(f"logits (x L) vs M-HT: argmax agreement {100 * report.argmax_agreement:.2f} %, "
                f"mean |d| {report.mean_abs_dlogits:.3g}, within 1e-3(1+|ref|): {100 * report.within_tol:.2f} %")
@@ -325,6 +325,28 @@ def simulate(
                f"spike_counts {result.spike_counts.shape}")
     if y is not None:
         typer.echo(f"accuracy: {100 * float((result.logits.argmax(1) == y).mean()):.2f} %")
+
+
+@app.command()
+@user_errors
+def dataset(
+    output: Path = typer.Option(..., "-o", "--output", help=".npz to write (x [N,C,H,W] float32, y [N] int64)"),
+    form: str = typer.Option("8", help="8 (1x8x8) or 32 (3x32x32, the fixtures' form)"),
+    split: str = typer.Option("test", help="train, test or calib"),
+    limit: Optional[int] = typer.Option(None, help="keep the first N images"),
+):
+    """Write a split of the digits data set (scikit-learn's bundled copy) as .npz."""
+    from .atomic import save_npz_atomic
+    from .data import FORMS, load_digits_dataset
+
+    if form not in FORMS:
+        raise LmhtcError(f"--form must be one of {', '.join(FORMS)}, got {form!r}")
+    if split not in ("train", "test", "calib"):
+        raise LmhtcError(f"--split must be train, test or calib, got {split!r}")
+    data = getattr(load_digits_dataset(form), split)
+    x, y = _limited(data.x, data.y, limit)
+    save_npz_atomic(output, x=x, y=y)
+    typer.echo(f"wrote {output}: x {x.shape}, y {y.shape}")
 
 
 @app.command()

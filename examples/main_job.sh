@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The main job, end to end on the embedded default (the digits data bundled with scikit-learn):
 #   1. train the default small LM-HT network (digitsnet, L=2, T=2, 1x8x8 digits) with STBP;
-#   2. reload the saved checkpoint (authors' format + JSON sidecar) and measure its test accuracy.
-# Later stages (compile, simulate, export, report) are appended here as they land.
+#   2. reload the saved checkpoint (authors' format + JSON sidecar) and measure its test accuracy;
+#   3. compile it: BN folding, reparameterization to single-threshold LIF neurons over L*T steps,
+#      with the per-layer exactness report measured on the test images;
+#   4. print the compiled network's layer table;
+#   5. simulate the compiled network with the float reference executor on the test set.
+# Later stages (integer runtime, ONNX/Lava export, SOP/energy report) are appended as they land.
 set -euo pipefail
 OUT=${1:-out}
 LMHTC=${LMHTC:-.venv/bin/lmhtc}
@@ -13,3 +17,13 @@ $LMHTC train -o "$OUT/model.pth"
 
 echo "== 2. reload and evaluate the checkpoint =="
 $LMHTC evaluate "$OUT/model.pth"
+
+echo "== 3. compile (fold BN, reparameterize L=2,T=2 -> LIF over 4 steps) =="
+$LMHTC dataset --form 8 --split test -o "$OUT/digits8_test.npz"
+$LMHTC compile "$OUT/model.pth" -o "$OUT/model.lmhtc" --check "$OUT/digits8_test.npz" --check-limit 360
+
+echo "== 4. inspect =="
+$LMHTC inspect "$OUT/model.lmhtc"
+
+echo "== 5. simulate (float reference executor) =="
+$LMHTC simulate "$OUT/model.lmhtc" --inputs "$OUT/digits8_test.npz" -o "$OUT/simulate_float.npz"

@@ -45,3 +45,12 @@ def agreement_stats(out: np.ndarray, ref: np.ndarray) -> dict:
         "mean_abs_diff": float(diff.mean()),
         "within_tol": float((diff <= 1e-3 * (1 + np.abs(ref))).mean()),
     }
+
+
+def assert_one_line_error(code: int, output: str, *fragments: str) -> None:
+    """A user error: exit status 2 and exactly one line ``error: ...`` containing every fragment."""
+    assert code == 2, output
+    lines = [ln for ln in output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), output
+    for frag in fragments:
+        assert frag in lines[0], (frag, lines[0])

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from compiler.checkpoint import read_checkpoint
 from compiler.cli import app
-from conftest import HYBRID_RESNET20, RESNET18
+from conftest import HYBRID_RESNET20, RESNET18, assert_one_line_error
 
 RESNET18_FLAGS = ["--arch", "resnet18", "-L", "2", "-T", "2", "--limit", "2", "--no-progress"]
 
@@ -20,14 +20,6 @@ RESNET18_FLAGS = ["--arch", "resnet18", "-L", "2", "-T", "2", "--limit", "2", "-
 def evaluate(path, *flags):
     res = CliRunner().invoke(app, ["evaluate", str(path), *flags])
     return res.exit_code, res.output
-
-
-def assert_one_line_error(code, output, *fragments):
-    assert code == 2, output
-    lines = [ln for ln in output.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), output
-    for frag in fragments:
-        assert frag in lines[0], (frag, lines[0])
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,116 @@
+"""Artifact format: save → load is the identity; damage is detected and named; writes are atomic."""
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compiler.artifact import ArtifactError, graphs_equal, load_artifact, save_artifact
+from compiler.executor import run_float
+from compiler.frontends import trace_to_ir
+from compiler.pipeline import compile_graphs
+from nets import TinyResNet, randomize
+
+
+def compiled(seed=0, levels=2, T=2, reparam=True):
+    return compile_graphs(trace_to_ir(randomize(TinyResNet(levels, T), seed), (2, 8, 8)), reparam=reparam)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 1000), levels=st.sampled_from([1, 2, 4]), T=st.sampled_from([1, 2, 3]),
+       reparam=st.booleans())
+def test_save_load_round_trip_is_identity(tmp_path_factory, seed, levels, T, reparam):
+    graphs = compiled(seed, levels, T, reparam)
+    path = tmp_path_factory.mktemp("art") / "net.lmhtc"
+    save_artifact(path, graphs, {"note": "round trip", "seed": seed})
+    loaded, meta = load_artifact(path)
+    assert meta == {"note": "round trip", "seed": seed}
+    assert set(loaded) == {"source", "compiled"}
+    for name in graphs:
+        assert graphs_equal(graphs[name], loaded[name])
+        assert loaded[name].meta == json.loads(json.dumps(graphs[name].meta))
+    x = np.random.default_rng(seed).normal(size=(3, 2, 8, 8)).astype(np.float32)
+    a, b = run_float(graphs["compiled"], x), run_float(loaded["compiled"], x)
+    assert np.array_equal(a.outputs, b.outputs) and np.array_equal(a.spike_counts, b.spike_counts)
+
+
+def test_shared_weights_are_stored_once(tmp_path):
+    graphs = compiled()
+    path = save_artifact(tmp_path / "a.lmhtc", graphs)
+    with zipfile.ZipFile(path) as z:
+        manifest = json.loads(z.read("manifest.json"))
+    refs = [k for g in manifest["graphs"].values() for n in g["nodes"] for k in n["arrays"].values()]
+    conv_w = [n["arrays"]["weight"] for g in manifest["graphs"].values() for n in g["nodes"] if n["name"] == "conv.0"]
+    assert conv_w[0] == conv_w[1] and len(set(refs)) < len(refs)
+
+
+@pytest.fixture
+def artifact(tmp_path):
+    return save_artifact(tmp_path / "net.lmhtc", compiled())
+
+
+def test_truncated_artifact(artifact):
+    data = artifact.read_bytes()
+    artifact.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match=f"{artifact}: not an lmhtc artifact or truncated"):
+        load_artifact(artifact)
+
+
+def test_flipped_byte_in_tensors(artifact):
+    data = bytearray(artifact.read_bytes())
+    with zipfile.ZipFile(artifact) as z:
+        info = z.getinfo("tensors.safetensors")
+    offset = info.header_offset + 30 + len(info.filename) + len(info.extra) + info.file_size // 2
+    data[offset] ^= 0xFF
+    artifact.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="corrupted artifact \\(checksum mismatch in tensors.safetensors\\)"):
+        load_artifact(artifact)
+
+
+def _rewrite(path, manifest=None, tensors=None):
+    with zipfile.ZipFile(path) as z:
+        m, t = z.read("manifest.json"), z.read("tensors.safetensors")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("manifest.json", manifest(m) if manifest else m)
+        z.writestr("tensors.safetensors", tensors(t) if tensors else t)
+
+
+def test_tampered_tensors_with_valid_zip(artifact):
+    _rewrite(artifact, tensors=lambda t: t[:-4] + bytes(4))
+    with pytest.raises(ArtifactError, match="tensor data does not match its checksum"):
+        load_artifact(artifact)
+
+
+def test_tampered_manifest_version(artifact):
+    _rewrite(artifact, manifest=lambda m: m.replace(b'"version": 1', b'"version": 99'))
+    with pytest.raises(ArtifactError, match="format version 99 is not supported"):
+        load_artifact(artifact)
+
+
+def test_tampered_manifest_graph(artifact):
+    def edit(m):
+        d = json.loads(m)
+        d["graphs"]["compiled"]["nodes"][5]["inputs"] = ["no_such_node"]
+        return json.dumps(d).encode()
+    _rewrite(artifact, manifest=edit)
+    with pytest.raises(ArtifactError, match="graph 'compiled'"):
+        load_artifact(artifact)
+
+
+def test_not_an_artifact(tmp_path):
+    p = tmp_path / "x.lmhtc"
+    p.write_text("{}")
+    with pytest.raises(ArtifactError, match="not an lmhtc artifact"):
+        load_artifact(p)
+    with pytest.raises(ArtifactError, match="no such file"):
+        load_artifact(tmp_path / "missing.lmhtc")
+
+
+def test_failed_save_leaves_no_file(tmp_path):
+    with pytest.raises(TypeError):
+        save_artifact(tmp_path / "bad.lmhtc", compiled(), {"unserialisable": object()})
+    assert list(tmp_path.iterdir()) == []
