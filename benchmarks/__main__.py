@@ -1,9 +1,9 @@
-"""Run the benchmarks and print their tables.
+"""Run the benchmarks and print their tables: `make bench` (or `python -m benchmarks [NAME ...]`).
 
-Today: training time and accuracy of the default digits network (issue 2's
-target: >= 95 % test accuracy in under 2 minutes on this 2-core machine) and
-the PyTorch float inference throughput of the zoo models the later issues
-compare against.
+* ``training`` — training time and accuracy of the default digits network
+  (target: >= 95 % test accuracy in under 2 minutes on this 2-core machine);
+* ``runtime`` — the bit-accurate integer runtime vs the PyTorch float LM-HT
+  model on ResNet-18 digits (batch 1 and 64), and compile time/peak memory.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from compiler.data import load_digits_dataset
-from compiler.training import TrainConfig, accuracy, predict, train
+from compiler.training import TrainConfig, train
 from compiler.zoo import build_snn
 
 
@@ -33,31 +33,19 @@ def bench_training(console: Console) -> None:
     console.print(table)
 
 
-def bench_inference(console: Console) -> None:
-    table = Table(title=f"PyTorch float LM-HT inference (eval mode, {torch.get_num_threads()} threads)")
-    for col in ("model", "input", "batch", "images/s", "latency (ms/batch)"):
-        table.add_column(col, justify="right")
-    cases = [("digitsnet", (1, 8, 8), "8"), ("resnet18", (3, 32, 32), "32")]
-    for arch, shape, form in cases:
-        x = torch.from_numpy(load_digits_dataset(form).test.x)
-        model = build_snn(arch, 2, 2, 10, "direct", shape).eval()
-        for batch in (1, 64):
-            xb = x[:batch]
-            with torch.no_grad():
-                model(xb)
-                reps, start = 0, time.perf_counter()
-                while time.perf_counter() - start < 2.0:
-                    model(xb)
-                    reps += 1
-            dt = (time.perf_counter() - start) / reps
-            table.add_row(arch, "x".join(map(str, shape)), str(batch), f"{batch / dt:.1f}", f"{1000 * dt:.2f}")
-    console.print(table)
-
-
 def main() -> None:
-    console = Console()
-    bench_training(console)
-    bench_inference(console)
+    import sys
+
+    from benchmarks.runtime import bench_runtime
+
+    benches = {"training": bench_training, "runtime": bench_runtime}
+    names = sys.argv[1:] or list(benches)
+    unknown = [n for n in names if n not in benches]
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(benches)}")
+    console = Console(width=160)
+    for name in names:
+        benches[name](console)
 
 
 if __name__ == "__main__":

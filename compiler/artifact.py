@@ -28,6 +28,7 @@ from safetensors.numpy import save as st_save
 from . import __version__
 from .atomic import atomic_write
 from .errors import LmhtcError
+from . import intir  # noqa: F401  (registers the integer node kinds with the loader)
 from .ir import NODE_TYPES, Graph, IRError, validate
 
 FORMAT = "lmhtc-artifact"

@@ -190,13 +190,26 @@ def compile_cmd(
     no_reparam: bool = typer.Option(False, "--no-reparam", help="keep the M-HT neurons (compile the network as trained)"),
     check: Optional[Path] = typer.Option(None, help=".npz with x: measure the reparameterization's exactness on it"),
     check_limit: int = typer.Option(32, help="images of --check to use"),
+    calib: Optional[Path] = typer.Option(None, help=".npz with x: calibration data for the integer lowering"),
+    calib_limit: int = typer.Option(256, help="images of --calib to use"),
+    weight_bits: Optional[int] = typer.Option(None, help="integer weight mantissa bits, 2-16 (default 8)"),
+    per_layer: bool = typer.Option(False, "--per-layer", help="one weight scale per layer (default: per output channel)"),
+    no_int: bool = typer.Option(False, "--no-int", help="skip the integer lowering"),
     progress: ProgressOpt = True,
 ):
-    """Compile a checkpoint to an lmhtc artifact (BN folding, reparameterization)."""
+    """Compile a checkpoint to an lmhtc artifact (BN folding, reparameterization, integer lowering)."""
     from .artifact import save_artifact
     from .pipeline import compile_checkpoint
 
+    from .passes.quantize import QuantConfig, QuantizeError, quantize
+
+    if check is not None and no_reparam:
+        raise LmhtcError("--check measures a reparameterization; it cannot be used with --no-reparam")
     spec = _spec_from_flags(checkpoint, arch, levels, timesteps, recipe, num_classes, input_shape)
+    config = QuantConfig(weight_bits=8 if weight_bits is None else weight_bits, per_channel=not per_layer)
+    config.check()     # bad options fail before any work
+    cx = None if calib is None or no_int else _limited(*load_inputs(calib), calib_limit)[0]
+    cxy = None if check is None else _limited(*load_inputs(check), check_limit)
     graphs = compile_checkpoint(checkpoint, spec, reparam=not no_reparam)
     meta = {"model_spec": spec.to_json(), "reparameterized": not no_reparam,
             "source_checkpoint": graphs["source"].meta.get("source", {})}
@@ -205,14 +218,23 @@ def compile_cmd(
                f"-> {'LIF' if not no_reparam else 'M-HT'} network over {compiled.steps} steps "
                f"(passes: {', '.join(compiled.meta.get('passes', []))})")
     if check is not None:
-        if no_reparam:
-            raise LmhtcError("--check measures a reparameterization; it cannot be used with --no-reparam")
         from .exactness import exactness_report
 
-        x, _ = _limited(*load_inputs(check), check_limit)
-        report = exactness_report(graphs["source"], compiled, x, progress=progress)
+        report = exactness_report(graphs["source"], compiled, cxy[0], progress=progress)
         meta["exactness"] = report.to_json()
         _print_exactness(report)
+    if not no_int:
+        explicit = calib is not None or weight_bits is not None
+        try:
+            graphs["integer"] = quantize(compiled, config, calib=cx, progress=progress)
+        except QuantizeError as exc:
+            if explicit:
+                raise
+            typer.echo(f"note: no integer lowering ({exc}); the artifact holds the float network only")
+        else:
+            qm = graphs["integer"].meta["quantization"]
+            typer.echo(f"integer lowering: {qm['weight_bits']}-bit weights ({'per channel' if qm['per_channel'] else 'per layer'}), "
+                       f"{qm['membrane_bits']}-bit membranes, input range ±{qm['input_range']:.4g} from {qm['input_rule']}")
     save_artifact(output, graphs, meta)
     typer.echo(f"wrote {output}")
 
@@ -300,7 +322,7 @@ def simulate(
     artifact: Path = typer.Argument(..., help="compiled artifact"),
     inputs: Path = typer.Option(..., help=".npz with x [N,C,H,W] float32 (and optionally y)"),
     output: Path = typer.Option(..., "-o", "--output", help=".npz to write"),
-    mode: str = typer.Option("float", help="float (the reference executor)"),
+    mode: str = typer.Option("float", help="float (the reference executor) or int (the bit-accurate runtime)"),
     graph: str = typer.Option("compiled", help="compiled or source"),
     limit: Optional[int] = typer.Option(None, help="simulate the first N images only"),
     batch_size: int = typer.Option(64),
@@ -311,20 +333,93 @@ def simulate(
     from .atomic import save_npz_atomic
     from .executor import run_float
 
-    if mode != "float":
-        raise LmhtcError(f"--mode {mode!r}: only 'float' is available (the integer runtime is not built yet)")
+    if mode not in ("float", "int"):
+        raise LmhtcError(f"--mode must be float or int, got {mode!r}")
     graphs, _ = load_artifact(artifact)
-    if graph not in graphs:
-        raise LmhtcError(f"{artifact}: no graph {graph!r} (has: {', '.join(graphs)})")
+    if mode == "int":
+        if "integer" not in graphs:
+            raise LmhtcError(f"{artifact}: has no integer network (compiled with --no-int, or not lowerable)")
+        graph = "integer"
+    elif graph not in graphs or graph == "integer":
+        raise LmhtcError(f"{artifact}: no float graph {graph!r} (has: {', '.join(g for g in graphs if g != 'integer')})")
     x, y = _limited(*load_inputs(inputs), limit)
-    result = run_float(graphs[graph], x, batch_size, progress=progress)
-    save_npz_atomic(output, logits=result.logits.astype(np.float32), outputs=result.outputs.astype(np.float32),
-                    spike_counts=result.spike_counts.astype(np.int64),
-                    layer_names=np.array(result.layer_names))
-    typer.echo(f"wrote {output}: logits {result.logits.shape}, outputs {result.outputs.shape}, "
-               f"spike_counts {result.spike_counts.shape}")
+    if mode == "int":
+        from runtime.simulator import run_int
+
+        r = run_int(graphs["integer"], x, batch_size, progress=progress)
+        arrays = dict(logits=r.logits.astype(np.float32), outputs=r.outputs.astype(np.float32),
+                      logits_int=r.logits_int, outputs_int=r.outputs_int, spike_counts=r.spike_counts,
+                      layer_names=np.array(r.layer_names), sops=r.sops, macs=r.macs, saturation=r.saturation,
+                      sops_by_layer_step=r.sops_by_layer_step,
+                      synaptic_layer_names=np.array(r.synaptic_layer_names))
+        logits = r.logits
+        if r.saturation.sum():
+            typer.echo(f"warning: {int(r.saturation.sum())} membrane saturation events "
+                       f"(per layer: {dict(zip(r.layer_names, r.saturation.sum(0).tolist()))})")
+    else:
+        result = run_float(graphs[graph], x, batch_size, progress=progress)
+        arrays = dict(logits=result.logits.astype(np.float32), outputs=result.outputs.astype(np.float32),
+                      spike_counts=result.spike_counts.astype(np.int64), layer_names=np.array(result.layer_names))
+        logits = result.logits
+    save_npz_atomic(output, **arrays)
+    typer.echo(f"wrote {output}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()
+                                                  if k in ("logits", "outputs", "spike_counts", "sops")))
     if y is not None:
-        typer.echo(f"accuracy: {100 * float((result.logits.argmax(1) == y).mean()):.2f} %")
+        typer.echo(f"accuracy: {100 * float((logits.argmax(1) == y).mean()):.2f} %")
+
+
+@app.command()
+@user_errors
+def sweep(
+    artifact: Path = typer.Argument(..., help="compiled artifact"),
+    inputs: Path = typer.Option(..., help=".npz with x [N,C,H,W] and labels y"),
+    bits: str = typer.Option("4,6,8,10,12,16", help="weight widths to try, comma separated"),
+    calib: Optional[Path] = typer.Option(None, help=".npz with x: calibration data for the integer lowering"),
+    calib_limit: int = typer.Option(256),
+    limit: Optional[int] = typer.Option(None, help="use the first N images only"),
+    plot: Optional[Path] = typer.Option(None, help="write the accuracy-vs-bits plot (PNG)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the table as JSON"),
+    progress: ProgressOpt = True,
+):
+    """Integer accuracy vs float LM-HT accuracy over weight widths, plus the widest setting."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .artifact import load_artifact
+    from .atomic import atomic_write
+    from .sweep import bits_sweep
+
+    try:
+        widths = sorted({int(b) for b in bits.split(",") if b.strip()})
+    except ValueError:
+        raise LmhtcError(f"--bits must be comma-separated integers, got {bits!r}") from None
+    if not widths or min(widths) < 2 or max(widths) > 16:
+        raise LmhtcError(f"--bits must lie between 2 and 16, got {bits!r}")
+    graphs, meta = load_artifact(artifact)
+    x, y = _limited(*load_inputs(inputs), limit)
+    if y is None:
+        raise LmhtcError(f"{inputs}: no labels 'y' to measure accuracy against")
+    cx = None if calib is None else _limited(*load_inputs(calib), calib_limit)[0]
+    result = bits_sweep(graphs, x, y, widths, cx, progress=progress)
+    table = Table(title=f"{artifact.name}: integer runtime vs float LM-HT on {result.images} images "
+                        f"(float LM-HT {100 * result.float_source_accuracy:.2f} %, "
+                        f"float compiled {100 * result.float_compiled_accuracy:.2f} %)")
+    for col in ("setting", "int accuracy", "vs float LM-HT (pp)", "argmax agreement", "saturations", "spikes int/float"):
+        table.add_column(col, justify="left" if col == "setting" else "right")
+    for r in result.rows:
+        table.add_row(r.setting, f"{100 * r.accuracy:.2f} %", f"{r.delta_pp:+.2f}", f"{100 * r.agreement:.2f} %",
+                      str(r.saturations), f"{r.spike_ratio:.4f}")
+    Console(width=160).print(table)
+    if plot is not None:
+        from .plots import plot_bits_sweep
+
+        plot_bits_sweep(result, plot, f"{meta.get('model_spec', {}).get('arch', artifact.name)}: accuracy vs weight bits")
+        typer.echo(f"wrote {plot}")
+    if json_out is not None:
+        text = json.dumps(result.to_json(), indent=2)
+        atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
 
 
 @app.command()

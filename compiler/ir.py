@@ -37,6 +37,7 @@ class Node:
     arity = 1
     synaptic = False    # carries weights: its work is counted in synaptic operations
     linear = True       # a linear map of its inputs per step (needed between neurons for reparam)
+    elementwise = False  # output shape = input shape
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Named array parameters (saved to the artifact's tensor store)."""
@@ -134,6 +135,7 @@ class TemporalMix(Node):
     """T-GIM: step t receives ``Σ_j omega[t, j]·x[j]`` (non-causal; needs the whole input sequence)."""
     omega: np.ndarray = None            # [steps, steps], float64
     kind = "temporal_mix"
+    elementwise = True
 
 
 @dataclass
@@ -148,6 +150,7 @@ class Neuron(Node):
     input_scale: float = 1.0
     reset: str = "soft"
     kind = "neuron"
+    elementwise = True
     linear = False
 
 
@@ -155,6 +158,7 @@ class Neuron(Node):
 class Readout(Node):
     """Network output: the per-step sequence, and its mean over steps as the logits."""
     kind = "readout"
+    elementwise = True
 
 
 NODE_TYPES: dict[str, type[Node]] = {t.kind: t for t in
@@ -162,7 +166,13 @@ NODE_TYPES: dict[str, type[Node]] = {t.kind: t for t in
                                       Add, Flatten, TemporalMix, Neuron, Readout)}
 
 
-@dataclass
+def register_node_type(cls: type[Node]) -> type[Node]:
+    """Make a node kind known to the artifact loader (used by the integer kinds)."""
+    NODE_TYPES[cls.kind] = cls
+    return cls
+
+
+@dataclass(eq=False)
 class Graph:
     """A network: nodes in a networkx DiGraph plus the time and provenance metadata."""
     steps: int
@@ -295,7 +305,7 @@ def _node_shape(node: Node, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
         return x
     if isinstance(node, Flatten):
         return (int(np.prod(x)),)
-    if isinstance(node, (TemporalMix, Neuron, Readout)):
+    if node.elementwise:
         return x
     raise ValueError(f"unknown node kind {node.kind!r}")
 
@@ -341,7 +351,7 @@ def validate(graph: Graph) -> Graph:
         if isinstance(node, Neuron):
             if node.leak is None or node.leak.shape != (graph.steps,):
                 raise IRError(f"{where}: leak schedule must have {graph.steps} entries")
-            if not node.threshold > 0:
+            if not np.all(np.asarray(node.threshold) > 0):
                 raise IRError(f"{where}: threshold must be > 0, got {node.threshold}")
             if node.levels < 1:
                 raise IRError(f"{where}: levels must be >= 1, got {node.levels}")
@@ -404,7 +414,8 @@ def summary_rows(graph: Graph) -> list[dict]:
         elif isinstance(node, Neuron):
             row["neurons"] = int(np.prod(node.shape))
             row["levels"] = node.levels
-            row["threshold"] = f"{node.threshold:.4g}"
+            th = np.asarray(node.threshold)
+            row["threshold"] = f"{th.item():.4g}" if th.size == 1 else f"{th.min()}..{th.max()} (int)"
             row["leak"] = leak_summary(node.leak)
         rows.append(row)
     return rows

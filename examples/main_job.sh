@@ -5,8 +5,11 @@
 #   3. compile it: BN folding, reparameterization to single-threshold LIF neurons over L*T steps,
 #      with the per-layer exactness report measured on the test images;
 #   4. print the compiled network's layer table;
-#   5. simulate the compiled network with the float reference executor on the test set.
-# Later stages (integer runtime, ONNX/Lava export, SOP/energy report) are appended as they land.
+#   5. simulate the compiled network with the float reference executor on the test set;
+#   6. run the integer network (8-bit weights, calibrated on the first 256 training images) with the
+#      bit-accurate event-driven runtime on the test set;
+#   7. sweep the weight width (4..16 bits and the widest setting): integer vs float accuracy, table + PNG.
+# Later stages (ONNX/Lava export, SOP/energy report) are appended as they land.
 set -euo pipefail
 OUT=${1:-out}
 LMHTC=${LMHTC:-.venv/bin/lmhtc}
@@ -20,10 +23,19 @@ $LMHTC evaluate "$OUT/model.pth"
 
 echo "== 3. compile (fold BN, reparameterize L=2,T=2 -> LIF over 4 steps) =="
 $LMHTC dataset --form 8 --split test -o "$OUT/digits8_test.npz"
-$LMHTC compile "$OUT/model.pth" -o "$OUT/model.lmhtc" --check "$OUT/digits8_test.npz" --check-limit 360
+$LMHTC dataset --form 8 --split calib -o "$OUT/digits8_calib.npz"
+$LMHTC compile "$OUT/model.pth" -o "$OUT/model.lmhtc" --check "$OUT/digits8_test.npz" --check-limit 360 \
+    --calib "$OUT/digits8_calib.npz" --weight-bits 8
 
 echo "== 4. inspect =="
 $LMHTC inspect "$OUT/model.lmhtc"
 
 echo "== 5. simulate (float reference executor) =="
 $LMHTC simulate "$OUT/model.lmhtc" --inputs "$OUT/digits8_test.npz" -o "$OUT/simulate_float.npz"
+
+echo "== 6. simulate (bit-accurate integer runtime) =="
+$LMHTC simulate "$OUT/model.lmhtc" --inputs "$OUT/digits8_test.npz" -o "$OUT/simulate_int.npz" --mode int
+
+echo "== 7. integer accuracy vs weight bits =="
+$LMHTC sweep "$OUT/model.lmhtc" --inputs "$OUT/digits8_test.npz" --calib "$OUT/digits8_calib.npz" \
+    --bits 4,5,6,8,10,12,16 --plot "$OUT/bits_sweep.png" --json "$OUT/bits_sweep.json"

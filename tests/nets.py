@@ -104,3 +104,24 @@ def theorem_net(levels: int, T: int, seed: int) -> nn.Module:
 def dyadic_images(n: int, shape=(2, 8, 8), seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (rng.integers(0, 17, size=(n, *shape)) / 16.0).astype(np.float32)
+
+
+class StridedNet(nn.Module):
+    """Covers the event path's geometry: strided, grouped, dilated convolutions and avg-pool with padding."""
+
+    def __init__(self, levels: int, T: int, classes: int = 3):
+        super().__init__()
+        self.T = T
+        self.stem = TimeDistributed(nn.Conv2d(2, 4, 3, padding=1))
+        self.sn0 = LMHTNeuron(levels, T)
+        self.grouped = TimeDistributed(nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2))
+        self.sn1 = LMHTNeuron(levels, T)
+        self.dilated = TimeDistributed(nn.Conv2d(6, 4, 3, padding=2, dilation=2, bias=False))
+        self.sn2 = LMHTNeuron(levels, T)
+        self.pool = TimeDistributed(nn.AvgPool2d(3, stride=2, padding=1))
+        self.head = TimeDistributed(nn.Linear(4 * 2 * 2, classes))
+
+    def forward(self, x):
+        x = repeat_steps(x, self.T)
+        x = self.sn2(self.dilated(self.sn1(self.grouped(self.sn0(self.stem(x))))))
+        return self.head(torch.flatten(self.pool(x), 2))

@@ -1,0 +1,115 @@
+"""Integer node kinds of the IR (docs/integer-semantics.md is their definition).
+
+Each subclasses the float kind it implements, so shape inference and graph
+tools apply unchanged; the executors tell them apart by ``kind``. A graph of
+these nodes has ``graph.meta["integer"] = True``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ir import (AvgPool2d, Conv2d, GlobalAvgPool, Input, Linear, Neuron, Node, Readout, TemporalMix,
+                 register_node_type)
+
+SEMANTICS_VERSION = 1
+
+
+@register_node_type
+@dataclass
+class QInput(Input):
+    """``x_int = clip(round(x/scale), ±(2^(bits−1) − 1))`` at every step."""
+    scale: float = 1.0
+    bits: int = 8
+    kind = "qinput"
+
+
+@register_node_type
+@dataclass
+class QConv2d(Conv2d):
+    """``y = (Σ w·x) << shift + bias``; weight int32 mantissas, bias int64 (membrane units)."""
+    shift: int = 0
+    weight_bits: int = 8
+    acc_bound: int = 0          # max |Σ w·x| over any output, from range analysis
+    kind = "qconv2d"
+
+
+@register_node_type
+@dataclass
+class QLinear(Linear):
+    shift: int = 0
+    weight_bits: int = 8
+    acc_bound: int = 0
+    kind = "qlinear"
+
+
+@register_node_type
+@dataclass
+class QGain(Node):
+    """Identity shortcut as a synapse of fan-out 1: ``y[c] = (gain[c]·x[c]) << shift``."""
+    gain: np.ndarray = None
+    shift: int = 0
+    weight_bits: int = 8
+    acc_bound: int = 0
+    kind = "qgain"
+    synaptic = True
+    elementwise = True
+
+
+@register_node_type
+@dataclass
+class SumPool2d(AvgPool2d):
+    """Window sums (the float layer's 1/k² lives in the consumer's weights)."""
+    kind = "sumpool2d"
+
+
+@register_node_type
+@dataclass
+class GlobalSumPool(GlobalAvgPool):
+    kind = "globalsumpool"
+
+
+@register_node_type
+@dataclass
+class QTemporalMix(TemporalMix):
+    """``I(t) = rs(Σ_m omega[t,m]·y(m), frac_bits)``; omega int64."""
+    frac_bits: int = 12
+    kind = "qtemporal_mix"
+
+
+@register_node_type
+@dataclass
+class QNeuron(Neuron):
+    """``V ← sat(rs(leak[t]·V, leak_frac_bits) + I, membrane_bits)``; ``k = Σ_i [V ≥ iΘ]``; ``V −= kΘ``.
+
+    ``threshold`` and ``v_init`` are int64 per channel, ``leak`` int64 per step.
+    """
+    leak_frac_bits: int = 12
+    membrane_bits: int = 24
+    kind = "qneuron"
+
+
+@register_node_type
+@dataclass
+class QReadout(Readout):
+    """Integer per-step logits ``y(t)``; dequantized with ``scale`` (float64 per class)."""
+    scale: np.ndarray = None
+    kind = "qreadout"
+
+
+def rs(a, frac_bits: int):
+    """Rounding right shift, half away from zero (numpy or torch integers).
+
+    ``sign(a)·((|a| + 2^(F−1)) >> F)`` computed as ``(a + 2^(F−1) − [a < 0]) >> F`` (arithmetic shift):
+    for a < 0 that is ``floor((a − 2^(F−1) + 2^F − 1)/2^F) = ceil((a − 2^(F−1))/2^F)``, the same value.
+    """
+    if frac_bits == 0:
+        return a
+    if isinstance(a, np.ndarray) or np.isscalar(a):
+        return (a - (a < 0) + (1 << (frac_bits - 1))) >> frac_bits
+    r = a >> 63                   # torch int64: −1 for negative values, 0 otherwise (arithmetic shift)
+    r += a
+    r += 1 << (frac_bits - 1)
+    r >>= frac_bits
+    return r

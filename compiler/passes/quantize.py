@@ -1,0 +1,348 @@
+"""Integer lowering: a float graph (BN folded) → the integer network of docs/integer-semantics.md.
+
+Invariant: the integer graph computes, in exact integer arithmetic, the float
+graph's network with weights rounded to ``weight_bits`` mantissas, T-GIM and
+leak coefficients to ``frac_bits`` fixed point, thresholds/biases/v_init to
+membrane units, and the input to ``input_bits`` — spikes are the same events
+wherever no membrane lies within the rounding error of a threshold.
+
+Units. Every integer value stands for ``value × unit``. A neuron's output (a
+spike count) has unit θ; a sum-pool divides the unit by its window size; the
+input has unit ``input_scale``. The synaptic paths into one neuron layer (or
+the readout) — a conv/linear, or an identity shortcut lowered to a ``qgain`` —
+accumulate into the layer's membrane unit ``S_w[c] / 2^E`` (per output channel
+by default), where ``S_w[c]`` makes the largest |weight × input unit| of any
+path the largest ``weight_bits`` mantissa and E is the shared exponent.
+
+Calibration data (optional) sets the input range (max |x|) and lowers E for
+layers whose membranes would otherwise use more than ``membrane_bits − 1``
+bits. Without data the rules are: input range from the checkpoint's
+normalisation (pixels in [0, 1]) when known, else ±4; E = 6 unless a membrane
+of 8·(L+1)·θ would not fit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import LmhtcError
+from ..intir import (SEMANTICS_VERSION, GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
+                     QTemporalMix, SumPool2d)
+from ..ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Input, IRError, Linear,
+                  MaxPool2d, Neuron, Node, Readout, TemporalMix, validate)
+
+
+class QuantizeError(IRError):
+    pass
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    weight_bits: int = 8
+    per_channel: bool = True
+    shift: int = 6                  # default shared exponent E (Loihi's threshold shift)
+    input_bits: int = 8
+    mix_frac_bits: int = 12
+    leak_frac_bits: int = 12
+    membrane_bits: int | None = None   # default: 24 (Loihi) up to 8-bit weights, weight_bits + 16 above
+
+    @property
+    def membrane(self) -> int:
+        return self.membrane_bits if self.membrane_bits is not None else max(24, self.weight_bits + 16)
+
+    @classmethod
+    def widest(cls) -> "QuantConfig":
+        """Every width at its maximum: 24-bit weights and input, 24-bit T-GIM and leak fractions, 38-bit
+        membranes (the largest whose leak products fit int64: 2^(24+1)·2^37 < 2^63). A verification
+        setting: its integers follow the float network to float64 rounding."""
+        return cls(weight_bits=24, input_bits=24, mix_frac_bits=24, leak_frac_bits=24, membrane_bits=38, shift=8)
+
+    def check(self) -> None:
+        if not 2 <= self.weight_bits <= 24:
+            raise LmhtcError(f"--weight-bits must be between 2 and 24, got {self.weight_bits}")
+        if not 2 <= self.input_bits <= 24:
+            raise LmhtcError(f"input bits must be between 2 and 24, got {self.input_bits}")
+        if not (1 <= self.mix_frac_bits <= 24 and 1 <= self.leak_frac_bits <= 24):
+            raise LmhtcError("T-GIM and leak fraction bits must be between 1 and 24")
+        if self.membrane + self.leak_frac_bits + 1 > 63:
+            raise LmhtcError(f"{self.membrane}-bit membranes with {self.leak_frac_bits}-bit leak fractions "
+                             f"overflow 64-bit leak products")
+        if not 8 <= self.membrane <= 48:
+            raise LmhtcError(f"membrane bits must be between 8 and 48, got {self.membrane}")
+
+
+def _round(x) -> np.ndarray:
+    """Round half away from zero."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def _channels(shape) -> int:
+    return int(shape[0])
+
+
+def _expand_unit(unit: np.ndarray, shape) -> np.ndarray:
+    """Per-channel unit → per-element unit over a per-sample ``shape``."""
+    return np.broadcast_to(unit.reshape(-1, *([1] * (len(shape) - 1))), shape)
+
+
+def _group_leaves(g: Graph, root: Node) -> tuple[list[str], list[str]]:
+    """The accumulation tree feeding ``root`` (a TemporalMix or Readout): its Add nodes and its leaves."""
+    adds, leaves, stack = [], [], [root.inputs[0]]
+    while stack:
+        name = stack.pop()
+        node = g.node(name)
+        if isinstance(node, (Add, Conv2d, Linear)) and len(g.consumers(name)) != 1:
+            raise QuantizeError(f"node {name!r} ({node.kind}) feeds several layers; the integer lowering "
+                                f"needs each synaptic sum to feed one neuron layer")
+        if isinstance(node, Add):
+            adds.append(name)
+            stack.extend(node.inputs)
+        else:
+            leaves.append(name)
+    return adds, leaves
+
+
+def _input_range(graph: Graph, calib: np.ndarray | None) -> tuple[float, str]:
+    if calib is not None:
+        return float(np.abs(calib).max()) or 1.0, "calibration (max |x|)"
+    norm = graph.meta.get("model_spec", {}).get("normalization") or {}
+    if "mean" in norm and "std" in norm:
+        mean, std = float(norm["mean"]), float(norm["std"])
+        return max(abs((0 - mean) / std), abs((1 - mean) / std)), "data-free (normalisation, pixels in [0, 1])"
+    return 4.0, "data-free (standardised input, ±4)"
+
+
+def _membrane_peaks(graph: Graph, calib: np.ndarray, batch_size: int, progress: bool) -> dict[str, float]:
+    """Max |v| per neuron layer of the float network on calibration data."""
+    from ..executor import run_float
+
+    neurons = graph.neuron_layers()
+    mix_of = {n.name: n.inputs[0] for n in neurons}
+    peaks = {n.name: 0.0 for n in neurons}
+    for i in tqdm(range(0, len(calib), batch_size), desc="calibrate", disable=not progress, unit="batch"):
+        run = run_float(graph, calib[i:i + batch_size], batch_size, capture=set(mix_of.values()))
+        for n in neurons:
+            cur = torch.as_tensor(run.captured[mix_of[n.name]], dtype=torch.float64) * n.input_scale
+            theta = torch.tensor(n.threshold, dtype=torch.float64)
+            v = torch.full_like(cur[0], n.v_init) * theta
+            peak = float(v.abs().max()) if v.numel() else 0.0
+            for t in range(cur.shape[0]):
+                v = float(n.leak[t]) * v + cur[t]
+                peak = max(peak, float(v.abs().max()))
+                k = (v >= theta).double()
+                for lvl in range(2, n.levels + 1):
+                    k += (v >= lvl * theta).double()
+                v = v - k * theta
+            peaks[n.name] = max(peaks[n.name], peak)
+    return peaks
+
+
+def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarray | None = None,
+             batch_size: int = 32, progress: bool = False) -> Graph:
+    """The integer network of ``graph`` (a float graph with BatchNorm folded)."""
+    config.check()
+    if graph.meta.get("integer"):
+        raise QuantizeError("graph is already an integer network")
+    for node in graph.topo():
+        if isinstance(node, BatchNorm):
+            raise QuantizeError(f"node {node.name!r} (batchnorm): fold BatchNorm before integer lowering")
+        if isinstance(node, MaxPool2d):
+            raise QuantizeError(f"node {node.name!r} (maxpool2d): max-pooling has no integer lowering yet")
+    peaks = _membrane_peaks(graph, calib, batch_size, progress) if calib is not None else None
+    qmax_w = 2 ** (config.weight_bits - 1) - 1
+    qmax_x = 2 ** (config.input_bits - 1) - 1
+    vmax = 2 ** (config.membrane - 1) - 1
+
+    src = graph
+    out = Graph(steps=src.steps, meta=dict(src.meta))
+    unit: dict[str, np.ndarray] = {}       # per-element real value of one integer unit (float values only)
+    max_in: dict[str, np.ndarray] = {}     # per-element max |integer| (range analysis)
+    membrane_unit: dict[str, np.ndarray] = {}   # group root (mix/readout) → per-channel membrane unit
+    group_shift: dict[str, int] = {}
+    leaf_of_group: dict[str, str] = {}
+    roots = [n for n in src.topo() if isinstance(n, (TemporalMix, Readout))]
+    groups = {}
+    for root in roots:
+        adds, leaves = _group_leaves(src, root)
+        groups[root.name] = (adds, leaves)
+        for leaf in leaves:
+            leaf_of_group[leaf] = root.name
+
+    in_range, in_rule = _input_range(src, calib)
+    input_scale = in_range / qmax_x
+
+    def consumer_neuron(root: Node) -> Neuron | None:
+        if isinstance(root, Readout):
+            return None
+        (n,) = src.consumers(root.name)
+        if not isinstance(n, Neuron):
+            raise QuantizeError(f"node {root.name!r} (temporal_mix) must feed a neuron")
+        return n
+
+    def effective_weights(node: Node) -> np.ndarray:
+        """The real weight of one integer unit of each input: ``W × unit(input)``."""
+        u_in = unit[node.inputs[0]]
+        if isinstance(node, Conv2d):
+            return node.weight.astype(np.float64) * _conv_in(u_in, node)
+        return node.weight.astype(np.float64) * u_in.reshape(1, -1)
+
+    def plan_group(root: Node) -> None:
+        """Choose the membrane unit and shift of the group ending at ``root``."""
+        adds, leaves = groups[root.name]
+        neuron = consumer_neuron(root)
+        peaks_c = []
+        for leaf in leaves:
+            node = src.node(leaf)
+            if isinstance(node, (Conv2d, Linear)):
+                w_eff = effective_weights(node)
+                peaks_c.append(np.abs(w_eff).reshape(w_eff.shape[0], -1).max(axis=1))
+            elif leaf in unit:    # identity shortcut of a spiking value → qgain
+                u = unit[leaf]
+                peaks_c.append(np.abs(u.reshape(u.shape[0], -1)).max(axis=1))
+            else:
+                raise QuantizeError(f"node {leaf!r} ({node.kind}) cannot feed a neuron layer directly")
+        peak = np.max(np.stack(peaks_c), axis=0)
+        if not config.per_channel:
+            peak = np.full_like(peak, peak.max())
+        peak = np.where(peak > 0, peak, peak.max() if peak.max() > 0 else 1.0)
+        s_w = peak / qmax_w
+        shift = config.shift
+        if neuron is not None:
+            # headroom: the membrane peak (calibrated, else 8·(L+1)·θ) must fit in membrane_bits − 1 bits
+            v_peak = peaks[neuron.name] if peaks is not None else 8 * (neuron.levels + 1) * neuron.threshold
+            v_peak = max(v_peak, (neuron.levels + 1) * neuron.threshold)
+            while shift > -32 and np.max(v_peak / (s_w / 2 ** shift)) > vmax / 2:
+                shift -= 1     # a negative exponent is a rounding right shift of the synaptic sum
+            if np.max(v_peak / (s_w / 2 ** shift)) > vmax:
+                raise QuantizeError(f"node {neuron.name!r}: membrane range does not fit {config.membrane} bits "
+                                    f"at {config.weight_bits}-bit weights")
+        membrane_unit[root.name] = s_w / 2 ** shift
+        group_shift[root.name] = shift
+
+    def quant_leaf(node: Node, root_name: str) -> Node:
+        mu = membrane_unit[root_name]
+        shift = group_shift[root_name]
+        s_w = mu * 2 ** shift
+        if isinstance(node, (Conv2d, Linear)):
+            w_eff = effective_weights(node)
+            mant = np.clip(_round(w_eff / s_w.reshape(-1, *([1] * (w_eff.ndim - 1)))), -qmax_w, qmax_w)
+            bias = None if node.bias is None else _round(node.bias.astype(np.float64) / mu).astype(np.int64)
+            m_in = max_in[node.inputs[0]]
+            if isinstance(node, Conv2d):
+                bound = (np.abs(mant) * _conv_in(m_in, node)).reshape(mant.shape[0], -1).sum(axis=1).max()
+                q = QConv2d(node.name, list(node.inputs), weight=mant.astype(np.int32), bias=bias, stride=node.stride,
+                            padding=node.padding, dilation=node.dilation, groups=node.groups, shift=shift,
+                            weight_bits=config.weight_bits, acc_bound=int(bound))
+            else:
+                bound = (np.abs(mant) * m_in.reshape(1, -1)).sum(axis=1).max()
+                q = QLinear(node.name, list(node.inputs), weight=mant.astype(np.int32), bias=bias, shift=shift,
+                            weight_bits=config.weight_bits, acc_bound=int(bound))
+            if bound * 2 ** max(shift, 0) + (0 if bias is None else np.abs(bias).max()) >= 2 ** 62:
+                raise QuantizeError(f"node {node.name!r}: integer sums may exceed 62 bits")
+            return q
+        # identity shortcut
+        u = unit[node.name].reshape(unit[node.name].shape[0], -1)[:, 0]
+        gain = np.clip(_round(u / s_w), -qmax_w, qmax_w).astype(np.int32)
+        bound = int((np.abs(gain) * max_in[node.name].reshape(gain.shape[0], -1).max(axis=1)).max())
+        return QGain(f"{node.name}.gain.{root_name}", [node.name], gain=gain, shift=shift,
+                     weight_bits=config.weight_bits, acc_bound=bound)
+
+    qnodes: dict[str, Node] = {}
+    gain_of: dict[tuple[str, str], QGain] = {}    # (identity leaf, group root) → its qgain
+    for node in src.topo():
+        shape = node.shape
+        q = None
+        if isinstance(node, Input):
+            q = QInput(node.name, [], input_shape=node.input_shape, encoding=node.encoding, scale=input_scale,
+                       bits=config.input_bits)
+            unit[node.name] = np.full(shape, input_scale)
+            max_in[node.name] = np.full(shape, float(qmax_x))
+        elif isinstance(node, Neuron):
+            mix = src.node(node.inputs[0])
+            mu = membrane_unit[mix.name].reshape(-1)
+            theta = _round(node.threshold / mu).astype(np.int64)
+            if np.any(theta < 1):
+                raise QuantizeError(f"node {node.name!r}: threshold underflows the membrane unit")
+            q = QNeuron(node.name, list(node.inputs), threshold=theta, levels=node.levels,
+                        leak=_round(np.asarray(node.leak) * 2 ** config.leak_frac_bits).astype(np.int64),
+                        v_init=_round(node.v_init * node.threshold / mu).astype(np.int64), input_scale=1.0,
+                        leak_frac_bits=config.leak_frac_bits, membrane_bits=config.membrane)
+            unit[node.name] = np.full(shape, float(node.threshold))
+            max_in[node.name] = np.full(shape, float(node.levels))
+        elif isinstance(node, (TemporalMix, Readout)):
+            plan_group(node)
+            for leaf in groups[node.name][1]:
+                ql = quant_leaf(src.node(leaf), node.name)
+                if isinstance(ql, QGain):
+                    gain_of[(leaf, node.name)] = ql
+                else:
+                    qnodes[leaf] = ql
+            if isinstance(node, TemporalMix):
+                neuron = consumer_neuron(node)
+                omega = _round(np.asarray(node.omega) * neuron.input_scale * 2 ** config.mix_frac_bits)
+                q = QTemporalMix(node.name, list(node.inputs), omega=omega.astype(np.int64),
+                                 frac_bits=config.mix_frac_bits)
+            else:
+                q = QReadout(node.name, list(node.inputs), scale=membrane_unit[node.name].astype(np.float64))
+        elif isinstance(node, (Conv2d, Linear)):
+            if node.name not in leaf_of_group:
+                raise QuantizeError(f"node {node.name!r} ({node.kind}) does not feed a neuron layer or the readout")
+        elif isinstance(node, Add):
+            q = Add(node.name, list(node.inputs))
+        elif isinstance(node, AvgPool2d):
+            q = SumPool2d(node.name, list(node.inputs), kernel=node.kernel, stride=node.stride, padding=node.padding)
+            k = node.kernel[0] * node.kernel[1]
+            unit[node.name] = _pool_unit(unit[node.inputs[0]], shape) / k
+            max_in[node.name] = _pool_unit(max_in[node.inputs[0]], shape) * k
+        elif isinstance(node, GlobalAvgPool):
+            q = GlobalSumPool(node.name, list(node.inputs))
+            src_shape = src.node(node.inputs[0]).shape
+            hw = src_shape[1] * src_shape[2]
+            unit[node.name] = _pool_unit(unit[node.inputs[0]], shape) / hw
+            max_in[node.name] = _pool_unit(max_in[node.inputs[0]], shape) * hw
+        elif isinstance(node, Flatten):
+            q = Flatten(node.name, list(node.inputs))
+            unit[node.name] = unit[node.inputs[0]].reshape(-1)
+            max_in[node.name] = max_in[node.inputs[0]].reshape(-1)
+        else:
+            raise QuantizeError(f"node {node.name!r} ({node.kind}) has no integer lowering")
+        if q is not None:
+            qnodes[node.name] = q
+    # build in the source's topological order; identity paths go through their qgain
+    root_of_add = {a: root for root, (adds, _) in groups.items() for a in adds}
+    for node in src.topo():
+        q = qnodes[node.name]
+        root = root_of_add.get(node.name, node.name if node.name in groups else None)
+        if root is not None:
+            q.inputs = [gain_of[(i, root)].name if (i, root) in gain_of else i for i in q.inputs]
+            for (leaf, r), gain in gain_of.items():
+                if r == root and gain.name not in out:
+                    out.add(gain)
+        out.add(q)
+    out.meta.update({"integer": True, "semantics_version": SEMANTICS_VERSION,
+                     "quantization": {"weight_bits": config.weight_bits, "per_channel": config.per_channel,
+                                      "input_bits": config.input_bits, "input_range": in_range,
+                                      "input_rule": in_rule, "mix_frac_bits": config.mix_frac_bits,
+                                      "leak_frac_bits": config.leak_frac_bits,
+                                      "membrane_bits": config.membrane, "default_shift": config.shift,
+                                      "calibration_images": 0 if calib is None else int(len(calib))}})
+    out.meta.setdefault("passes", []).append(f"quantize[w{config.weight_bits}]")
+    return validate(out)
+
+
+def _conv_in(u: np.ndarray, conv: Conv2d) -> np.ndarray:
+    """A per-element quantity of a conv input (constant over H, W) as ``[Cout, Cin/groups, 1, 1]``:
+    the value of the input channel that each weight reads (grouped convolutions included)."""
+    per_channel = u.reshape(u.shape[0], -1)[:, 0]
+    cout, cin_g = conv.weight.shape[:2]
+    group_of_out = np.arange(cout) // (cout // conv.groups)
+    idx = group_of_out[:, None] * cin_g + np.arange(cin_g)[None, :]
+    return per_channel[idx][:, :, None, None]
+
+
+def _pool_unit(u: np.ndarray, out_shape) -> np.ndarray:
+    return np.broadcast_to(u.reshape(u.shape[0], -1)[:, :1].reshape(-1, *([1] * (len(out_shape) - 1))), out_shape)

@@ -1,0 +1,38 @@
+"""PNG plots (matplotlib, Agg backend) of results a person would rather look at."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .atomic import atomic_write  # noqa: E402
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+    try:
+        return atomic_write(path, write)
+    finally:
+        plt.close(fig)
+
+
+def plot_bits_sweep(sweep, path: str | os.PathLike, title: str = "") -> Path:
+    rows = [r for r in sweep.rows if r.setting != "widest"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r.weight_bits for r in rows], [100 * r.accuracy for r in rows], "o-", label="integer runtime")
+    ax.axhline(100 * sweep.float_source_accuracy, color="k", ls="--", lw=1, label="float LM-HT (as trained)")
+    widest = [r for r in sweep.rows if r.setting == "widest"]
+    if widest:
+        ax.axhline(100 * widest[0].accuracy, color="tab:green", ls=":", lw=1, label="integer, widest setting")
+    ax.set_xlabel("weight mantissa bits")
+    ax.set_ylabel(f"accuracy on {sweep.images} images (%)")
+    ax.set_title(title or "integer lowering: accuracy vs weight bits")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return _save(fig, path)

@@ -1,0 +1,468 @@
+"""The bit-accurate integer event-driven simulator of lmhtc's integer networks.
+
+Implements docs/integer-semantics.md (version 1). By definition, what it
+computes is what the chip computes.
+
+Schedule: layer by layer. Each node computes its whole sequence of steps
+before the next node runs, which is what T-GIM's non-causal mixing needs (a
+layer's step t depends on the previous layer's spikes at every step); a value
+is freed after its last consumer, so memory holds a few layers' sequences of
+one batch. ``batch_size=1`` is the single-sample mode. Everything is integer
+and deterministic.
+
+Synaptic work: spikes are events. For every synaptic node the simulator
+chooses, per call, between
+
+* the event path — each input event (position, count) adds its count times the
+  weight column(s) it reaches into the outputs; work ∝ events × fan-out; and
+* the dense path — one convolution/matrix product over the whole input, run in
+  float32 when the compiler's range analysis bounds every partial sum below
+  2^24 (float32 then represents every partial sum exactly) and in float64
+  otherwise (exact below 2^53), converted back to integers explicitly;
+
+by input density (``event_density``; ``kernel="event"|"dense"`` forces one).
+Both paths return identical integers (tests compare them). The SOP count of
+every synaptic node is computed from the events themselves: Σ over input
+positions of (integer input × that position's fan-out).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import weakref
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from compiler.errors import LmhtcError
+from compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
+                            SumPool2d, rs)
+from compiler.ir import Add, Flatten, Graph, receives_spikes
+
+EXACT_F32 = 2 ** 24
+EXACT_F64 = 2 ** 53
+
+
+@dataclass
+class IntRunResult:
+    outputs_int: np.ndarray            # [steps, N, classes] int64, per-step integer logits
+    logits_int: np.ndarray             # [N, classes] int64, sum over steps
+    outputs: np.ndarray                # [steps, N, classes] float64, dequantized
+    logits: np.ndarray                 # [N, classes] float64, mean over steps, dequantized
+    spike_counts: np.ndarray           # [N, layers] spike events per sample (levels summed)
+    saturation: np.ndarray             # [N, layers] membrane saturation events per sample
+    layer_names: list[str]
+    sops: np.ndarray                   # [N] synaptic operations per sample
+    sops_by_layer_step: np.ndarray     # [N, synaptic layers, steps]
+    synaptic_layer_names: list[str]
+    macs: np.ndarray                   # [N] MACs of the analog-input layers (once per image)
+    kernels: dict[str, dict[str, int]] = field(default_factory=dict)   # node → {"event": n, "dense": n} calls
+    captured: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class IntegerGraphError(LmhtcError):
+    pass
+
+
+def _encode_input(x: torch.Tensor, node: QInput) -> torch.Tensor:
+    q = 2 ** (node.bits - 1) - 1
+    scaled = x.to(torch.float64) / float(node.scale)
+    r = torch.sign(scaled) * torch.floor(scaled.abs() + 0.5)
+    return r.clamp(-q, q).to(torch.int64)
+
+
+class _Synapse:
+    """Precomputed per-node data: weights as tensors, fan-out map, exactness of float kernels."""
+
+    def __init__(self, node, in_shape, device: str):
+        self.node = node
+        if isinstance(node, QGain):
+            self.gain = torch.as_tensor(node.gain.astype(np.int64), device=device)
+            self.fanout_map, self.fanout_const = None, 1
+            return
+        w = node.weight.astype(np.int64)
+        self.w64 = torch.as_tensor(w, device=device)
+        if node.acc_bound >= EXACT_F64:
+            raise IntegerGraphError(f"node {node.name!r}: sums up to {node.acc_bound} exceed exact float64 range")
+        self.w_by_dtype = {dt: torch.as_tensor(w, dtype=dt, device=device) for dt in (torch.float32, torch.float64)}
+        self.bias = None if node.bias is None else torch.as_tensor(node.bias.astype(np.int64), device=device)
+        if isinstance(node, QConv2d):
+            cout = w.shape[0]
+            ones_out = torch.ones(1, 1, *node.shape[1:], dtype=torch.float64)
+            kernel = torch.ones(1, 1, w.shape[2], w.shape[3], dtype=torch.float64)
+            cover = F.conv_transpose2d(ones_out, kernel, stride=node.stride, padding=node.padding,
+                                       dilation=node.dilation,
+                                       output_padding=self._output_padding(in_shape, node))
+            self.fanout_map = cover[0, 0, :in_shape[1], :in_shape[2]].round().to(device)
+            self.fanout_const = cout // node.groups
+        else:
+            self.fanout_map, self.fanout_const = None, w.shape[0]
+
+    def sops(self, v: torch.Tensor) -> torch.Tensor:
+        """[B, S] synaptic operations: Σ over input positions of (integer input × its fan-out)."""
+        # sums of small spike counts are exact in float32 (< 2^24), the weighted totals in float64 (< 2^53)
+        if self.fanout_map is None:
+            per = v.flatten(2).to(torch.float32).sum(-1, dtype=torch.float64)
+        else:   # a conv's fan-out depends on the position only: sum the channels first
+            per = (v.to(torch.float32).sum(2).to(torch.float64) * self.fanout_map).flatten(2).sum(-1)
+        return (per.round().to(torch.int64) * self.fanout_const).T
+
+    def exact_dtype(self, max_scale: int = 1) -> torch.dtype:
+        """float32 when every partial sum stays below 2^24 (inputs up to ``max_scale`` × the analysed range)."""
+        return torch.float32 if self.node.acc_bound * max_scale < EXACT_F32 else torch.float64
+
+    @staticmethod
+    def _output_padding(in_shape, node) -> tuple[int, int]:
+        pads = []
+        for i in range(2):
+            full = (node.shape[1 + i] - 1) * node.stride[i] - 2 * node.padding[i] + \
+                node.dilation[i] * (node.weight.shape[2 + i] - 1) + 1
+            pads.append(max(0, min(in_shape[1 + i] - full, node.stride[i] - 1)))
+        return tuple(pads)
+
+    # -- the two kernels ------------------------------------------------------------
+    def dense(self, v: torch.Tensor, max_scale: int = 1) -> torch.Tensor:
+        """Σ w·x for every output, via float convolution/matmul (exact by range analysis)."""
+        node = self.node
+        dtype = self.exact_dtype(max_scale)
+        wf = self.w_by_dtype[dtype]
+        flat = v.reshape(-1, *v.shape[2:]).to(dtype)
+        if isinstance(node, QConv2d):
+            y = F.conv2d(flat, wf, None, node.stride, node.padding, node.dilation, node.groups)
+        else:
+            y = flat @ wf.T
+        return torch.round(y).to(torch.int64).reshape(*v.shape[:2], *y.shape[1:])
+
+    def event(self, v: torch.Tensor) -> torch.Tensor:
+        """Σ w·x as a scatter of each input event's weight column(s); work ∝ events × fan-out."""
+        node = self.node
+        s, b = v.shape[:2]
+        flat = v.reshape(s * b, *v.shape[2:])
+        idx = flat.nonzero(as_tuple=False)
+        vals = flat[tuple(idx.T)].to(torch.int64)
+        if isinstance(node, QLinear):
+            out = torch.zeros(s * b, self.w64.shape[0], dtype=torch.int64, device=v.device)
+            if len(vals):
+                out.index_add_(0, idx[:, 0], vals[:, None] * self.w64[:, idx[:, 1]].T)
+            return out.reshape(s, b, -1)
+        cout, cin_g, kh, kw = self.w64.shape
+        ho, wo = node.shape[1:]
+        out = torch.zeros(s * b * ho * wo, cout, dtype=torch.int64, device=v.device)
+        if len(vals):
+            n_i, c_i, h_i, w_i = idx.T
+            group = c_i // cin_g
+            cg = c_i % cin_g
+            per_group = cout // node.groups
+            (sh, sw), (ph, pw), (dh, dw) = node.stride, node.padding, node.dilation
+            for i in range(kh):
+                for j in range(kw):
+                    ny, nx = h_i + ph - i * dh, w_i + pw - j * dw
+                    ok = (ny % sh == 0) & (nx % sw == 0)
+                    oy, ox = torch.div(ny, sh, rounding_mode="floor"), torch.div(nx, sw, rounding_mode="floor")
+                    ok &= (oy >= 0) & (oy < ho) & (ox >= 0) & (ox < wo)
+                    if not ok.any():
+                        continue
+                    sel = ok.nonzero(as_tuple=True)[0]
+                    rows = (n_i[sel] * ho + oy[sel]) * wo + ox[sel]
+                    # each event reaches the output channels of its group: weight column w[:, cg, i, j]
+                    wcol = self.w64[:, :, i, j].T[cg[sel]]                  # [E, cout]
+                    if node.groups > 1:
+                        mask = (torch.arange(cout, device=v.device)[None, :] // per_group) == group[sel][:, None]
+                        wcol = wcol * mask
+                    out.index_add_(0, rows, vals[sel][:, None] * wcol)
+        return out.reshape(s, b, ho, wo, cout).permute(0, 1, 4, 2, 3)
+
+
+def window_plan(graph: Graph) -> dict[str, int]:
+    """Window size per synaptic node whose sums may be taken over windows of steps (1: per step).
+
+    When every column block of a T-GIM matrix is constant (the reparameterized
+    uniform schedule: Ω'[t, m] depends on m only through ⌊m/L⌋), the mix needs
+    only the window sums Σ_{m in window} y(m) = W·(Σ_{m in window} s(m)) + L·bias
+    of its inputs: one synaptic product per window instead of one per step,
+    with identical integers.
+    """
+    plan: dict[str, int] = {}
+    for node in graph.topo():
+        if not isinstance(node, (QConv2d, QLinear, QGain)):
+            continue
+        root = node
+        while True:
+            (root,) = graph.consumers(root.name)
+            if not isinstance(root, Add):
+                break
+        lw = 1
+        if isinstance(root, QTemporalMix) and node.shift >= 0:   # Σ of rounded right shifts ≠ shift of Σ
+            lw = int(graph.meta.get("reparam_levels", 1))
+            steps = graph.steps
+            if lw <= 1 or steps % lw or not np.array_equal(
+                    root.omega, np.repeat(root.omega[:, ::lw], lw, axis=1)):
+                lw = 1
+        plan[node.name] = lw
+    return plan
+
+
+class _Program:
+    """What a run needs from an integer graph, prepared once: node order, last uses, synapse tensors, plans."""
+
+    def __init__(self, graph: Graph, device: str):
+        self.graph = graph
+        self.device = device
+        self.order = list(graph.topo())
+        self.last_use: dict[str, int] = {}
+        for i, node in enumerate(self.order):
+            for src in node.inputs:
+                self.last_use[src] = i
+        self.syn = {n.name: _Synapse(n, graph.node(n.inputs[0]).shape, device)
+                    for n in self.order if isinstance(n, (QConv2d, QLinear, QGain))}
+        self.analog = {name for name in self.syn if not receives_spikes(graph, name)}
+        self.windows = window_plan(graph)
+        self.row_blocks = {n.name: _row_block(n, graph) for n in self.order if isinstance(n, QTemporalMix)}
+        self.neuron_params = {n.name: (torch.as_tensor(n.threshold, dtype=torch.int64, device=device),
+                                       torch.as_tensor(n.v_init, dtype=torch.int64, device=device))
+                              for n in self.order if isinstance(n, QNeuron)}
+
+
+_PROGRAMS: "weakref.WeakKeyDictionary[Graph, dict[str, _Program]]" = weakref.WeakKeyDictionary()
+
+
+def _program(graph: Graph, device: str) -> _Program:
+    """The prepared program of ``graph`` (cached while the graph lives; graphs are not mutated after lowering)."""
+    per_graph = _PROGRAMS.setdefault(graph, {})
+    if device not in per_graph:
+        per_graph[device] = _Program(graph, device)
+    return per_graph[device]
+
+
+def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_density: float,
+                        capture=frozenset(), windows: dict[str, int] | None = None, row_windows: bool = True):
+    graph, syn, analog = prog.graph, prog.syn, prog.analog
+    steps = graph.steps
+    windows = windows or {}
+    order, last_use = prog.order, prog.last_use
+    values: dict[str, torch.Tensor] = {}
+    windowed: dict[str, int] = {}          # value name → window size, for values held as window sums
+    windowed_rows: dict[str, int] = {}     # mix outputs held once per window (equal at every step of it)
+    row_blocks = prog.row_blocks if row_windows else {}
+    spikes, sats, sops, macs = [], [], [], torch.zeros(x.shape[0], dtype=torch.int64)
+    kernels: dict[str, dict[str, int]] = {}
+    captured, outputs = {}, None
+    for i, node in enumerate(order):
+        ins = [values[s] for s in node.inputs]
+        v = ins[0] if ins else None
+        lw = windows.get(node.name, 1) if v is not None and v.shape[0] == steps else 1
+        if isinstance(node, QInput):
+            out = _encode_input(x, node).unsqueeze(0)
+        elif isinstance(node, (QConv2d, QLinear)):
+            sy = syn[node.name]
+            if node.name in analog:
+                cout, cin_g, *k = node.weight.shape
+                macs += int(np.prod(node.shape)) * cin_g * int(np.prod(k))
+            else:
+                sops.append(_per_step(sy.sops(v), steps))
+            vin = _window_sums(v, lw)
+            use_event = kernel == "event" or (kernel == "auto" and
+                                              float((vin != 0).sum()) < event_density * vin.numel())
+            acc = sy.event(vin) if use_event else sy.dense(vin, lw)
+            stats = kernels.setdefault(node.name, {"event": 0, "dense": 0})
+            stats["event" if use_event else "dense"] += 1
+            out = _exp_shift(acc, node.shift)
+            if sy.bias is not None:
+                out = out + (sy.bias * lw).reshape(-1, *([1] * (out.dim() - 3)))
+        elif isinstance(node, QGain):
+            sy = syn[node.name]
+            sops.append(_per_step(sy.sops(v), steps))
+            vin = _window_sums(v, lw)
+            out = _exp_shift(vin.to(torch.int64) * sy.gain.reshape(-1, *([1] * (v.dim() - 3))), node.shift)
+        elif isinstance(node, SumPool2d):
+            y = F.avg_pool2d(v.reshape(-1, *v.shape[2:]).to(torch.float64), node.kernel, node.stride, node.padding,
+                             divisor_override=1)
+            out = torch.round(y).to(torch.int64).reshape(*v.shape[:2], *y.shape[1:])
+        elif isinstance(node, GlobalSumPool):
+            out = v.sum(dim=(-2, -1), keepdim=True, dtype=torch.int64)
+        elif isinstance(node, Add):
+            wa, wb = (windowed.get(n, 1) for n in node.inputs)
+            if wa != wb:
+                raise IntegerGraphError(f"runtime: node {node.name!r} adds a window sum to a per-step value")
+            out = ins[0] + ins[1]
+            lw = wa
+        elif isinstance(node, Flatten):
+            out = v.flatten(2)
+        elif isinstance(node, QTemporalMix):
+            omega = node.omega
+            w_in = windowed.get(node.inputs[0], 1)
+            rows = row_blocks.get(node.name, 1)        # equal rows within blocks: compute each once
+            omega = omega[::rows]
+            if w_in > 1:
+                omega = omega[:, ::w_in]
+            elif v.shape[0] == 1:
+                omega = omega.sum(1, keepdims=True)
+            out = rs(_mix(omega, v), node.frac_bits)
+            if rows > 1:
+                windowed_rows[node.name] = rows
+        elif isinstance(node, QNeuron):
+            rows = windowed_rows.get(node.inputs[0], 1)
+            cur = v.expand(steps, *v.shape[1:]) if v.shape[0] == 1 else v
+            out, sat = _neuron(cur, node, rows, *prog.neuron_params[node.name])
+            spikes.append(out.sum(dim=tuple(d for d in range(out.dim()) if d != 1), dtype=torch.int32).to(torch.int64))
+            sats.append(sat)
+        elif isinstance(node, QReadout):
+            outputs = v.expand(steps, *v.shape[1:]) if v.shape[0] == 1 else v
+            out = outputs
+        else:
+            raise IntegerGraphError(f"runtime: node {node.name!r} ({node.kind}) is not an integer node")
+        if isinstance(node, (QConv2d, QLinear, QGain, Add)) and lw > 1:
+            windowed[node.name] = lw
+        if node.name in capture:
+            if node.name in windowed:
+                raise IntegerGraphError(f"runtime: {node.name!r} is computed as window sums; "
+                                        f"run with windows=False to capture it per step")
+            if node.name in windowed_rows:
+                out_c = out.repeat_interleave(windowed_rows[node.name], dim=0)
+            else:
+                out_c = out.expand(steps, *out.shape[1:]) if out.shape[0] == 1 else out
+            captured[node.name] = out_c
+        values[node.name] = out
+        for src in set(node.inputs):
+            if last_use.get(src) == i:
+                del values[src]
+    b = x.shape[0]
+    stack = (lambda xs: torch.stack(xs, dim=1) if xs else torch.zeros(b, 0, dtype=torch.int64))
+    sop_t = torch.stack(sops, dim=1) if sops else torch.zeros(b, 0, steps, dtype=torch.int64)
+    return outputs, stack(spikes), stack(sats), sop_t, macs, kernels, captured
+
+
+def _window_sums(v: torch.Tensor, lw: int) -> torch.Tensor:
+    """Σ over each window of ``lw`` steps (slice additions keep small spike counts in their narrow dtype)."""
+    if lw == 1:
+        return v
+    if v.dtype == torch.int8 and int(v.max()) * lw > 127:
+        v = v.to(torch.int16)
+    out = v[0::lw].clone()
+    for i in range(1, lw):
+        out += v[i::lw]
+    return out
+
+
+def _exp_shift(a: torch.Tensor, e: int) -> torch.Tensor:
+    """The synapse exponent: ``a << e`` for e >= 0, the rounding right shift ``rs(a, −e)`` for e < 0."""
+    return a << e if e >= 0 else rs(a, -e)
+
+
+def _row_block(node: QTemporalMix, graph: Graph) -> int:
+    """L when the rows of omega are equal within blocks of L steps (every step of a window gets one current)."""
+    lw = int(graph.meta.get("reparam_levels", 1))
+    om = node.omega
+    if lw > 1 and om.shape[0] % lw == 0 and np.array_equal(om, np.repeat(om[::lw], lw, axis=0)):
+        return lw
+    return 1
+
+
+def _mix(omega: np.ndarray, v: torch.Tensor) -> torch.Tensor:
+    """Σ_j omega[t, j]·v[j] in int64, as scalar multiply-adds (omega is tiny: steps × steps)."""
+    out = []
+    for row in omega.tolist():
+        acc = None
+        for j, w in enumerate(row):
+            if w == 0:
+                continue
+            term = v[j] * w if w != 1 else v[j].clone()
+            acc = term if acc is None else acc.add_(term)
+        out.append(acc if acc is not None else torch.zeros_like(v[0]))
+    return torch.stack(out)
+
+
+def _per_step(per: torch.Tensor, steps: int) -> torch.Tensor:
+    """[B, S] → [B, steps] (a static value counts at every step)."""
+    return per.expand(-1, steps) if per.shape[1] == 1 else per
+
+
+def _neuron(cur: torch.Tensor, node: QNeuron, rows: int, theta: torch.Tensor,
+            v_init: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spike counts k [steps, B, ...] and saturation events per sample [B] (docs/integer-semantics.md).
+
+    ``cur`` holds one current per step, or (``rows`` > 1) one per window of ``rows`` steps.
+    """
+    steps = cur.shape[0] * rows
+    shape = (-1, *([1] * (cur.dim() - 3)))
+    theta = theta.reshape(shape)
+    v = v_init.reshape(shape).expand(cur.shape[1:]).clone()
+    lo, hi = -(2 ** (node.membrane_bits - 1)), 2 ** (node.membrane_bits - 1) - 1
+    one = 1 << node.leak_frac_bits
+    out = torch.empty((steps, *cur.shape[1:]), dtype=torch.int8 if node.levels < 128 else torch.int64,
+                      device=cur.device)
+    sat = torch.zeros(cur.shape[1], dtype=torch.int64)
+    for t in range(steps):
+        leak = int(node.leak[t])
+        if leak != one:
+            v = rs(leak * v, node.leak_frac_bits)
+        v += cur[t // rows]
+        vmin, vmax = torch.aminmax(v)
+        if vmin < lo or vmax > hi:
+            clipped = v.clamp(lo, hi)
+            sat += (clipped != v).flatten(1).sum(1)
+            v = clipped
+        if node.levels == 1:
+            fired = v >= theta
+            out[t] = fired
+            v -= fired * theta
+        else:
+            k = (v >= theta).to(torch.int64)
+            for lvl in range(2, node.levels + 1):
+                k += (v >= lvl * theta).to(torch.int64)
+            out[t] = k
+            v -= k * theta
+    return out, sat
+
+
+def check_integer_graph(graph: Graph) -> None:
+    if not graph.meta.get("integer"):
+        raise IntegerGraphError("the graph is not an integer network (compile with integer lowering first)")
+    version = graph.meta.get("semantics_version")
+    if version != 1:
+        raise IntegerGraphError(f"integer semantics version {version} is not supported by this runtime (1)")
+
+
+def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, device: str = "cpu",
+            progress: bool = False, capture=frozenset(), kernel: str = "auto", event_density: float = 0.02,
+            windows: bool = True, desc: str = "simulate (int)") -> IntRunResult:
+    """Run the integer network on ``x`` [N, C, H, W]; bit-exact integer outputs, events and SOPs."""
+    check_integer_graph(graph)
+    if kernel not in ("auto", "event", "dense"):
+        raise ValueError(f"kernel must be auto, event or dense, got {kernel!r}")
+    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    expected = tuple(graph.input.input_shape)
+    if tuple(x.shape[1:]) != expected:
+        raise LmhtcError(f"inputs have per-sample shape {tuple(x.shape[1:])}, the network expects {expected}")
+    prog = _program(graph, device)
+    syn, analog = prog.syn, prog.analog
+    plan = prog.windows if windows and not capture else {}
+    parts: dict[str, list] = {k: [] for k in ("out", "spk", "sat", "sop", "mac")}
+    caps: dict[str, list] = {name: [] for name in capture}
+    kernels: dict[str, dict[str, int]] = {}
+    with torch.no_grad():
+        for i in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, unit="batch"):
+            o, spk, sat, sop, mac, kern, cap = run_graph_batch_int(prog, x[i:i + batch_size].to(device), kernel,
+                                                                   event_density, capture, plan, windows)
+            for key, val in zip(("out", "spk", "sat", "sop", "mac"), (o, spk, sat, sop, mac)):
+                parts[key].append(val.cpu())
+            for name, val in cap.items():
+                caps[name].append(val.cpu())
+            for name, st in kern.items():
+                agg = kernels.setdefault(name, {"event": 0, "dense": 0})
+                for k2, n in st.items():
+                    agg[k2] += n
+    outputs_int = torch.cat(parts["out"], dim=1).numpy()
+    scale = np.asarray(graph.readout.scale, dtype=np.float64)
+    logits_int = outputs_int.sum(axis=0)
+    sop = torch.cat(parts["sop"]).numpy()
+    outputs_int = outputs_int.astype(np.int64)
+    return IntRunResult(
+        outputs_int=outputs_int, logits_int=logits_int, outputs=outputs_int * scale,
+        logits=logits_int * scale / graph.steps, spike_counts=torch.cat(parts["spk"]).numpy(),
+        saturation=torch.cat(parts["sat"]).numpy(), layer_names=[n.name for n in graph.neuron_layers()],
+        sops=sop.sum(axis=(1, 2)), sops_by_layer_step=sop,
+        synaptic_layer_names=[n for n in syn if n not in analog], macs=torch.cat(parts["mac"]).numpy(),
+        kernels=kernels, captured={k: torch.cat(v, dim=1).numpy().astype(np.int64) for k, v in caps.items()})

@@ -1,0 +1,98 @@
+"""`lmhtc compile --calib/--weight-bits`, `simulate --mode int` and `sweep` on a small zoo network."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from compiler.artifact import load_artifact
+from compiler.checkpoint import ModelSpec, save_checkpoint
+from compiler.cli import app
+from compiler.data import load_digits_dataset
+from compiler.training import TrainConfig, train
+from compiler.zoo import build_snn
+from conftest import assert_one_line_error
+
+
+def cli(*args):
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    return res.exit_code, res.output
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("int")
+    data = load_digits_dataset("8")
+    torch.manual_seed(0)
+    model = build_snn("digitsnet", 2, 2, 10, "direct", (1, 8, 8))
+    train(model, data.train, data.test, TrainConfig(epochs=3, progress=False))
+    ckpt = save_checkpoint(tmp / "m.pth", model, ModelSpec("digitsnet", 2, 2, input_shape=(1, 8, 8),
+                                                           normalization=data.normalization()))
+    np.savez(tmp / "test.npz", x=data.test.x[:120], y=data.test.y[:120])
+    np.savez(tmp / "calib.npz", x=data.calib.x[:64])
+    return tmp, ckpt
+
+
+def test_compile_with_calibration_and_simulate_int(digits_model):
+    tmp, ckpt = digits_model
+    art = tmp / "m.lmhtc"
+    code, out = cli("compile", ckpt, "-o", art, "--calib", tmp / "calib.npz", "--weight-bits", "6", "--no-progress")
+    assert code == 0, out
+    assert "integer lowering: 6-bit weights (per channel), 24-bit membranes" in out and "calibration" in out
+    graphs, _ = load_artifact(art)
+    assert set(graphs) == {"source", "compiled", "integer"}
+    assert graphs["integer"].meta["quantization"]["calibration_images"] == 64
+    code, out = cli("simulate", art, "--inputs", tmp / "test.npz", "-o", tmp / "int.npz", "--mode", "int",
+                    "--no-progress")
+    assert code == 0, out
+    with np.load(tmp / "int.npz") as f:
+        r = {k: f[k] for k in f.files}
+    assert {"logits", "outputs", "logits_int", "outputs_int", "spike_counts", "layer_names", "sops", "macs",
+            "saturation", "sops_by_layer_step", "synaptic_layer_names"} <= set(r)
+    assert r["logits_int"].dtype == np.int64 and r["logits"].dtype == np.float32
+    assert r["sops"].shape == (120,) and np.array_equal(r["sops"], r["sops_by_layer_step"].sum(axis=(1, 2)))
+    assert r["sops_by_layer_step"].shape == (120, 3, 4) and list(r["synaptic_layer_names"])[0] == "features.2.0"
+    assert r["macs"].tolist() == [16 * 64 * 9] * 120 and r["saturation"].sum() == 0
+    acc_line = [ln for ln in out.splitlines() if ln.startswith("accuracy:")][0]
+    assert float(acc_line.split()[1]) > 80
+    code, out = cli("inspect", art, "--graph", "integer")
+    assert code == 0 and "qneuron" in out and "(int)" in out and "qconv2d" in out
+
+
+def test_sweep_prints_table_plot_and_json(digits_model):
+    tmp, ckpt = digits_model
+    art = tmp / "s.lmhtc"
+    assert cli("compile", ckpt, "-o", art, "--no-progress")[0] == 0
+    code, out = cli("sweep", art, "--inputs", tmp / "test.npz", "--bits", "3,8", "--calib", tmp / "calib.npz",
+                    "--plot", tmp / "sweep.png", "--json", tmp / "sweep.json", "--no-progress")
+    assert code == 0, out
+    for row in ("3-bit weights", "8-bit weights", "widest", "float LM-HT"):
+        assert row in out
+    report = json.loads((tmp / "sweep.json").read_text())
+    assert [r["setting"] for r in report["rows"]] == ["3-bit weights", "8-bit weights", "widest"]
+    widest = report["rows"][-1]
+    assert abs(widest["delta_pp"]) <= 1.0 and widest["agreement"] >= 0.97
+    assert (tmp / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--weight-bits", "1"], "--weight-bits must be between 2 and 24"),
+    (["--weight-bits", "40"], "--weight-bits must be between 2 and 24"),
+    (["--calib", "missing.npz"], "missing.npz: no such file"),
+])
+def test_bad_integer_options(digits_model, flags, fragment):
+    tmp, ckpt = digits_model
+    art = tmp / "bad.lmhtc"
+    assert_one_line_error(*cli("compile", ckpt, "-o", art, *flags, "--no-progress"), fragment)
+    assert not art.exists()
+
+
+def test_simulate_int_needs_an_integer_network(digits_model):
+    tmp, ckpt = digits_model
+    art = tmp / "float_only.lmhtc"
+    assert cli("compile", ckpt, "-o", art, "--no-int", "--no-progress")[0] == 0
+    assert_one_line_error(*cli("simulate", art, "--inputs", tmp / "test.npz", "-o", tmp / "x.npz", "--mode", "int"),
+                          "has no integer network")
