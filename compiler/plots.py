@@ -30,9 +30,11 @@ def plot_bits_sweep(sweep, path: str | os.PathLike, title: str = "") -> Path:
     widest = [r for r in sweep.rows if r.setting == "widest"]
     if widest:
         ax.axhline(100 * widest[0].accuracy, color="tab:green", ls=":", lw=1, label="integer, widest setting")
+    values = [100 * r.accuracy for r in sweep.rows] + [100 * sweep.float_source_accuracy]
+    ax.set_ylim(max(0.0, min(values) - 2.0), min(100.5, max(values) + 1.0))   # a few points of context
     ax.set_xlabel("weight mantissa bits")
     ax.set_ylabel(f"accuracy on {sweep.images} images (%)")
     ax.set_title(title or "integer lowering: accuracy vs weight bits")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     return _save(fig, path)
