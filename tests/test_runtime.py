@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from compiler.executor import run_float
 from compiler.frontends import trace_to_ir

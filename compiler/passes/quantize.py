@@ -80,15 +80,6 @@ def _round(x) -> np.ndarray:
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 
-def _channels(shape) -> int:
-    return int(shape[0])
-
-
-def _expand_unit(unit: np.ndarray, shape) -> np.ndarray:
-    """Per-channel unit → per-element unit over a per-sample ``shape``."""
-    return np.broadcast_to(unit.reshape(-1, *([1] * (len(shape) - 1))), shape)
-
-
 def _group_leaves(g: Graph, root: Node) -> tuple[list[str], list[str]]:
     """The accumulation tree feeding ``root`` (a TemporalMix or Readout): its Add nodes and its leaves."""
     adds, leaves, stack = [], [], [root.inputs[0]]
@@ -275,17 +266,28 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
             max_in[node.name] = np.full(shape, float(node.levels))
         elif isinstance(node, (TemporalMix, Readout)):
             plan_group(node)
-            for leaf in groups[node.name][1]:
-                ql = quant_leaf(src.node(leaf), node.name)
+            omega = None
+            if isinstance(node, TemporalMix):
+                neuron = consumer_neuron(node)
+                omega = _round(np.asarray(node.omega) * neuron.input_scale * 2 ** config.mix_frac_bits)
+                omega = omega.astype(np.int64)
+            while True:
+                leaves_q = {leaf: quant_leaf(src.node(leaf), node.name) for leaf in groups[node.name][1]}
+                # range analysis of the T-GIM sums: Σ_m |omega[t,m]|·max|y| < 2^62 (exact in int64);
+                # a smaller exponent shrinks the synaptic sums (and the membrane unit grows with it)
+                if omega is None or int(np.abs(omega).sum(axis=1).max()) * _sum_bound(leaves_q.values()) < 2 ** 62:
+                    break
+                if group_shift[node.name] <= -32:
+                    raise QuantizeError(f"node {node.name!r}: T-GIM sums cannot be bounded below 2^62")
+                group_shift[node.name] -= 1
+                membrane_unit[node.name] = membrane_unit[node.name] * 2
+            for leaf, ql in leaves_q.items():
                 if isinstance(ql, QGain):
                     gain_of[(leaf, node.name)] = ql
                 else:
                     qnodes[leaf] = ql
-            if isinstance(node, TemporalMix):
-                neuron = consumer_neuron(node)
-                omega = _round(np.asarray(node.omega) * neuron.input_scale * 2 ** config.mix_frac_bits)
-                q = QTemporalMix(node.name, list(node.inputs), omega=omega.astype(np.int64),
-                                 frac_bits=config.mix_frac_bits)
+            if omega is not None:
+                q = QTemporalMix(node.name, list(node.inputs), omega=omega, frac_bits=config.mix_frac_bits)
             else:
                 q = QReadout(node.name, list(node.inputs), scale=membrane_unit[node.name].astype(np.float64))
         elif isinstance(node, (Conv2d, Linear)):
@@ -332,6 +334,16 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
                                       "calibration_images": 0 if calib is None else int(len(calib))}})
     out.meta.setdefault("passes", []).append(f"quantize[w{config.weight_bits}]")
     return validate(out)
+
+
+def _sum_bound(leaves) -> int:
+    """Max |y| of a synaptic sum: Σ over its paths of (max |Σ w·x| after the exponent + max |bias|)."""
+    total = 0
+    for ql in leaves:
+        scaled = ql.acc_bound << ql.shift if ql.shift >= 0 else (ql.acc_bound >> -ql.shift) + 1
+        bias = getattr(ql, "bias", None)
+        total += scaled + (0 if bias is None else int(np.abs(bias).max()))
+    return total
 
 
 def _conv_in(u: np.ndarray, conv: Conv2d) -> np.ndarray:
