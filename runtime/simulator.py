@@ -220,6 +220,8 @@ class _Program:
         self.analog = {name for name in self.syn if not receives_spikes(graph, name)}
         self.windows = window_plan(graph)
         self.row_blocks = {n.name: _row_block(n, graph) for n in self.order if isinstance(n, QTemporalMix)}
+        self.input_shape = tuple(next(n for n in self.order if isinstance(n, QInput)).input_shape)
+        self.readout_scale = np.asarray(next(n for n in self.order if isinstance(n, QReadout)).scale, np.float64)
         self.neuron_params = {n.name: (torch.as_tensor(n.threshold, dtype=torch.int64, device=device),
                                        torch.as_tensor(n.v_init, dtype=torch.int64, device=device))
                               for n in self.order if isinstance(n, QNeuron)}
@@ -438,10 +440,10 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
     if kernel not in ("auto", "event", "dense"):
         raise ValueError(f"kernel must be auto, event or dense, got {kernel!r}")
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    expected = tuple(graph.input.input_shape)
+    prog = _program(graph, device)
+    expected = prog.input_shape
     if tuple(x.shape[1:]) != expected:
         raise LmhtcError(f"inputs have per-sample shape {tuple(x.shape[1:])}, the network expects {expected}")
-    prog = _program(graph, device)
     syn, analog = prog.syn, prog.analog
     plan = prog.windows if windows and not capture else {}
     parts: dict[str, list] = {k: [] for k in ("out", "spk", "sat", "sop", "mac")}
@@ -461,14 +463,15 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
                 for k2, n in st.items():
                     agg[k2] += n
     outputs_int = torch.cat(parts["out"], dim=1).numpy()
-    scale = np.asarray(graph.readout.scale, dtype=np.float64)
+    scale = prog.readout_scale
     logits_int = outputs_int.sum(axis=0)
     sop = torch.cat(parts["sop"]).numpy()
     outputs_int = outputs_int.astype(np.int64)
     return IntRunResult(
         outputs_int=outputs_int, logits_int=logits_int, outputs=outputs_int * scale,
         logits=logits_int * scale / graph.steps, spike_counts=torch.cat(parts["spk"]).numpy(),
-        saturation=torch.cat(parts["sat"]).numpy(), layer_names=[n.name for n in graph.neuron_layers()],
+        saturation=torch.cat(parts["sat"]).numpy(),
+        layer_names=[n.name for n in prog.order if isinstance(n, QNeuron)],
         sops=sop.sum(axis=(1, 2)), sops_by_layer_step=sop,
         synaptic_layer_names=[n for n in syn if n not in analog], macs=torch.cat(parts["mac"]).numpy(),
         kernels=kernels, captured={k: torch.cat(v, dim=1).numpy().astype(np.int64) for k, v in caps.items()})
