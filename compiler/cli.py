@@ -424,6 +424,34 @@ def sweep(
 
 @app.command()
 @user_errors
+def export(
+    artifact: Path = typer.Argument(..., help="compiled artifact"),
+    target: str = typer.Option(..., help="onnx (float graph; onnx-int and lava are not built yet)"),
+    output: Path = typer.Option(..., "-o", "--output", help="file to write (.onnx)"),
+    graph: str = typer.Option("compiled", help="compiled or source"),
+):
+    """Emit an artifact's network for a target (ONNX today)."""
+    from .artifact import load_artifact
+    from .atomic import atomic_write
+
+    if target != "onnx":
+        raise LmhtcError(f"--target {target!r}: only 'onnx' (float) is available so far; "
+                         f"'onnx-int' and 'lava' are not built yet")
+    graphs, meta = load_artifact(artifact)
+    if graph not in graphs or graph == "integer":
+        raise LmhtcError(f"{artifact}: no float graph {graph!r} (has: {', '.join(g for g in graphs if g != 'integer')})")
+    from targets.onnx_float import export_float_onnx
+
+    spec = meta.get("model_spec", {})
+    model = export_float_onnx(graphs[graph], {"arch": spec.get("arch", ""), "recipe": spec.get("recipe", ""),
+                                              "timesteps_trained": spec.get("timesteps", "")})
+    atomic_write(output, lambda tmp: Path(tmp).write_bytes(model.SerializeToString()))
+    typer.echo(f"wrote {output}: ONNX opset {model.opset_import[0].version}, IR version {model.ir_version}, "
+               f"{len(model.graph.node)} nodes, {graphs[graph].steps} steps unrolled")
+
+
+@app.command()
+@user_errors
 def dataset(
     output: Path = typer.Option(..., "-o", "--output", help=".npz to write (x [N,C,H,W] float32, y [N] int64)"),
     form: str = typer.Option("8", help="8 (1x8x8) or 32 (3x32x32, the fixtures' form)"),

@@ -8,8 +8,9 @@
 #   5. simulate the compiled network with the float reference executor on the test set;
 #   6. run the integer network (8-bit weights, calibrated on the first 256 training images) with the
 #      bit-accurate event-driven runtime on the test set;
-#   7. sweep the weight width (4..16 bits and the widest setting): integer vs float accuracy, table + PNG.
-# Later stages (ONNX/Lava export, SOP/energy report) are appended as they land.
+#   7. sweep the weight width (4..16 bits and the widest setting): integer vs float accuracy, table + PNG;
+#   8. export the compiled float network to ONNX.
+# Later stages (integer ONNX, Lava export, SOP/energy report) are appended as they land.
 set -euo pipefail
 OUT=${1:-out}
 LMHTC=${LMHTC:-.venv/bin/lmhtc}
@@ -39,3 +40,6 @@ $LMHTC simulate "$OUT/model.lmhtc" --inputs "$OUT/digits8_test.npz" -o "$OUT/sim
 echo "== 7. integer accuracy vs weight bits =="
 $LMHTC sweep "$OUT/model.lmhtc" --inputs "$OUT/digits8_test.npz" --calib "$OUT/digits8_calib.npz" \
     --bits 4,5,6,8,10,12,16 --plot "$OUT/bits_sweep.png" --json "$OUT/bits_sweep.json"
+
+echo "== 8. export (ONNX, float) =="
+$LMHTC export "$OUT/model.lmhtc" --target onnx -o "$OUT/model.onnx"
