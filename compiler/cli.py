@@ -171,6 +171,13 @@ def _spec_from_flags(checkpoint, arch, levels, timesteps, recipe, num_classes, i
     return resolve_spec(checkpoint, arch, levels, timesteps, recipe, num_classes, parse_shape(input_shape))
 
 
+def _float_graph(graphs: dict, name: str, artifact: Path):
+    """The artifact's float graph ``name`` (compiled or source); a one-line error otherwise."""
+    if name not in graphs or name == "integer":
+        raise LmhtcError(f"{artifact}: no float graph {name!r} (has: {', '.join(g for g in graphs if g != 'integer')})")
+    return graphs[name]
+
+
 def _limited(x, y, limit):
     if limit is not None:
         if limit < 1:
@@ -340,8 +347,8 @@ def simulate(
         if "integer" not in graphs:
             raise LmhtcError(f"{artifact}: has no integer network (compiled with --no-int, or not lowerable)")
         graph = "integer"
-    elif graph not in graphs or graph == "integer":
-        raise LmhtcError(f"{artifact}: no float graph {graph!r} (has: {', '.join(g for g in graphs if g != 'integer')})")
+    else:
+        _float_graph(graphs, graph, artifact)
     x, y = _limited(*load_inputs(inputs), limit)
     if mode == "int":
         from runtime.simulator import run_int
@@ -438,8 +445,7 @@ def export(
         raise LmhtcError(f"--target {target!r}: only 'onnx' (float) is available so far; "
                          f"'onnx-int' and 'lava' are not built yet")
     graphs, meta = load_artifact(artifact)
-    if graph not in graphs or graph == "integer":
-        raise LmhtcError(f"{artifact}: no float graph {graph!r} (has: {', '.join(g for g in graphs if g != 'integer')})")
+    _float_graph(graphs, graph, artifact)
     from targets.onnx_float import export_float_onnx
 
     spec = meta.get("model_spec", {})

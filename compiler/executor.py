@@ -37,22 +37,26 @@ class RunResult:
 
 
 def neuron_dynamics(current: torch.Tensor, threshold: float, levels: int, leak: torch.Tensor,
-                    v_init: float, input_scale: float) -> torch.Tensor:
-    """Run soft-reset (multi-level) neurons on input ``current`` [steps, ...]; returns spike levels k [steps, ...].
+                    v_init: float, input_scale: float, return_peak: bool = False):
+    """Run soft-reset (multi-level) neurons on input ``current`` [steps, ...]; returns spike levels k [steps, ...]
+    (and, with ``return_peak``, the largest |v| reached, the membrane range calibration needs).
 
     ``v = leak[t]·v + input_scale·I(t)``; ``k = Σ_{i=1..levels} [v ≥ iθ]``; ``v -= kθ``.
     """
     theta = torch.tensor(threshold, dtype=current.dtype)
     v = torch.full_like(current[0], v_init) * theta
+    peak = float(v.abs().max()) if return_peak and v.numel() else 0.0
     out = torch.empty_like(current)
     for t in range(current.shape[0]):
         v = leak[t] * v + current[t] * input_scale
+        if return_peak:
+            peak = max(peak, float(v.abs().max()))
         k = (v >= theta).to(current.dtype)
         for i in range(2, levels + 1):
             k += (v >= i * theta).to(current.dtype)
         out[t] = k
         v = v - k * theta
-    return out
+    return (out, peak) if return_peak else out
 
 
 class _Params:

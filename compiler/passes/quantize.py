@@ -109,7 +109,7 @@ def _input_range(graph: Graph, calib: np.ndarray | None) -> tuple[float, str]:
 
 def _membrane_peaks(graph: Graph, calib: np.ndarray, batch_size: int, progress: bool) -> dict[str, float]:
     """Max |v| per neuron layer of the float network on calibration data."""
-    from ..executor import run_float
+    from ..executor import neuron_dynamics, run_float
 
     neurons = graph.neuron_layers()
     mix_of = {n.name: n.inputs[0] for n in neurons}
@@ -117,17 +117,9 @@ def _membrane_peaks(graph: Graph, calib: np.ndarray, batch_size: int, progress: 
     for i in tqdm(range(0, len(calib), batch_size), desc="calibrate", disable=not progress, unit="batch"):
         run = run_float(graph, calib[i:i + batch_size], batch_size, capture=set(mix_of.values()))
         for n in neurons:
-            cur = torch.as_tensor(run.captured[mix_of[n.name]], dtype=torch.float64) * n.input_scale
-            theta = torch.tensor(n.threshold, dtype=torch.float64)
-            v = torch.full_like(cur[0], n.v_init) * theta
-            peak = float(v.abs().max()) if v.numel() else 0.0
-            for t in range(cur.shape[0]):
-                v = float(n.leak[t]) * v + cur[t]
-                peak = max(peak, float(v.abs().max()))
-                k = (v >= theta).double()
-                for lvl in range(2, n.levels + 1):
-                    k += (v >= lvl * theta).double()
-                v = v - k * theta
+            cur = torch.as_tensor(run.captured[mix_of[n.name]], dtype=torch.float64)
+            _, peak = neuron_dynamics(cur, n.threshold, n.levels, torch.as_tensor(n.leak, dtype=torch.float64),
+                                      n.v_init, n.input_scale, return_peak=True)
             peaks[n.name] = max(peaks[n.name], peak)
     return peaks
 
