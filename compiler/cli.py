@@ -429,31 +429,112 @@ def sweep(
         atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
 
 
+EXPORT_TARGETS = ("onnx", "onnx-int", "lava")
+
+
 @app.command()
 @user_errors
 def export(
     artifact: Path = typer.Argument(..., help="compiled artifact"),
-    target: str = typer.Option(..., help="onnx (float graph; onnx-int and lava are not built yet)"),
-    output: Path = typer.Option(..., "-o", "--output", help="file to write (.onnx)"),
-    graph: str = typer.Option("compiled", help="compiled or source"),
+    target: str = typer.Option(..., help="onnx (float graph), onnx-int (integer graph) or lava (integer graph)"),
+    output: Path = typer.Option(..., "-o", "--output", help="file to write (.onnx), or a directory for lava"),
+    graph: str = typer.Option("compiled", help="float graph for --target onnx: compiled or source"),
+    spikes: bool = typer.Option(False, "--spikes", help="onnx-int: also output every neuron layer's spike train"),
 ):
-    """Emit an artifact's network for a target (ONNX today)."""
+    """Emit an artifact's network for a target: ONNX (float or integer) or Lava."""
     from .artifact import load_artifact
     from .atomic import atomic_write
 
-    if target != "onnx":
-        raise LmhtcError(f"--target {target!r}: only 'onnx' (float) is available so far; "
-                         f"'onnx-int' and 'lava' are not built yet")
+    if target not in EXPORT_TARGETS:
+        raise LmhtcError(f"--target {target!r}: choose one of {', '.join(EXPORT_TARGETS)}")
     graphs, meta = load_artifact(artifact)
-    _float_graph(graphs, graph, artifact)
-    from targets.onnx_float import export_float_onnx
-
     spec = meta.get("model_spec", {})
-    model = export_float_onnx(graphs[graph], {"arch": spec.get("arch", ""), "recipe": spec.get("recipe", ""),
-                                              "timesteps_trained": spec.get("timesteps", "")})
+    info = {"arch": spec.get("arch", ""), "recipe": spec.get("recipe", ""),
+            "timesteps_trained": spec.get("timesteps", "")}
+    if target == "onnx":
+        _float_graph(graphs, graph, artifact)
+        from targets.onnx_float import export_float_onnx
+
+        g = graphs[graph]
+        model = export_float_onnx(g, info)
+    else:
+        g = _integer_graph(graphs, artifact, target)
+        if target == "lava":
+            from targets.lava import export_lava
+
+            out = export_lava(g, output, info)
+            typer.echo(f"wrote {out}: Lava network ({g.steps} steps); run it with python {out}/run.py")
+            return
+        from targets.onnx_int import export_int_onnx
+
+        model = export_int_onnx(g, info, spikes=spikes)
     atomic_write(output, lambda tmp: Path(tmp).write_bytes(model.SerializeToString()))
     typer.echo(f"wrote {output}: ONNX opset {model.opset_import[0].version}, IR version {model.ir_version}, "
-               f"{len(model.graph.node)} nodes, {graphs[graph].steps} steps unrolled")
+               f"{len(model.graph.node)} nodes, {g.steps} steps unrolled")
+
+
+def _integer_graph(graphs: dict, artifact: Path, what: str):
+    if "integer" not in graphs:
+        raise LmhtcError(f"{artifact}: {what} needs the integer graph, and this artifact has none "
+                         f"(compiled with --no-int, or a network the integer lowering does not cover)")
+    return graphs["integer"]
+
+
+@app.command()
+@user_errors
+def verify(
+    artifact: Path = typer.Argument(..., help="compiled artifact"),
+    inputs: Path = typer.Option(..., "--inputs", help=".npz with x [N,C,H,W]"),
+    targets: Optional[str] = typer.Option(None, "--targets",
+                                          help="comma-separated: float,int,onnx,onnx-int,lava "
+                                               "(default: every target the artifact can run)"),
+    limit: Optional[int] = typer.Option(None, help="use the first N inputs"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the comparison as JSON"),
+    progress: ProgressOpt = True,
+):
+    """Run the targets on the same inputs and compare them pair by pair; exit 1 if a bit-exact pair differs."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .artifact import load_artifact
+    from .atomic import atomic_write
+    from targets.verify import default_targets, parse_targets, verify as run_verify
+
+    graphs, _ = load_artifact(artifact)
+    names = parse_targets(targets) if targets is not None else default_targets(graphs)
+    x, _ = _limited(*load_inputs(inputs), limit)
+    runs, pairs = run_verify(graphs, x, names, progress=progress)
+    console = Console(width=120)
+    console.print(f"{len(x)} inputs; " + ", ".join(f"{r.name} {r.seconds:.2f} s" for r in runs))
+    table = Table(title="pairs")
+    for col in ("a", "b", "argmax agreement", "max |Δlogits|", "spikes equal", "bit-exact", "required"):
+        table.add_column(col)
+    for p in pairs:
+        table.add_row(p.a, p.b, f"{100 * p.argmax_agreement:.2f} %", f"{p.max_abs_dlogits:.3g}",
+                      "-" if p.spikes_equal is None else str(p.spikes_equal), str(p.bit_exact),
+                      "bit-exact" if p.required else "-")
+    console.print(table)
+    spike_pairs = [p for p in pairs if p.spikes_equal is not None]
+    if spike_pairs:
+        layers = Table(title="spike trains per neuron layer (differing entries)")
+        layers.add_column("layer")
+        for p in spike_pairs:
+            layers.add_column(f"{p.a} vs {p.b}")
+        for layer in spike_pairs[0].layer_mismatches:
+            layers.add_row(layer, *[("equal" if p.layer_mismatches.get(layer) == 0
+                                     else str(p.layer_mismatches.get(layer))) for p in spike_pairs])
+        console.print(layers)
+    if json_out is not None:
+        doc = {"artifact": str(artifact), "inputs": len(x), "targets": names,
+               "seconds": {r.name: r.seconds for r in runs}, "pairs": [p.to_json() for p in pairs]}
+        atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2)))
+    failed = [f"{p.a} vs {p.b}" for p in pairs if p.failed]
+    if failed:
+        typer.echo(f"FAILED: bit-exact pairs differ: {', '.join(failed)}", err=True)
+        raise typer.Exit(1)
+    typer.echo("ok: every integer pair is bit-exact" if any(p.required for p in pairs) else "ok")
 
 
 @app.command()

@@ -9,8 +9,11 @@
 #   6. run the integer network (8-bit weights, calibrated on the first 256 training images) with the
 #      bit-accurate event-driven runtime on the test set;
 #   7. sweep the weight width (4..16 bits and the widest setting): integer vs float accuracy, table + PNG;
-#   8. export the compiled float network to ONNX.
-# Later stages (integer ONNX, Lava export, SOP/energy report) are appended as they land.
+#   8. export the compiled float network to ONNX;
+#   9. export the integer network to ONNX (bit-exact with the runtime);
+#  10. verify: run float, int, onnx and onnx-int on the same test images and compare them pair by pair
+#      (every integer pair must be bit-exact, or the job fails).
+# Later stages (Lava export, SOP/energy report) are appended as they land.
 set -euo pipefail
 OUT=${1:-out}
 LMHTC=${LMHTC:-.venv/bin/lmhtc}
@@ -43,3 +46,10 @@ $LMHTC sweep "$OUT/model.lmhtc" --inputs "$OUT/digits8_test.npz" --calib "$OUT/d
 
 echo "== 8. export (ONNX, float) =="
 $LMHTC export "$OUT/model.lmhtc" --target onnx -o "$OUT/model.onnx"
+
+echo "== 9. export (ONNX, integer) =="
+$LMHTC export "$OUT/model.lmhtc" --target onnx-int -o "$OUT/model_int.onnx"
+
+echo "== 10. verify the targets against each other =="
+$LMHTC verify "$OUT/model.lmhtc" --inputs "$OUT/digits8_test.npz" --targets float,int,onnx,onnx-int \
+    --json "$OUT/verify.json"

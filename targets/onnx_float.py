@@ -18,45 +18,18 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from compiler import __version__
-from compiler.errors import LmhtcError
 from compiler.ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Linear, MaxPool2d,
                          Neuron, Readout, TemporalMix)
 
-OPSET = 17
-IR_VERSION = 10   # onnxruntime 1.23 loads at most IR version 11
+from .onnx_common import Builder, ExportError, finish_model
 
-
-class ExportError(LmhtcError):
-    pass
-
-
-class _Builder:
-    def __init__(self):
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self.count = 0
-
-    def name(self, base: str) -> str:
-        self.count += 1
-        return f"{base}__{self.count}"
-
-    def const(self, base: str, value) -> str:
-        n = self.name(base)
-        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), n))
-        return n
-
-    def op(self, op_type: str, inputs: list[str], base: str, **attrs) -> str:
-        out = self.name(base)
-        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
-        return out
-
+__all__ = ["ExportError", "export_float_onnx"]
 
 def export_float_onnx(graph: Graph, metadata: dict | None = None) -> onnx.ModelProto:
     """The float graph as an ONNX model (opset 17, IR version 10); raises ExportError naming a node it cannot express."""
     if graph.meta.get("integer"):
         raise ExportError("this is an integer network; the float ONNX target exports float graphs")
-    b = _Builder()
+    b = Builder()
     steps = graph.steps
     vals: dict[str, list[str]] = {}
     for node in graph.topo():
@@ -92,10 +65,7 @@ def export_float_onnx(graph: Graph, metadata: dict | None = None) -> onnx.ModelP
             vals[node.name] = per(lambda v: b.op("MaxPool", [v], node.name, kernel_shape=list(node.kernel),
                                                  strides=list(node.stride), pads=[ph, pw, ph, pw]))
         elif isinstance(node, Add):
-            a, c = ins
-            if len(a) != len(c):
-                a, c = (a * steps if len(a) == 1 else a), (c * steps if len(c) == 1 else c)
-            vals[node.name] = [b.op("Add", [p, q], node.name) for p, q in zip(a, c)]
+            vals[node.name] = b.add_steps(ins[0], ins[1], steps, node.name)
         elif isinstance(node, Flatten):
             vals[node.name] = per(lambda v: b.op("Flatten", [v], node.name, axis=1))
         elif isinstance(node, TemporalMix):
@@ -114,24 +84,13 @@ def export_float_onnx(graph: Graph, metadata: dict | None = None) -> onnx.ModelP
             raise ExportError(f"node {node.name!r} ({node.kind}) has no float ONNX lowering")
     shape = list(graph.input.input_shape)
     classes = graph.readout.shape[0]
-    g = helper.make_graph(
-        b.nodes, "lmhtc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *shape])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes]),
-         helper.make_tensor_value_info("outputs", TensorProto.FLOAT, [steps, "N", classes])],
-        initializer=b.inits)
-    model = helper.make_model(g, producer_name="lmhtc", producer_version=__version__,
-                              opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = IR_VERSION
-    meta = {"producer": "lmhtc", "lmhtc_version": __version__, "steps": str(steps),
-            "reparameterized": str(bool(graph.meta.get("reparameterized"))),
-            "levels": str(graph.meta.get("reparam_levels", graph.meta.get("levels", ""))),
-            "schedule": str(graph.meta.get("schedule", "")), **{k: str(v) for k, v in (metadata or {}).items()}}
-    helper.set_model_props(model, meta)
-    onnx.checker.check_model(model, full_check=True)
-    return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    return finish_model(b, graph, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *shape])],
+                        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes]),
+                         helper.make_tensor_value_info("outputs", TensorProto.FLOAT, [steps, "N", classes])],
+                        metadata or {})
 
 
-def _mix(b: _Builder, node: TemporalMix, xs: list[str], steps: int) -> list[str]:
+def _mix(b: Builder, node: TemporalMix, xs: list[str], steps: int) -> list[str]:
     omega = np.asarray(node.omega, dtype=np.float64)
     if len(xs) == 1:   # static input: step t receives (Σ_j Ω[t, j])·x
         return [b.op("Mul", [xs[0], b.const(f"{node.name}.w", omega[t].sum())], node.name) for t in range(steps)]
@@ -145,7 +104,7 @@ def _mix(b: _Builder, node: TemporalMix, xs: list[str], steps: int) -> list[str]
     return out
 
 
-def _neuron(b: _Builder, node: Neuron, currents: list[str]) -> list[str]:
+def _neuron(b: Builder, node: Neuron, currents: list[str]) -> list[str]:
     steps = len(node.leak)
     cur = currents * steps if len(currents) == 1 else currents
     theta = b.const(f"{node.name}.theta", node.threshold)
