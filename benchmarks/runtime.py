@@ -3,7 +3,7 @@
 Measured in the same run on the same inputs: throughput (images/s, SOP/s) and
 latency at batch 1 and 64 of the bit-accurate runtime (``lmhtc simulate
 --mode int``'s engine), of onnxruntime on the exported float ONNX model
-(``lmhtc export --target onnx``) and of the authors' network in PyTorch (eval
+(``lmhtc export --target onnx``) and on the integer one (``--target onnx-int``) and of the authors' network in PyTorch (eval
 mode, float32); then the compile time and peak memory of ``lmhtc compile``.
 """
 from __future__ import annotations
@@ -54,11 +54,14 @@ def bench_runtime(console) -> None:
     import onnxruntime as ort
 
     from targets.onnx_float import export_float_onnx
+    from targets.onnx_int import export_int_onnx
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
     sess = ort.InferenceSession(export_float_onnx(graphs["compiled"]).SerializeToString(), opts,
                                 providers=["CPUExecutionProvider"])
+    sess_int = ort.InferenceSession(export_int_onnx(qgraph).SerializeToString(), opts,
+                                    providers=["CPUExecutionProvider"])
     table = Table(title=f"ResNet-18 digits 3x32x32: bit-accurate integer runtime (L·T = {qgraph.steps} steps) "
                         f"vs PyTorch float LM-HT (T = 2), {torch.get_num_threads()} threads, same inputs")
     for col in ("batch", "engine", "images/s", "latency (ms/batch)", "SOP/s", "speed vs PyTorch"):
@@ -71,9 +74,12 @@ def bench_runtime(console) -> None:
         sops = run_int(qgraph, xb, batch_size=batch).sops.mean()
         t_int = time_call(lambda: run_int(qgraph, xb, batch_size=batch), min_seconds=3.0)
         t_ort = time_call(lambda: sess.run(["logits"], {"x": xb}), min_seconds=3.0)
+        t_ort_int = time_call(lambda: sess_int.run(["logits_int"], {"x": xb}), min_seconds=3.0)
         table.add_row(str(batch), "PyTorch float", f"{batch / t_torch:.1f}", f"{1000 * t_torch:.1f}", "", "1.00")
         table.add_row(str(batch), "onnxruntime float (L·T steps)", f"{batch / t_ort:.1f}", f"{1000 * t_ort:.1f}",
                       "", f"{t_torch / t_ort:.2f}")
+        table.add_row(str(batch), "onnxruntime integer (bit-exact)", f"{batch / t_ort_int:.1f}",
+                      f"{1000 * t_ort_int:.1f}", f"{sops * batch / t_ort_int:.3g}", f"{t_torch / t_ort_int:.2f}")
         table.add_row(str(batch), "lmhtc int runtime", f"{batch / t_int:.1f}", f"{1000 * t_int:.1f}",
                       f"{sops * batch / t_int:.3g}", f"{t_torch / t_int:.2f}", end_section=True)
     console.print(table)

@@ -195,6 +195,9 @@ def compile_cmd(
     arch: ArchOpt = None, levels: LevelsOpt = None, timesteps: StepsOpt = None, recipe: RecipeOpt = None,
     num_classes: ClassesOpt = None, input_shape: ShapeOpt = None,
     no_reparam: bool = typer.Option(False, "--no-reparam", help="keep the M-HT neurons (compile the network as trained)"),
+    reparam: Optional[str] = typer.Option(None, "--reparam",
+                                          help="window schedule: exact (front-loaded, lossless) or uniform (the "
+                                               "authors' I/L per step); default: see README"),
     check: Optional[Path] = typer.Option(None, help=".npz with x: measure the reparameterization's exactness on it"),
     check_limit: int = typer.Option(32, help="images of --check to use"),
     calib: Optional[Path] = typer.Option(None, help=".npz with x: calibration data for the integer lowering"),
@@ -210,14 +213,21 @@ def compile_cmd(
 
     from .passes.quantize import QuantConfig, QuantizeError, quantize
 
+    from .passes.reparameterize import DEFAULT_SCHEDULE, SCHEDULES
+
     if check is not None and no_reparam:
         raise LmhtcError("--check measures a reparameterization; it cannot be used with --no-reparam")
+    if reparam is not None and no_reparam:
+        raise LmhtcError("--reparam picks a reparameterization schedule; it cannot be used with --no-reparam")
+    schedule = DEFAULT_SCHEDULE if reparam is None else reparam
+    if schedule not in SCHEDULES:
+        raise LmhtcError(f"--reparam must be one of {', '.join(SCHEDULES)}, got {reparam!r}")
     spec = _spec_from_flags(checkpoint, arch, levels, timesteps, recipe, num_classes, input_shape)
     config = QuantConfig(weight_bits=8 if weight_bits is None else weight_bits, per_channel=not per_layer)
     config.check()     # bad options fail before any work
     cx = None if calib is None or no_int else _limited(*load_inputs(calib), calib_limit)[0]
     cxy = None if check is None else _limited(*load_inputs(check), check_limit)
-    graphs = compile_checkpoint(checkpoint, spec, reparam=not no_reparam)
+    graphs = compile_checkpoint(checkpoint, spec, reparam=not no_reparam, schedule=schedule)
     meta = {"model_spec": spec.to_json(), "reparameterized": not no_reparam,
             "source_checkpoint": graphs["source"].meta.get("source", {})}
     compiled = graphs["compiled"]
@@ -262,6 +272,24 @@ def _print_exactness(report) -> None:
                f"mean |d| {report.mean_abs_dlogits:.3g}, within 1e-3(1+|ref|): {100 * report.within_tol:.2f} %")
 
 
+def _print_schedule_comparison(reports: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="window schedules side by side: share of (neuron, window) spike counts equal to the M-HT "
+                        "levels")
+    table.add_column("layer")
+    for name in reports:
+        table.add_column(name, justify="right")
+    first = next(iter(reports.values()))
+    for i, layer in enumerate(first.layers):
+        table.add_row(layer.layer, *[f"{r.layers[i].fraction:.6f}" for r in reports.values()])
+    table.add_row("all layers", *[f"{r.fraction:.6f}" for r in reports.values()], end_section=True)
+    table.add_row("logits within 1e-3(1+|ref|)", *[f"{r.within_tol:.4f}" for r in reports.values()])
+    table.add_row("argmax agreement", *[f"{r.argmax_agreement:.4f}" for r in reports.values()])
+    Console(width=160).print(table)
+
+
 @app.command()
 @user_errors
 def exactness(
@@ -269,6 +297,8 @@ def exactness(
     inputs: Path = typer.Option(..., help=".npz with x [N,C,H,W]"),
     limit: Optional[int] = typer.Option(None, help="use the first N images only"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the report as JSON"),
+    compare_schedules: bool = typer.Option(True, "--compare-schedules/--no-compare-schedules",
+                                           help="also measure the other window schedule(s) on the same data"),
     progress: ProgressOpt = True,
 ):
     """Measure how exact an artifact's reparameterization is, layer by layer, on data."""
@@ -278,14 +308,26 @@ def exactness(
     from .atomic import atomic_write
     from .exactness import exactness_report
 
+    from .passes.reparameterize import SCHEDULES, reparameterize
+
     graphs, _ = load_artifact(artifact)
     if not graphs["compiled"].meta.get("reparameterized"):
         raise LmhtcError(f"{artifact}: was compiled with --no-reparam; there is no reparameterization to measure")
     x, _ = _limited(*load_inputs(inputs), limit)
     report = exactness_report(graphs["source"], graphs["compiled"], x, progress=progress)
     _print_exactness(report)
+    others = {}
+    if compare_schedules:
+        for name in SCHEDULES:
+            if name != report.schedule:
+                others[name] = exactness_report(graphs["source"], reparameterize(graphs["source"], name), x,
+                                                progress=progress)
+        _print_schedule_comparison({report.schedule: report, **others})
     if json_out is not None:
-        text = json.dumps(report.to_json(), indent=2)
+        doc = report.to_json()
+        if others:
+            doc["other_schedules"] = {name: r.to_json() for name, r in others.items()}
+        text = json.dumps(doc, indent=2)
         atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
 
 
@@ -573,6 +615,65 @@ def zoo():
 def version():
     """Print the lmhtc version."""
     typer.echo(__version__)
+
+
+@app.command()
+@user_errors
+def report(
+    artifact: Path = typer.Argument(..., help="compiled artifact"),
+    inputs: Path = typer.Option(..., help=".npz with x [N,C,H,W] (and optionally y)"),
+    mode: Optional[str] = typer.Option(None, help="int (bit-accurate runtime) or float (reference executor); "
+                                                  "default: int when the artifact has an integer network"),
+    graph: Optional[str] = typer.Option(None, help="float graph for --mode float: compiled (default) or source"),
+    energy_model: str = typer.Option("45nm", "--energy-model", help="built-in energy model (45nm, loihi) or a JSON file"),
+    hardware: str = typer.Option("loihi2", help="core description for the resource estimate: loihi1, loihi2 or a JSON file"),
+    limit: Optional[int] = typer.Option(None, help="use the first N images only"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the report as JSON"),
+    plots: Optional[Path] = typer.Option(None, help="directory for the PNG plots"),
+    batch_size: int = typer.Option(16),
+    progress: ProgressOpt = True,
+):
+    """SOPs, energy and hardware resources of an artifact's network, per layer and in total, measured on inputs."""
+    import json
+
+    from .artifact import load_artifact
+    from .atomic import atomic_write
+    from .cost.energy import load_energy_model
+    from .cost.hardware import load_hardware
+    from .report import build_report, print_report
+
+    energy = load_energy_model(energy_model)      # bad options fail before any work
+    core = load_hardware(hardware)
+    if plots is not None and plots.exists() and not plots.is_dir():
+        raise LmhtcError(f"{plots}: --plots needs a directory, and this is a file")
+    if mode not in (None, "int", "float"):
+        raise LmhtcError(f"--mode must be int or float, got {mode!r}")
+    graphs, meta = load_artifact(artifact)
+    mode = mode or ("int" if "integer" in graphs else "float")
+    if mode == "int":
+        if graph is not None:
+            raise LmhtcError("--graph selects a float graph; it applies to --mode float only")
+        if "integer" not in graphs:
+            raise LmhtcError(f"{artifact}: has no integer network (compiled with --no-int, or not lowerable); "
+                             f"use --mode float")
+        graph = "integer"
+    else:
+        graph = graph or "compiled"
+        _float_graph(graphs, graph, artifact)
+    x, y = _limited(*load_inputs(inputs), limit)
+    spec = meta.get("model_spec", {})
+    result = build_report(graphs[graph], x, mode, energy, core, y=y, graph_name=graph, batch_size=batch_size,
+                          progress=progress, meta={"artifact": artifact.name, "arch": spec.get("arch")})
+    print_report(result)
+    if plots is not None:
+        from .report_plots import write_report_plots
+
+        for path in write_report_plots(result, plots):
+            typer.echo(f"wrote {path}")
+    if json_out is not None:
+        text = json.dumps(result, indent=1)
+        atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
+        typer.echo(f"wrote {json_out}")
 
 
 def main() -> None:

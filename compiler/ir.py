@@ -369,8 +369,13 @@ def validate(graph: Graph) -> Graph:
 
 # -- analysis helpers ------------------------------------------------------------
 
+def is_spiking(node: Node) -> bool:
+    """A neuron layer of any kind: elementwise and not linear (``neuron``, ``qneuron``, ``msat_neuron``...)."""
+    return node.elementwise and not node.linear
+
+
 def spike_sources(graph: Graph, name: str) -> set[str]:
-    """What feeds ``name`` through linear nodes: names of the nearest upstream neurons and/or the input."""
+    """What feeds ``name`` through non-neuron nodes: names of the nearest upstream neurons and/or the input."""
     out: set[str] = set()
     stack = list(graph.node(name).inputs)
     seen: set[str] = set()
@@ -380,7 +385,7 @@ def spike_sources(graph: Graph, name: str) -> set[str]:
             continue
         seen.add(cur)
         node = graph.node(cur)
-        if isinstance(node, (Neuron, Input)):
+        if is_spiking(node) or not node.inputs:
             out.add(cur)
         else:
             stack.extend(node.inputs)

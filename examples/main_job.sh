@@ -12,8 +12,10 @@
 #   8. export the compiled float network to ONNX;
 #   9. export the integer network to ONNX (bit-exact with the runtime);
 #  10. verify: run float, int, onnx and onnx-int on the same test images and compare them pair by pair
-#      (every integer pair must be bit-exact, or the job fails).
-# Later stages (Lava export, SOP/energy report) are appended as they land.
+#      (every integer pair must be bit-exact, or the job fails);
+#  11. report SOPs, energy (45 nm model) and Loihi 2 resources per layer from the runtime's event counts
+#      (table, out/report.json, PNG plots in out/report/).
+# Later stages (Lava export) are appended as they land.
 set -euo pipefail
 OUT=${1:-out}
 LMHTC=${LMHTC:-.venv/bin/lmhtc}
@@ -53,3 +55,7 @@ $LMHTC export "$OUT/model.lmhtc" --target onnx-int -o "$OUT/model_int.onnx"
 echo "== 10. verify the targets against each other =="
 $LMHTC verify "$OUT/model.lmhtc" --inputs "$OUT/digits8_test.npz" --targets float,int,onnx,onnx-int \
     --json "$OUT/verify.json"
+
+echo "== 11. SOPs, energy and chip resources (integer runtime counts) =="
+$LMHTC report "$OUT/model.lmhtc" --inputs "$OUT/digits8_test.npz" --energy-model 45nm --hardware loihi2 \
+    --json "$OUT/report.json" --plots "$OUT/report"
