@@ -36,9 +36,10 @@ def bench_training(console: Console) -> None:
 def main() -> None:
     import sys
 
+    from benchmarks.lava import bench_lava
     from benchmarks.runtime import bench_runtime
 
-    benches = {"training": bench_training, "runtime": bench_runtime}
+    benches = {"training": bench_training, "runtime": bench_runtime, "lava": bench_lava}
     names = sys.argv[1:] or list(benches)
     unknown = [n for n in names if n not in benches]
     if unknown:

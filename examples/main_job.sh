@@ -14,8 +14,9 @@
 #  10. verify: run float, int, onnx and onnx-int on the same test images and compare them pair by pair
 #      (every integer pair must be bit-exact, or the job fails);
 #  11. report SOPs, energy (45 nm model) and Loihi 2 resources per layer from the runtime's event counts
-#      (table, out/report.json, PNG plots in out/report/).
-# Later stages (Lava export) are appended as they land.
+#      (table, out/report.json, PNG plots in out/report/);
+#  12. export the integer network as Lava processes and verify Lava against the runtime and the integer
+#      ONNX model on 16 test images (bit-exact, or the job fails).
 set -euo pipefail
 OUT=${1:-out}
 LMHTC=${LMHTC:-.venv/bin/lmhtc}
@@ -59,3 +60,10 @@ $LMHTC verify "$OUT/model.lmhtc" --inputs "$OUT/digits8_test.npz" --targets floa
 echo "== 11. SOPs, energy and chip resources (integer runtime counts) =="
 $LMHTC report "$OUT/model.lmhtc" --inputs "$OUT/digits8_test.npz" --energy-model 45nm --hardware loihi2 \
     --json "$OUT/report.json" --plots "$OUT/report"
+
+echo "== 12. Lava: export and verify against the runtime =="
+rm -rf "$OUT/lava.new"
+$LMHTC export "$OUT/model.lmhtc" --target lava -o "$OUT/lava.new"
+rm -rf "$OUT/lava" && mv "$OUT/lava.new" "$OUT/lava"
+$LMHTC verify "$OUT/model.lmhtc" --inputs "$OUT/digits8_test.npz" --limit 16 --targets int,onnx-int,lava \
+    --json "$OUT/verify_lava.json"

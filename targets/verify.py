@@ -111,7 +111,7 @@ def run_target(name: str, graphs: dict[str, Graph], x: np.ndarray, meta: dict | 
     elif name == "lava":
         from .lava import run_lava
 
-        r = run_lava(integer, x)
+        r = run_lava(integer, x, progress=progress)
         run = TargetRun(name, r.logits, r.logits_int, dict(r.spikes))
     else:
         raise VerifyError(f"unknown target {name!r}")

@@ -22,11 +22,11 @@ def ort_run(model: onnx.ModelProto, x: np.ndarray):
     return sess.run(["logits", "outputs"], {"x": x})
 
 
-@pytest.mark.parametrize("reparam, levels", [(True, 2), (False, 4)])
-def test_random_networks_match_the_float_executor(reparam, levels):
+@pytest.mark.parametrize("reparam, levels, schedule", [(True, 2, "uniform"), (True, 2, "exact"), (False, 4, "uniform")])
+def test_random_networks_match_the_float_executor(reparam, levels, schedule):
     for model, shape in [(randomize(TinyResNet(levels, 2), 3), (2, 8, 8)),
                          (randomize(StridedNet(levels, 3), 4), (2, 8, 8))]:
-        graph = compile_graphs(trace_to_ir(model, shape), reparam=reparam)["compiled"]
+        graph = compile_graphs(trace_to_ir(model, shape), reparam=reparam, schedule=schedule)["compiled"]
         onx = export_float_onnx(graph)
         assert onx.ir_version == 10 and onx.opset_import[0].version == 17
         props = {p.key: p.value for p in onx.metadata_props}

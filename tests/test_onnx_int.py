@@ -47,11 +47,13 @@ def assert_bit_exact(graph, x, float_limit=EXACT_F32):
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), net=st.sampled_from(["resnet", "strided"]), levels=st.sampled_from([2, 3]),
-       reparam=st.booleans(), bits=st.sampled_from([4, 8, 16, "widest"]), int_path=st.booleans())
+       reparam=st.sampled_from([False, "uniform", "exact"]), bits=st.sampled_from([4, 8, 16, "widest"]),
+       int_path=st.booleans())
 def test_random_networks_are_bit_exact(seed, net, levels, reparam, bits, int_path):
-    """Property: for any small net, width and synapse lowering (float32 under 2^24, or int64 im2col MatMul)."""
+    """Property: for any small net, schedule, width and synapse lowering (float32 under 2^24, or int64 MatMul)."""
     model = randomize(TinyResNet(levels, 2) if net == "resnet" else StridedNet(levels, 3), seed)
-    graph = compile_graphs(trace_to_ir(model, (2, 8, 8)), reparam=reparam)["compiled"]
+    graph = compile_graphs(trace_to_ir(model, (2, 8, 8)), reparam=bool(reparam),
+                           schedule=reparam or "uniform")["compiled"]
     cfg = QuantConfig.widest() if bits == "widest" else QuantConfig(weight_bits=bits)
     q = quantize(graph, cfg)
     x = np.random.default_rng(seed).normal(size=(5, 2, 8, 8)).astype(np.float32)

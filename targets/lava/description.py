@@ -1,0 +1,223 @@
+"""The exported Lava network description: ``network.json`` (structure, parameters, resources) plus
+``arrays.npz`` (integer arrays; loaded with ``allow_pickle=False``). numpy only: a Lava user reads it
+without lmhtc's compiler.
+
+A description is a list of processes in topological order. Kinds:
+
+* ``input``   — the analog input encoder (``qinput``); params ``scale``, ``bits``, ``ir_shape``.
+* ``conv``    — Lava's stock ``Conv`` (a ``qconv2d``, an identity shortcut ``qgain`` as a depthwise 1×1
+  conv, or a ``sumpool2d``/``globalsumpool`` as a depthwise all-ones conv); array ``weight``
+  (Cout, kx, ky, Cin/groups), convolved as Lava does.
+* ``dense``   — Lava's stock ``Dense`` (a ``qlinear``); array ``weight`` (out, in) of mantissas.
+* ``layer``   — ``LMHTLayer`` (``qtemporal_mix`` + ``qneuron``); arrays ``threshold``, ``v_init``,
+  ``bias``, ``leak``, optional ``omega``.
+* ``readout`` — ``IntReadout`` (``qreadout``); arrays ``bias``, ``scale`` (float64).
+
+Shapes are in Lava's layout: (X, Y, C) for a feature map (C, H, W), (N,) for a vector. Every input of a
+process names its source; ``layer``/``readout`` inputs also carry the exponent E of their synaptic
+path, and ``flatten`` marks a source whose output is flattened (C order of the Lava layout).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "lmhtc-lava-network"
+VERSION = 1
+NETWORK_JSON = "network.json"
+ARRAYS_NPZ = "arrays.npz"
+
+KINDS = {
+    "input": ({"scale", "bits", "ir_shape"}, set()),
+    "conv": ({"input_shape", "stride", "padding", "dilation", "groups", "num_message_bits", "weight_bits", "role"},
+             {"weight"}),
+    "dense": ({"num_message_bits", "weight_bits"}, {"weight"}),
+    "layer": ({"levels", "frac_bits", "leak_frac_bits", "membrane_bits", "ir_shape"},
+              {"threshold", "v_init", "bias", "leak"}),
+    "readout": (set(), {"bias", "scale"}),
+}
+SOURCES = {"input": 0, "conv": 1, "dense": 1, "layer": None, "readout": None}   # None: 1..MAX_PORTS
+
+
+class LavaNetworkError(Exception):
+    """A description or input that cannot be run; the message is one line naming the file, process or key."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+@dataclass
+class PortSpec:
+    source: str
+    exponent: int = 0
+    flatten: bool = False
+
+
+@dataclass
+class ProcessSpec:
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    inputs: list[PortSpec] = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    ir_nodes: list[str] = field(default_factory=list)
+    resources: dict = field(default_factory=dict)
+
+
+@dataclass
+class NetworkDescription:
+    steps: int
+    processes: list[ProcessSpec]
+    semantics_version: int = 1
+    meta: dict = field(default_factory=dict)
+
+    def process(self, name: str) -> ProcessSpec:
+        for p in self.processes:
+            if p.name == name:
+                return p
+        raise LavaNetworkError(f"no process named {name!r}")
+
+    def of_kind(self, kind: str) -> list[ProcessSpec]:
+        return [p for p in self.processes if p.kind == kind]
+
+    def validate(self, where: str = "network") -> "NetworkDescription":
+        """Check kinds, keys, sources and port counts; raises LavaNetworkError naming the process and key."""
+        from targets.lava.procs.ports import MAX_PORTS
+
+        if self.steps < 1:
+            raise LavaNetworkError(f"{where}: steps must be >= 1, got {self.steps}")
+        seen: dict[str, ProcessSpec] = {}
+        for p in self.processes:
+            at = f"{where}: process {p.name!r}"
+            if p.kind not in KINDS:
+                raise LavaNetworkError(f"{at}: unknown kind {p.kind!r} (expected one of {', '.join(KINDS)})")
+            if p.name in seen:
+                raise LavaNetworkError(f"{at}: duplicate process name")
+            params, arrays = KINDS[p.kind]
+            for key in sorted(params - set(p.params)):
+                raise LavaNetworkError(f"{at}: missing parameter {key!r}")
+            for key in sorted(arrays - set(p.arrays)):
+                raise LavaNetworkError(f"{at}: missing array {key!r}")
+            n_src = SOURCES[p.kind]
+            if n_src is not None and len(p.inputs) != n_src:
+                raise LavaNetworkError(f"{at}: takes {n_src} input(s), has {len(p.inputs)}")
+            if n_src is None and not 1 <= len(p.inputs) <= MAX_PORTS:
+                raise LavaNetworkError(f"{at}: takes 1 to {MAX_PORTS} inputs, has {len(p.inputs)}")
+            for port in p.inputs:
+                if port.source not in seen:
+                    raise LavaNetworkError(f"{at}: input {port.source!r} is not an earlier process")
+                if seen[port.source].kind == "readout":
+                    raise LavaNetworkError(f"{at}: input {port.source!r} is a readout")
+            for key, arr in p.arrays.items():
+                if key != "scale" and not np.issubdtype(arr.dtype, np.integer):
+                    raise LavaNetworkError(f"{at}: array {key!r} must be integer, is {arr.dtype}")
+            problem = _shape_problem(p, seen, self.steps)
+            if problem:
+                raise LavaNetworkError(f"{at}: {problem}")
+            seen[p.name] = p
+        if len(self.of_kind("input")) != 1 or len(self.of_kind("readout")) != 1:
+            raise LavaNetworkError(f"{where}: needs exactly one input and one readout process")
+        return self
+
+
+def _shape_problem(p: ProcessSpec, seen: dict[str, ProcessSpec], steps: int) -> str | None:
+    """Why ``p``'s arrays and shape do not fit its inputs (None when they fit)."""
+    a, q = p.arrays, p.params
+    src = [(seen[i.source].shape if not i.flatten else (int(np.prod(seen[i.source].shape)),)) for i in p.inputs]
+    if p.kind == "input":
+        ir = tuple(q["ir_shape"])
+        if tuple(p.shape) != (ir[::-1] if len(ir) == 3 else ir):
+            return f"shape {p.shape} is not the Lava layout of ir_shape {ir}"
+    elif p.kind == "conv":
+        w = a["weight"]
+        if w.ndim != 4 or tuple(q["input_shape"]) != src[0] or len(src[0]) != 3 or \
+                w.shape[3] * int(q["groups"]) != src[0][2] or p.shape[2] != w.shape[0]:
+            return f"weight {w.shape} with {q['groups']} group(s) does not fit input {src[0]} and shape {p.shape}"
+    elif p.kind == "dense":
+        w = a["weight"]
+        if w.ndim != 2 or (w.shape[1],) != src[0] or tuple(p.shape) != (w.shape[0],):
+            return f"weight {w.shape} does not map input {src[0]} to shape {p.shape}"
+    else:
+        if any(s != tuple(p.shape) for s in src):
+            return f"inputs of shapes {src} do not all match its shape {p.shape}"
+        per_channel = ("threshold", "v_init", "bias") if p.kind == "layer" else ("bias", "scale")
+        for key in per_channel:
+            if a[key].shape != (p.shape[-1],):
+                return f"array {key!r} has shape {a[key].shape}, expected ({p.shape[-1]},)"
+        if p.kind == "layer" and (a["leak"].shape != (steps,) or a.get("omega", np.zeros((steps, steps))).shape
+                                  != (steps, steps)):
+            return f"leak must have {steps} entries and omega be {steps}x{steps}"
+    return None
+
+
+def save_description(desc: NetworkDescription, directory: str | os.PathLike, extra: dict | None = None) -> None:
+    """Write ``network.json`` and ``arrays.npz`` into ``directory`` (which exists)."""
+    directory = Path(directory)
+    arrays, procs = {}, []
+    for p in desc.processes:
+        keys = {}
+        for key, arr in p.arrays.items():
+            keys[key] = f"{p.name}/{key}"
+            arrays[keys[key]] = np.ascontiguousarray(arr)
+        procs.append({"name": p.name, "kind": p.kind, "shape": list(p.shape), "ir_nodes": p.ir_nodes,
+                      "inputs": [{"source": i.source, "exponent": i.exponent, "flatten": i.flatten}
+                                 for i in p.inputs],
+                      "params": p.params, "arrays": keys, "resources": p.resources})
+    doc = {"format": FORMAT, "version": VERSION, "semantics_version": desc.semantics_version,
+           "steps": desc.steps, "meta": desc.meta, **(extra or {}), "processes": procs}
+    with open(directory / ARRAYS_NPZ, "wb") as f:
+        np.savez(f, **arrays)
+    (directory / NETWORK_JSON).write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def load_description(directory: str | os.PathLike) -> NetworkDescription:
+    """Read a description written by ``save_description``; raises LavaNetworkError naming the file and key."""
+    directory = Path(directory)
+    js, npz = directory / NETWORK_JSON, directory / ARRAYS_NPZ
+    for f in (js, npz):
+        if not f.is_file():
+            raise LavaNetworkError(f"{f}: not found (is {directory} an exported Lava network?)")
+    try:
+        doc = json.loads(js.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LavaNetworkError(f"{js}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise LavaNetworkError(f"{js}: not an lmhtc Lava network (format must be {FORMAT!r})")
+    if doc.get("version") != VERSION or doc.get("semantics_version") != 1:
+        raise LavaNetworkError(f"{js}: version {doc.get('version')} / integer semantics "
+                               f"{doc.get('semantics_version')} not supported (expected {VERSION} / 1)")
+    try:
+        with np.load(npz, allow_pickle=False) as f:
+            stored = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as exc:
+        raise LavaNetworkError(f"{npz}: cannot be read ({exc})") from None
+    procs = []
+    for i, p in enumerate(_key(doc, "processes", js)):
+        name = _key(p, "name", f"{js}: processes[{i}]")
+        where = f"{js}: process {name!r}"
+        arrays = {}
+        for key, ref in _key(p, "arrays", where).items():
+            if ref not in stored:
+                raise LavaNetworkError(f"{npz}: missing array {ref!r} (process {name!r})")
+            arrays[key] = stored[ref]
+        try:
+            inputs = [PortSpec(str(q["source"]), int(q.get("exponent", 0)), bool(q.get("flatten", False)))
+                      for q in _key(p, "inputs", where)]
+        except (KeyError, TypeError, ValueError):
+            raise LavaNetworkError(f"{where}: every input needs a 'source'") from None
+        procs.append(ProcessSpec(name, _key(p, "kind", where), tuple(int(s) for s in _key(p, "shape", where)),
+                                 inputs, dict(_key(p, "params", where)), arrays, list(p.get("ir_nodes", [])),
+                                 dict(p.get("resources", {}))))
+    desc = NetworkDescription(int(_key(doc, "steps", js)), procs, 1, dict(doc.get("meta", {})))
+    return desc.validate(str(js))
+
+
+def _key(d, key: str, where):
+    if not isinstance(d, dict) or key not in d:
+        raise LavaNetworkError(f"{where}: missing key {key!r}")
+    return d[key]

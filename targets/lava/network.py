@@ -1,0 +1,157 @@
+"""Build the Lava processes of a network description and run a batch of images through them.
+
+numpy and lava only (this is what an exported ``run.py`` uses). Images stream
+through the network one after another, one every ``steps`` time-steps, as on a
+chip; see ``schedule.py`` for the timing and ``procs/`` for the models. The run
+uses ``Loihi2SimCfg(select_tag="fixed_pt")``; ``conv_model="fast"`` swaps
+Lava's per-channel-pair scipy model of the stock ``Conv`` for the vectorised
+one (same integers), ``"stock"`` keeps Lava's own.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+import targets.lava.procs  # noqa: F401  (first: prepares multiprocessing for Lava's runtime)
+from lava.magma.core.run_conditions import RunSteps
+from lava.magma.core.run_configs import Loihi2SimCfg
+from lava.proc.conv.process import Conv
+from lava.proc.dense.process import Dense
+
+from targets.lava.description import LavaNetworkError, NetworkDescription, load_description
+from targets.lava.procs.conv_model import VectorisedConvModel
+from targets.lava.procs.io import AnalogInput, IntReadout
+from targets.lava.procs.lmht_layer import LMHTLayer
+from targets.lava.procs.ports import port_names
+from targets.lava.result import LavaRunResult
+from targets.lava.schedule import Schedule, schedule
+
+CONV_MODELS = ("fast", "stock")
+
+
+def encode_input(x: np.ndarray, spec) -> np.ndarray:
+    """``qinput``: ``clip(round(x/scale), ±(2^(bits−1) − 1))`` in float64, round half away; Lava layout."""
+    q = 2 ** (int(spec.params["bits"]) - 1) - 1
+    scaled = np.asarray(x).astype(np.float64) / float(spec.params["scale"])
+    r = np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + 0.5), -q, q).astype(np.int64)
+    return to_lava_layout(r, batch=True)
+
+
+def to_lava_layout(a: np.ndarray, batch: bool = False) -> np.ndarray:
+    """(.., C, H, W) → (.., X=W, Y=H, C); vectors unchanged."""
+    lead = 1 if batch else 0
+    if a.ndim - lead == 3:
+        return np.ascontiguousarray(np.moveaxis(a, (lead, lead + 1, lead + 2), (lead + 2, lead + 1, lead)))
+    return a
+
+
+def from_lava_layout(a: np.ndarray, lead: int) -> np.ndarray:
+    """(.., X, Y, C) → (.., C, H, W) for the trailing three axes after ``lead`` leading axes."""
+    if a.ndim - lead == 3:
+        return np.ascontiguousarray(np.moveaxis(a, (lead, lead + 1, lead + 2), (lead + 2, lead + 1, lead)))
+    return a
+
+
+def build_processes(desc: NetworkDescription, frames: np.ndarray, sched: Schedule, record_spikes: bool,
+                    buffer: int) -> dict:
+    """Instantiate and connect one Lava process per description process."""
+    images = frames.shape[0]
+    procs: dict = {}
+
+    def out_port(src: str, flatten: bool):
+        port = procs[src].a_out if desc.process(src).kind in ("conv", "dense") else procs[src].s_out
+        return port.flatten() if flatten else port
+
+    for p in desc.processes:
+        a, q = p.arrays, p.params
+        if p.kind == "input":
+            proc = AnalogInput(frames=frames, steps=desc.steps, name=p.name)
+        elif p.kind == "conv":
+            proc = Conv(weight=a["weight"].astype(np.int32), weight_exp=0, input_shape=tuple(q["input_shape"]),
+                        padding=tuple(q["padding"]), stride=tuple(q["stride"]), dilation=tuple(q["dilation"]),
+                        groups=int(q["groups"]), num_message_bits=int(q["num_message_bits"]), name=p.name)
+        elif p.kind == "dense":
+            # Lava's fixed-point Dense drops the LSB of mixed-sign weights and shifts by weight_exp:
+            # weights 2w with exponent −1 give Σ w·x exactly for |w| ≤ 127
+            proc = Dense(weights=2 * a["weight"].astype(np.int32), weight_exp=-1, num_weight_bits=8,
+                         num_message_bits=int(q["num_message_bits"]), name=p.name)
+        elif p.kind == "layer":
+            proc = LMHTLayer(shape=p.shape, steps=desc.steps, images=images, threshold=a["threshold"],
+                             v_init=a["v_init"], leak=a["leak"], bias=a["bias"], omega=a.get("omega"),
+                             levels=int(q["levels"]), frac_bits=int(q["frac_bits"]),
+                             leak_frac_bits=int(q["leak_frac_bits"]), membrane_bits=int(q["membrane_bits"]),
+                             exponents=[i.exponent for i in p.inputs], delays=sched.delays[p.name],
+                             arrive=sched.arrive[p.name], record=record_spikes, record_buffer=buffer, name=p.name)
+        else:
+            proc = IntReadout(classes=p.shape[0], steps=desc.steps, images=images, bias=a["bias"],
+                              exponents=[i.exponent for i in p.inputs], delays=sched.delays[p.name],
+                              arrive=sched.arrive[p.name], record_buffer=buffer, name=p.name)
+        procs[p.name] = proc
+        if p.kind in ("conv", "dense"):
+            out_port(p.inputs[0].source, p.inputs[0].flatten).connect(proc.s_in)
+        elif p.kind in ("layer", "readout"):
+            for port, i in zip(port_names(), p.inputs):
+                out_port(i.source, i.flatten).connect(getattr(proc, port))
+    return procs
+
+
+def run_description(desc: NetworkDescription | str | os.PathLike, x: np.ndarray, conv_model: str = "fast",
+                    record_spikes: bool = True, progress: bool = False, chunk_images: int = 8) -> LavaRunResult:
+    """Build the network for the images ``x`` [N, C, H, W] (float), run it, and collect its integers."""
+    t0 = time.perf_counter()
+    if not isinstance(desc, NetworkDescription):
+        desc = load_description(desc)
+    if conv_model not in CONV_MODELS:
+        raise LavaNetworkError(f"conv_model must be one of {', '.join(CONV_MODELS)}, got {conv_model!r}")
+    inp = desc.of_kind("input")[0]
+    x = np.asarray(x)
+    expected = tuple(inp.params["ir_shape"])
+    if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected or len(x) == 0:
+        raise LavaNetworkError(f"inputs have shape {tuple(x.shape)}, the network expects [N, "
+                               f"{', '.join(map(str, expected))}] with N >= 1")
+    if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+        raise LavaNetworkError("inputs must be finite numbers")
+    frames = encode_input(x, inp)
+    images, steps = len(x), desc.steps
+    sched = schedule(desc)
+    total = sched.total_steps(images)
+    buffer = chunk_images + 2
+    procs = build_processes(desc, frames, sched, record_spikes, buffer)
+    readout = sched.readout
+    recorders = [p.name for p in desc.of_kind("layer")] if record_spikes else []
+    records: dict[str, list] = {name: [] for name in [*recorders, readout]}
+    cfg = Loihi2SimCfg(select_tag="fixed_pt",
+                       exception_proc_model_map={Conv: VectorisedConvModel} if conv_model == "fast" else {})
+    anchor = procs[readout]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=images, desc="simulate (lava)", unit="image")
+    done = 0
+    try:
+        while done < total:
+            n = min(chunk_images * steps, total - done)
+            anchor.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
+            done += n
+            for name in records:     # every record completed by now is in its pipe: receive without blocking
+                pipe = procs[name].rec.external_pipe_csp_recv_port
+                for _ in range(sched.completed(name, done, images) - len(records[name])):
+                    records[name].append(np.array(pipe.recv(), copy=True))
+            if bar is not None:
+                bar.update(len(records[readout]) - bar.n)
+    finally:
+        if anchor.runtime is not None:
+            anchor.stop()
+        if bar is not None:
+            bar.close()
+    outputs_int = np.stack(records[readout], axis=1).astype(np.int64)
+    logits_int = outputs_int.sum(axis=0)
+    scale = np.asarray(desc.process(readout).arrays["scale"], np.float64)
+    spikes = {}
+    for name in recorders:
+        spikes[name] = from_lava_layout(np.stack(records[name], axis=1), 2).astype(np.int64)
+    return LavaRunResult(outputs_int=outputs_int, logits_int=logits_int, logits=logits_int * scale / steps,
+                         spikes=spikes, layer_names=[p.name for p in desc.of_kind("layer")], time_steps=total,
+                         latency_steps=sched.latency, wall_s=time.perf_counter() - t0)
