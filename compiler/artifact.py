@@ -29,6 +29,7 @@ from . import __version__
 from .atomic import atomic_write
 from .errors import LmhtcError
 from . import intir  # noqa: F401  (registers the integer node kinds with the loader)
+from .convert import msat_node  # noqa: F401  (registers the MSAT neuron kind with the loader)
 from .ir import NODE_TYPES, Graph, IRError, validate
 
 FORMAT = "lmhtc-artifact"

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Input, Linear, MaxPool2d,
                  Neuron, Readout, TemporalMix)
+from .convert.msat import MSATNeuron, run_msat_neuron   # the MSAT neuron kind (ANN→SNN conversion)
 
 
 @dataclass
@@ -132,6 +133,9 @@ def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set
                                 node.input_scale)
             counts.append(k.sum(dim=tuple(d for d in range(k.dim()) if d != 1)))
             out = k * node.threshold
+        elif isinstance(node, MSATNeuron):
+            k, out = run_msat_neuron(node, v, steps, params)
+            counts.append(k.sum(dim=tuple(d for d in range(k.dim()) if d != 1)))
         elif isinstance(node, Readout):
             outputs = v.expand(steps, *v.shape[1:]) if v.shape[0] == 1 else v
             out = outputs
@@ -168,5 +172,5 @@ def run_float(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, 
                 caps[name].append(val.cpu())
     outputs = torch.cat(outs, dim=1).numpy()
     return RunResult(outputs=outputs, logits=outputs.mean(axis=0), spike_counts=torch.cat(cnts).numpy(),
-                     layer_names=[n.name for n in graph.neuron_layers()],
+                     layer_names=[n.name for n in graph.nodes_of(Neuron, MSATNeuron)],
                      captured={k: torch.cat(v, dim=1).numpy() for k, v in caps.items()})

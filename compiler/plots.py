@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .atomic import atomic_write  # noqa: E402
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
+def save_png(fig, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG atomically (temporary file, then rename) and close it."""
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
@@ -37,4 +38,4 @@ def plot_bits_sweep(sweep, path: str | os.PathLike, title: str = "") -> Path:
     ax.set_title(title or "integer lowering: accuracy vs weight bits")
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LmhtcError
-from .plots import _save, plt
+from .plots import save_png, plt
 
 FILES = ("firing_rate.png", "sops_per_layer.png", "energy.png", "firing_rate_per_step.png")
 
@@ -36,7 +36,7 @@ def plot_firing_rate(report: dict, path: str | os.PathLike) -> Path:
     ax.set_ylabel("spikes per neuron per step")
     ax.set_title(_title(report, "firing rate per layer"), fontsize=9)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_sops(report: dict, path: str | os.PathLike) -> Path:
@@ -55,7 +55,7 @@ def plot_sops(report: dict, path: str | os.PathLike) -> Path:
                  fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", ncol=2)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_energy(report: dict, path: str | os.PathLike) -> Path:
@@ -88,7 +88,7 @@ def plot_energy(report: dict, path: str | os.PathLike) -> Path:
     ratio = t["energy_ratio_snn_to_ann"]
     ax2.set_title("total" + (f": SNN/ANN = {ratio:.3g}" if ratio is not None else ""), fontsize=9)
     ax2.legend(fontsize=7)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_rate_per_step(report: dict, path: str | os.PathLike) -> Path:
@@ -106,7 +106,7 @@ def plot_rate_per_step(report: dict, path: str | os.PathLike) -> Path:
         ax.axvline(k - 0.5, color="w", lw=1, ls="--")
     fig.colorbar(im, ax=ax, label="spikes per neuron")
     ax.set_title(_title(report, "firing rate per step"), fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def write_report_plots(report: dict, directory: str | os.PathLike) -> list[Path]:

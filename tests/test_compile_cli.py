@@ -40,7 +40,7 @@ def subset(tmp_path_factory, fixtures):
 @pytest.fixture(scope="module")
 def r18_artifact(tmp_path_factory, fixtures):
     path = tmp_path_factory.mktemp("art") / "r18.lmhtc"
-    ok("compile", RESNET18, "-o", path, *R18, "--no-progress")
+    ok("compile", RESNET18, "-o", path, *R18, "--reparam", "uniform", "--no-progress")   # vs reparam_out
     return path
 
 

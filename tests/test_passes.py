@@ -33,7 +33,7 @@ def test_bn_folding_keeps_outputs(seed):
 def test_reparameterization_structure():
     model = randomize(TinyResNet(2, 2), 3)
     g = fold_batchnorm(trace_to_ir(model, (2, 8, 8)))
-    r = reparameterize(g)
+    r = reparameterize(g, "uniform")
     assert r.steps == 4 and r.meta["reparameterized"] and r.meta["reparam_levels"] == 2
     for name in ("sn0", "sn1", "sn2"):
         old, new = g.node(name), r.node(name)
@@ -58,7 +58,7 @@ def test_theorem_4_2_window_counts_equal_levels(levels, T, seed):
     g = fold_batchnorm(trace_to_ir(model, (2, 8, 8)))
     x = dyadic_images(4, seed=seed)
     assume(run_float(g, x).spike_counts.sum() > 0)   # not vacuous (hypothesis fails if this filters too much)
-    report = exactness_report(g, reparameterize(g), x)
+    report = exactness_report(g, reparameterize(g, "uniform"), x)
     assert report.fraction == 1.0, [(layer.layer, layer.fraction) for layer in report.layers]
     # and the whole network agrees: reparameterized logits × L equal the M-HT logits (dyadic → exact)
     assert report.mean_abs_dlogits == 0.0 and report.argmax_agreement == 1.0
@@ -81,7 +81,7 @@ def test_uniform_schedule_mismatch_outside_the_theorem_is_reported():
     g = single_neuron_graph(omega=[[1.6, 0.0], [-0.2, 0.0]], weight=2.0, leak=[1.0, 1.0])
     x = np.ones((1, 1), np.float32)
     assert run_float(g, x).outputs[:, 0, 0].tolist() == [2.0, 0.0]        # levels 2, then 0
-    r = reparameterize(g)
+    r = reparameterize(g, "uniform")
     assert run_float(r, x).outputs[:, 0, 0].tolist() == [1.0, 1.0, 1.0, 0.0]   # window counts 2, 1
     report = exactness_report(g, r, x)
     (layer,) = report.layers
