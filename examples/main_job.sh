@@ -2,7 +2,8 @@
 # The main job, end to end on the embedded default (the digits data bundled with scikit-learn):
 #   1. train the default small LM-HT network (digitsnet, L=2, T=2, 1x8x8 digits) with STBP;
 #   2. reload the saved checkpoint (authors' format + JSON sidecar) and measure its test accuracy;
-#   3. compile it: BN folding, reparameterization to single-threshold LIF neurons over L*T steps,
+#   3. compile it: BN folding, reparameterization to single-threshold LIF neurons over L*T steps
+#      (the lossless front-loaded "exact" window schedule, the default),
 #      with the per-layer exactness report measured on the test images;
 #   4. print the compiled network's layer table;
 #   5. simulate the compiled network with the float reference executor on the test set;

@@ -86,7 +86,7 @@ def test_hybrid_resnet20_no_reparam_matches_lmht_out_and_reparam_reports_exactne
 
     art2 = tmp_path / "r20.lmhtc"
     out = ok("compile", HYBRID_RESNET20, "-o", art2, *R20, "--check", subset, "--check-limit", "8", "--no-progress")
-    assert "reparameterization exactness (uniform schedule, L=2, 8 images)" in out
+    assert "reparameterization exactness (exact schedule, L=2, 8 images)" in out
     assert "conv1.2" in out and "of (neuron, window) spike counts equal the M-HT levels" in out
     code, out = cli("exactness", art2, "--inputs", subset, "--limit", "4", "--json", tmp_path / "ex.json",
                     "--no-progress")
