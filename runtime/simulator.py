@@ -246,7 +246,7 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
     order, last_use = prog.order, prog.last_use
     values: dict[str, torch.Tensor] = {}
     windowed: dict[str, int] = {}          # value name → window size, for values held as window sums
-    windowed_rows: dict[str, int] = {}     # mix outputs held once per window (equal at every step of it)
+    windowed_rows: dict[str, tuple[int, bool]] = {}   # mix outputs held once per window: (L, front-loaded)
     row_blocks = prog.row_blocks if row_windows else {}
     spikes, sats, sops, macs = [], [], [], torch.zeros(x.shape[0], dtype=torch.int64)
     kernels: dict[str, dict[str, int]] = {}
@@ -295,7 +295,7 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
         elif isinstance(node, QTemporalMix):
             omega = node.omega
             w_in = windowed.get(node.inputs[0], 1)
-            rows = row_blocks.get(node.name, 1)        # equal rows within blocks: compute each once
+            rows, front = row_blocks.get(node.name, (1, False))   # one current per window: compute it once
             omega = omega[::rows]
             if w_in > 1:
                 omega = omega[:, ::w_in]
@@ -303,11 +303,11 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
                 omega = omega.sum(1, keepdims=True)
             out = rs(_mix(omega, v), node.frac_bits)
             if rows > 1:
-                windowed_rows[node.name] = rows
+                windowed_rows[node.name] = (rows, front)
         elif isinstance(node, QNeuron):
-            rows = windowed_rows.get(node.inputs[0], 1)
+            rows, front = windowed_rows.get(node.inputs[0], (1, False))
             cur = v.expand(steps, *v.shape[1:]) if v.shape[0] == 1 else v
-            out, sat = _neuron(cur, node, rows, *prog.neuron_params[node.name])
+            out, sat = _neuron(cur, node, rows, front, *prog.neuron_params[node.name])
             spikes.append(out.sum(dim=tuple(d for d in range(out.dim()) if d != 1), dtype=torch.int32).to(torch.int64))
             sats.append(sat)
         elif isinstance(node, QReadout):
@@ -322,7 +322,12 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
                 raise IntegerGraphError(f"runtime: {node.name!r} is computed as window sums; "
                                         f"run with windows=False to capture it per step")
             if node.name in windowed_rows:
-                out_c = out.repeat_interleave(windowed_rows[node.name], dim=0)
+                rows, front = windowed_rows[node.name]
+                if front:     # the window's current at its first step, zero at the others
+                    out_c = torch.zeros((out.shape[0] * rows, *out.shape[1:]), dtype=out.dtype, device=out.device)
+                    out_c[::rows] = out
+                else:
+                    out_c = out.repeat_interleave(rows, dim=0)
             else:
                 out_c = out.expand(steps, *out.shape[1:]) if out.shape[0] == 1 else out
             captured[node.name] = out_c
@@ -353,13 +358,18 @@ def _exp_shift(a: torch.Tensor, e: int) -> torch.Tensor:
     return a << e if e >= 0 else rs(a, -e)
 
 
-def _row_block(node: QTemporalMix, graph: Graph) -> int:
-    """L when the rows of omega are equal within blocks of L steps (every step of a window gets one current)."""
+def _row_block(node: QTemporalMix, graph: Graph) -> tuple[int, bool]:
+    """(L, False) when the rows of omega are equal within blocks of L steps (every step of a window gets one
+    current: the uniform schedule); (L, True) when only each block's first row is non-zero (the window's
+    current at its first step: the exact schedule); (1, False) otherwise."""
     lw = int(graph.meta.get("reparam_levels", 1))
     om = node.omega
-    if lw > 1 and om.shape[0] % lw == 0 and np.array_equal(om, np.repeat(om[::lw], lw, axis=0)):
-        return lw
-    return 1
+    if lw > 1 and om.shape[0] % lw == 0:
+        if np.array_equal(om, np.repeat(om[::lw], lw, axis=0)):
+            return lw, False
+        if not om.reshape(-1, lw, om.shape[1])[:, 1:].any():
+            return lw, True
+    return 1, False
 
 
 def _mix(omega: np.ndarray, v: torch.Tensor) -> torch.Tensor:
@@ -381,11 +391,12 @@ def _per_step(per: torch.Tensor, steps: int) -> torch.Tensor:
     return per.expand(-1, steps) if per.shape[1] == 1 else per
 
 
-def _neuron(cur: torch.Tensor, node: QNeuron, rows: int, theta: torch.Tensor,
+def _neuron(cur: torch.Tensor, node: QNeuron, rows: int, front: bool, theta: torch.Tensor,
             v_init: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Spike counts k [steps, B, ...] and saturation events per sample [B] (docs/integer-semantics.md).
 
-    ``cur`` holds one current per step, or (``rows`` > 1) one per window of ``rows`` steps.
+    ``cur`` holds one current per step, or (``rows`` > 1) one per window of ``rows`` steps, delivered at
+    every step of the window or (``front``) at its first step only (the other steps receive 0).
     """
     steps = cur.shape[0] * rows
     shape = (-1, *([1] * (cur.dim() - 3)))
@@ -400,7 +411,8 @@ def _neuron(cur: torch.Tensor, node: QNeuron, rows: int, theta: torch.Tensor,
         leak = int(node.leak[t])
         if leak != one:
             v = rs(leak * v, node.leak_frac_bits)
-        v += cur[t // rows]
+        if not front or t % rows == 0:
+            v += cur[t // rows]
         vmin, vmax = torch.aminmax(v)
         if vmin < lo or vmax > hi:
             clipped = v.clamp(lo, hi)

@@ -126,15 +126,18 @@ def test_runtime_refuses_float_graphs():
         run_int(g, np.zeros((1, 2, 8, 8), np.float32))
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_window_sum_schedule_is_bit_identical_to_per_step(seed):
-    """Synaptic products over window sums (block-constant T-GIM) give the per-step schedule's integers."""
-    for model in (randomize(TinyResNet(2, 2), seed), randomize(StridedNet(4, 2), seed)):
-        q, _ = int_net(model, (2, 8, 8), reparam=True)
-        x = np.random.default_rng(seed).normal(size=(4, 2, 8, 8)).astype(np.float32)
-        from runtime.simulator import window_plan
+@pytest.mark.parametrize("seed, schedule", [(0, "exact"), (1, "exact"), (0, "uniform"), (1, "uniform")])
+def test_window_sum_schedule_is_bit_identical_to_per_step(seed, schedule):
+    """Synaptic products over window sums and one T-GIM current per window (equal rows for `uniform`, the
+    first row only for `exact`) give the per-step schedule's integers."""
+    from runtime.simulator import _program, window_plan
 
-        assert max(window_plan(q).values()) > 1    # the schedule is in use
+    for model in (randomize(TinyResNet(2, 2), seed), randomize(StridedNet(4, 2), seed)):
+        graph = compile_graphs(trace_to_ir(model, (2, 8, 8)), schedule=schedule)["compiled"]
+        q = quantize(graph, QuantConfig())
+        x = np.random.default_rng(seed).normal(size=(4, 2, 8, 8)).astype(np.float32)
+        assert max(window_plan(q).values()) > 1    # the schedules are in use
+        assert set(_program(q, "cpu").row_blocks.values()) == {(graph.meta["reparam_levels"], schedule == "exact")}
         a, b = run_int(q, x, windows=True), run_int(q, x, windows=False)
         for field in ("outputs_int", "spike_counts", "saturation", "sops_by_layer_step", "macs"):
             assert np.array_equal(getattr(a, field), getattr(b, field)), field
