@@ -33,7 +33,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from compiler.intir import (SEMANTICS_VERSION, GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
-                            QTemporalMix, SumPool2d)
+                            QTemporalMix, SumPool2d, rs)
 from compiler.ir import Add, Flatten, Graph
 
 from .onnx_common import Builder, ExportError, finish_model
@@ -222,16 +222,22 @@ def _synapse(b: _IntBuilder, node, graph: Graph, xs: list[str], use_float: bool)
                                        node.name)], node.name, to=TensorProto.INT64) for x in xs]
         wt = b.int32_as_i64(f"{node.name}.weight_t", w.T)
         return [b.op("MatMul", [x, wt], node.name) for x in xs]
+    return _conv_sums(b, node.name, xs, w, graph.node(node.inputs[0]).shape, node.shape, node.stride, node.padding,
+                      node.dilation, node.groups, use_float)
+
+
+def _conv_sums(b: _IntBuilder, base: str, xs: list[str], w: np.ndarray, in_shape, out_shape, stride, padding,
+               dilation, groups: int, use_float: bool) -> list[str]:
+    """Σ w·x of a convolution per step: float32 Conv on integer values (exact under the 2^24 bound the caller
+    proved), else int64 MatMul over an im2col gather."""
     if use_float:
-        wf = b.const(f"{node.name}.weight", w, np.float32)
-        ph, pw = node.padding
-        return [b.op("Cast", [b.op("Conv", [b.op("Cast", [x], node.name, to=TensorProto.FLOAT), wf], node.name,
-                                   strides=list(node.stride), pads=[ph, pw, ph, pw],
-                                   dilations=list(node.dilation), group=node.groups)],
-                     node.name, to=TensorProto.INT64) for x in xs]
-    in_shape = graph.node(node.inputs[0]).shape
-    return [_im2col_conv(b, node.name, x, w, in_shape, node.shape, node.stride, node.padding, node.dilation,
-                         node.groups) for x in xs]
+        wf = b.const(f"{base}.weight", w, np.float32)
+        ph, pw = padding
+        return [b.op("Cast", [b.op("Conv", [b.op("Cast", [x], base, to=TensorProto.FLOAT), wf], base,
+                                   strides=list(stride), pads=[ph, pw, ph, pw], dilations=list(dilation),
+                                   group=groups)],
+                     base, to=TensorProto.INT64) for x in xs]
+    return [_im2col_conv(b, base, x, w, in_shape, out_shape, stride, padding, dilation, groups) for x in xs]
 
 
 def _im2col_indices(in_shape, out_shape, kernel, stride, padding, dilation, groups) -> np.ndarray:
@@ -273,15 +279,8 @@ def _sum_pool(b: _IntBuilder, node: SumPool2d, graph: Graph, xs: list[str], use_
     """Window sums as a depthwise convolution with a kernel of ones (exact by the same rule as synapses)."""
     c = node.shape[0]
     ones = np.ones((c, 1, *node.kernel), dtype=I64)
-    if use_float:
-        wf = b.const(f"{node.name}.ones", ones, np.float32)
-        ph, pw = node.padding
-        return [b.op("Cast", [b.op("Conv", [b.op("Cast", [x], node.name, to=TensorProto.FLOAT), wf], node.name,
-                                   strides=list(node.stride), pads=[ph, pw, ph, pw], group=c)],
-                     node.name, to=TensorProto.INT64) for x in xs]
-    in_shape = graph.node(node.inputs[0]).shape
-    return [_im2col_conv(b, node.name, x, ones, in_shape, node.shape, node.stride, node.padding, (1, 1), c)
-            for x in xs]
+    return _conv_sums(b, node.name, xs, ones, graph.node(node.inputs[0]).shape, node.shape, node.stride,
+                      node.padding, (1, 1), c, use_float)
 
 
 def _mix(b: _IntBuilder, node: QTemporalMix, xs: list[str], steps: int) -> list[str]:
@@ -321,7 +320,6 @@ def _neuron(b: _IntBuilder, node: QNeuron, currents: list[str], steps: int) -> l
     cur = currents * steps if len(currents) == 1 else currents
     v0 = node.v_init.astype(I64)
     if int(node.leak[0]) != one:      # the first step's leak acts on the constant v_init: fold it
-        from compiler.intir import rs
         v0 = rs(int(node.leak[0]) * v0, node.leak_frac_bits)
     v = None
     out = []

@@ -53,6 +53,16 @@ def agreement_stats(out: np.ndarray, ref: np.ndarray) -> dict:
     }
 
 
+def cli(*args) -> tuple[int, str]:
+    """Run ``lmhtc ARGS`` in-process; (exit code, output)."""
+    from typer.testing import CliRunner
+
+    from compiler.cli import app
+
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    return res.exit_code, res.output
+
+
 def assert_one_line_error(code: int, output: str, *fragments: str) -> None:
     """A user error: exit status 2 and exactly one line ``error: ...`` containing every fragment."""
     assert code == 2, output

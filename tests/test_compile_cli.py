@@ -6,21 +6,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from compiler.checkpoint import ModelSpec, save_checkpoint
-from compiler.cli import app
 from compiler.zoo import build_snn
-from conftest import HYBRID_RESNET20, RESNET18, agreement_stats, assert_one_line_error
+from conftest import HYBRID_RESNET20, RESNET18, agreement_stats, assert_one_line_error, cli
 
 N = 64
 R18 = ["--arch", "resnet18", "--levels", "2", "--timesteps", "2", "--recipe", "direct", "--num-classes", "10"]
 R20 = ["--arch", "resnet20", "--levels", "2", "--timesteps", "2", "--recipe", "hybrid", "--num-classes", "10"]
-
-
-def cli(*args):
-    res = CliRunner().invoke(app, [str(a) for a in args])
-    return res.exit_code, res.output
 
 
 def ok(*args):

@@ -6,20 +6,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from compiler.artifact import load_artifact
 from compiler.checkpoint import ModelSpec, save_checkpoint
-from compiler.cli import app
 from compiler.data import load_digits_dataset
 from compiler.training import TrainConfig, train
 from compiler.zoo import build_snn
-from conftest import assert_one_line_error
-
-
-def cli(*args):
-    res = CliRunner().invoke(app, [str(a) for a in args])
-    return res.exit_code, res.output
+from conftest import assert_one_line_error, cli
 
 
 @pytest.fixture(scope="module")

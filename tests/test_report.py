@@ -11,10 +11,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from compiler.checkpoint import ModelSpec, resolve_spec, save_checkpoint
-from compiler.cli import app
 from compiler.cost.dynamic import measure_activity
 from compiler.cost.energy import EnergyModelError, energy_model_from_json, load_energy_model, pj_to_mj
 from compiler.cost.fanout import CostError, cost_graph, fold_through_pool, unit_input_fanout
@@ -30,7 +28,7 @@ from compiler.passes.quantize import QuantConfig, quantize
 from compiler.pipeline import compile_checkpoint, compile_graphs
 from compiler.training import TrainConfig, train
 from compiler.zoo import build_snn
-from conftest import HYBRID_RESNET20, RESNET18, assert_one_line_error
+from conftest import HYBRID_RESNET20, RESNET18, assert_one_line_error, cli
 from nets import StridedNet, TinyResNet, randomize
 from runtime.simulator import run_int
 
@@ -292,11 +290,6 @@ def test_bad_hardware_file(tmp_path):
 
 
 # -- `lmhtc report` end to end -----------------------------------------------------------------------
-
-def cli(*args):
-    res = CliRunner().invoke(app, [str(a) for a in args])
-    return res.exit_code, res.output
-
 
 @pytest.fixture(scope="module")
 def digits_artifact(tmp_path_factory):

@@ -182,28 +182,26 @@ def _source(graph: Graph, name: str) -> Source:
 
 # -- structure ------------------------------------------------------------------------------
 
-def _target(graph: Graph, name: str) -> Node:
-    """The neuron layer or readout that the output of ``name`` reaches (through adds, mixes, pools)."""
-    cur = graph.node(name)
-    while not (is_spiking(cur) or isinstance(cur, Readout)):
+def _follow(graph: Graph, cur: Node, stop, what: str) -> Node:
+    """Walk from ``cur`` through single consumers until ``stop(node)``; a node with several consumers is an
+    error (``what`` says which sum must feed one neuron layer or the readout)."""
+    while not stop(cur):
         consumers = graph.consumers(cur.name)
         if len(consumers) != 1:
-            raise CostError(f"node {cur.name!r} ({cur.kind}) feeds {len(consumers)} nodes; each synaptic sum "
+            raise CostError(f"node {cur.name!r} ({cur.kind}) feeds {len(consumers)} nodes; each {what} "
                             f"must feed one neuron layer or the readout")
         cur = consumers[0]
     return cur
 
 
+def _target(graph: Graph, name: str) -> Node:
+    """The neuron layer or readout that the output of ``name`` reaches (through adds, mixes, pools)."""
+    return _follow(graph, graph.node(name), lambda n: is_spiking(n) or isinstance(n, Readout), "synaptic sum")
+
+
 def _group_root(graph: Graph, add: Add) -> Node:
     """The first node after a tree of adds (the T-GIM or readout the integer lowering groups by)."""
-    cur = add
-    while isinstance(cur, Add):
-        consumers = graph.consumers(cur.name)
-        if len(consumers) != 1:
-            raise CostError(f"node {cur.name!r} (add) feeds {len(consumers)} nodes; each residual sum must feed one "
-                            f"neuron layer or the readout")
-        cur = consumers[0]
-    return cur
+    return _follow(graph, add, lambda n: not isinstance(n, Add), "residual sum")
 
 
 def _identity_leaves(graph: Graph) -> list[tuple[str, Add, Node]]:

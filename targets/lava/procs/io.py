@@ -20,8 +20,8 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from targets.lava.procs.fixed import I64, exp_shift
-from targets.lava.procs.ports import MAX_PORTS, DelayLine, port_names
+from targets.lava.procs.fixed import I64
+from targets.lava.procs.ports import DelayLine, check_ports, port_names, sum_ports
 
 
 class AnalogInput(AbstractProcess):
@@ -54,8 +54,7 @@ class IntReadout(AbstractProcess):
 
     def __init__(self, *, classes: int, steps: int, images: int, bias, exponents, delays, arrive: int,
                  record_buffer: int = 8, name=None):
-        if not 1 <= len(exponents) <= MAX_PORTS or len(delays) != len(exponents):
-            raise ValueError(f"{name}: needs 1..{MAX_PORTS} ports with one exponent and delay each")
+        check_ports(exponents, delays, name)
         super().__init__(shape=(classes,), steps=steps, images=images, exponents=[int(e) for e in exponents],
                          delays=[int(d) for d in delays], arrive=int(arrive), name=name)
         for port in port_names():
@@ -84,10 +83,7 @@ class PyIntReadoutModel(PyLoihiProcessModel):
         self.buf = np.zeros((self.steps, *p["shape"]), I64)
 
     def run_spk(self) -> None:
-        ports = [self.in0, self.in1, self.in2, self.in3]
-        y = self.bias.astype(I64)
-        for port, line, e in zip(ports, self.lines, self.exponents):
-            y = y + exp_shift(line.push(port.recv()), e)
+        y = self.bias.astype(I64) + sum_ports([self.in0, self.in1, self.in2, self.in3], self.lines, self.exponents)
         rel = self.time_step - self.arrive
         if rel < 0 or rel // self.steps >= self.images:
             return

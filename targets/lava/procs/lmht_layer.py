@@ -34,8 +34,8 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from targets.lava.procs.fixed import I64, exp_shift, rs, saturate
-from targets.lava.procs.ports import MAX_PORTS, DelayLine, port_names
+from targets.lava.procs.fixed import I64, rs, saturate
+from targets.lava.procs.ports import DelayLine, check_ports, port_names, sum_ports
 
 
 class LMHTLayer(AbstractProcess):
@@ -49,8 +49,7 @@ class LMHTLayer(AbstractProcess):
                  levels: int, frac_bits: int, leak_frac_bits: int, membrane_bits: int,
                  exponents, delays, arrive: int, record: bool = False, record_buffer: int = 8, name=None):
         shape = tuple(int(s) for s in shape)
-        if not 1 <= len(exponents) <= MAX_PORTS or len(delays) != len(exponents):
-            raise ValueError(f"{name}: needs 1..{MAX_PORTS} ports with one exponent and delay each")
+        check_ports(exponents, delays, name)
         super().__init__(shape=shape, name=name, steps=steps, images=images, levels=levels,
                          frac_bits=frac_bits, leak_frac_bits=leak_frac_bits, membrane_bits=membrane_bits,
                          exponents=[int(e) for e in exponents], delays=[int(d) for d in delays],
@@ -102,11 +101,7 @@ class PyLMHTLayerModel(PyLoihiProcessModel):
 
     def run_spk(self) -> None:
         self.s_out.send(self._emit(self.time_step - self.arrive - self.steps))
-        ports = [self.in0, self.in1, self.in2, self.in3]
-        y = None
-        for port, line, e in zip(ports, self.lines, self.exponents):
-            term = exp_shift(line.push(port.recv()), e)
-            y = term if y is None else y + term
+        y = sum_ports([self.in0, self.in1, self.in2, self.in3], self.lines, self.exponents)
         self._receive(self.time_step - self.arrive, y)
 
     def _receive(self, rel: int, y: np.ndarray) -> None:

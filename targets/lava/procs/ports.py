@@ -3,11 +3,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from targets.lava.procs.fixed import exp_shift
+
 MAX_PORTS = 4
 
 
 def port_names() -> list[str]:
     return [f"in{i}" for i in range(MAX_PORTS)]
+
+
+def check_ports(exponents, delays, name) -> None:
+    """A Process needs 1..MAX_PORTS connected ports, each with one exponent and one delay."""
+    if not 1 <= len(exponents) <= MAX_PORTS or len(delays) != len(exponents):
+        raise ValueError(f"{name}: needs 1..{MAX_PORTS} ports with one exponent and delay each")
+
+
+def sum_ports(ports, lines, exponents) -> np.ndarray:
+    """This step's synaptic input: every connected port's value, delayed by its line, shifted by its exponent
+    (the contract's ``e(a, E)``), summed — a residual add of paths with their own exponents."""
+    terms = [exp_shift(line.push(port.recv()), e) for port, line, e in zip(ports, lines, exponents)]
+    return sum(terms[1:], terms[0])
 
 
 class DelayLine:
