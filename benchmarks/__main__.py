@@ -14,9 +14,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from compiler.data import load_digits_dataset
-from compiler.training import TrainConfig, train
-from compiler.zoo import build_snn
+from lmhtc.compiler.data import load_digits_dataset
+from lmhtc.compiler.training import TrainConfig, train
+from lmhtc.compiler.zoo import build_snn
 
 
 def bench_training(console: Console) -> None:

@@ -2,7 +2,7 @@
 
 The network is the fixture compiled with the hybrid recipe and lowered to 8-bit
 integers (64 calibration images). The same test images go through
-``runtime.simulator.run_int`` (batch 1 and batch N, on one torch thread and on the default
+``lmhtc.runtime.simulator.run_int`` (batch 1 and batch N, on one torch thread and on the default
 number: on a shared 2-core machine the second thread often only spins) and through ``run_lava``
 (``Loihi2SimCfg(select_tag="fixed_pt")``, images streamed one every L·T steps;
 fast = the vectorised model of Lava's Conv, stock = Lava's own scipy model),
@@ -29,12 +29,12 @@ def _timed(fn):
 
 
 def bench_lava(console, n_small: int = 4, n_large: int = 16) -> None:
-    from compiler.checkpoint import resolve_spec
-    from compiler.passes.quantize import QuantConfig, quantize
-    from compiler.pipeline import compile_checkpoint
-    from runtime.simulator import run_int
-    from targets.lava import run_lava
-    from targets.lava.lowering import lower_to_lava, resource_totals
+    from lmhtc.compiler.checkpoint import resolve_spec
+    from lmhtc.compiler.passes.quantize import QuantConfig, quantize
+    from lmhtc.compiler.pipeline import compile_checkpoint
+    from lmhtc.runtime.simulator import run_int
+    from lmhtc.targets.lava import run_lava
+    from lmhtc.targets.lava.lowering import lower_to_lava, resource_totals
 
     ckpt = FIXTURES / "hybrid_resnet20_digits_Q8_L2_T2.pth"
     if not ckpt.is_file():

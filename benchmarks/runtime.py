@@ -24,7 +24,7 @@ from benchmarks.common import FIXTURES, time_call
 
 def _compile(ckpt: Path, out: Path) -> tuple[float, float]:
     """Wall time (s) and peak resident memory (MiB) of `lmhtc compile` in a fresh process."""
-    cmd = [sys.executable, "-m", "compiler.cli", "compile", str(ckpt), "-o", str(out), "--arch", "resnet18",
+    cmd = [sys.executable, "-m", "lmhtc.compiler.cli", "compile", str(ckpt), "-o", str(out), "--arch", "resnet18",
            "-L", "2", "-T", "2", "--calib", str(FIXTURES / "digits32_calib.npz"), "--calib-limit", "64",
            "--no-progress"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -36,9 +36,9 @@ def _compile(ckpt: Path, out: Path) -> tuple[float, float]:
 
 
 def bench_runtime(console) -> None:
-    from compiler.artifact import load_artifact
-    from compiler.checkpoint import load_snn, resolve_spec
-    from runtime.simulator import run_int
+    from lmhtc.compiler.artifact import load_artifact
+    from lmhtc.compiler.checkpoint import load_snn, resolve_spec
+    from lmhtc.runtime.simulator import run_int
 
     ckpt = FIXTURES / "resnet18_digits_L2_T2.pth"
     if not ckpt.is_file():
@@ -53,8 +53,8 @@ def bench_runtime(console) -> None:
     model = load_snn(ckpt, resolve_spec(ckpt, "resnet18", 2, 2, "direct", 10))
     import onnxruntime as ort
 
-    from targets.onnx_float import export_float_onnx
-    from targets.onnx_int import export_int_onnx
+    from lmhtc.targets.onnx_float import export_float_onnx
+    from lmhtc.targets.onnx_int import export_int_onnx
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()

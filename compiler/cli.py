@@ -393,7 +393,7 @@ def simulate(
         _float_graph(graphs, graph, artifact)
     x, y = _limited(*load_inputs(inputs), limit)
     if mode == "int":
-        from runtime.simulator import run_int
+        from lmhtc.runtime.simulator import run_int
 
         r = run_int(graphs["integer"], x, batch_size, progress=progress)
         arrays = dict(logits=r.logits.astype(np.float32), outputs=r.outputs.astype(np.float32),
@@ -495,19 +495,19 @@ def export(
             "timesteps_trained": spec.get("timesteps", "")}
     if target == "onnx":
         _float_graph(graphs, graph, artifact)
-        from targets.onnx_float import export_float_onnx
+        from lmhtc.targets.onnx_float import export_float_onnx
 
         g = graphs[graph]
         model = export_float_onnx(g, info)
     else:
         g = _integer_graph(graphs, artifact, target)
         if target == "lava":
-            from targets.lava import export_lava
+            from lmhtc.targets.lava import export_lava
 
             out = export_lava(g, output, info)
             typer.echo(f"wrote {out}: Lava network ({g.steps} steps); run it with python {out}/run.py")
             return
-        from targets.onnx_int import export_int_onnx
+        from lmhtc.targets.onnx_int import export_int_onnx
 
         model = export_int_onnx(g, info, spikes=spikes)
     atomic_write(output, lambda tmp: Path(tmp).write_bytes(model.SerializeToString()))
@@ -542,7 +542,7 @@ def verify(
 
     from .artifact import load_artifact
     from .atomic import atomic_write
-    from targets.verify import default_targets, parse_targets, verify as run_verify
+    from lmhtc.targets.verify import default_targets, parse_targets, verify as run_verify
 
     graphs, _ = load_artifact(artifact)
     names = parse_targets(targets) if targets is not None else default_targets(graphs)

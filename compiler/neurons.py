@@ -3,7 +3,7 @@
 Tensors flowing between spiking layers are sequences shaped ``[T, B, ...]``.
 State-dict names and shapes follow the authors' code, so their checkpoints
 load with ``strict=True`` (after the ``*.core`` aliases are dropped, see
-``compiler.checkpoint``).
+``lmhtc.compiler.checkpoint``).
 
 The semantics (DESIGN.md §1), per neuron, with threshold θ, levels L, leak
 parameter a and T-GIM logits M (T×T)::

@@ -1,4 +1,4 @@
-"""PNG plots of a cost report (the record of ``compiler.report.build_report``), matplotlib Agg.
+"""PNG plots of a cost report (the record of ``lmhtc.compiler.report.build_report``), matplotlib Agg.
 
 Four files in a directory: ``firing_rate.png`` (per layer), ``sops_per_layer.png``
 (measured and worst case), ``energy.png`` (SNN vs equivalent ANN, per layer and

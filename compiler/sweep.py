@@ -45,7 +45,7 @@ class Sweep:
 def bits_sweep(graphs: dict[str, Graph], x: np.ndarray, y: np.ndarray, bits: list[int],
                calib: np.ndarray | None = None, widest: bool = True, batch_size: int = 64,
                progress: bool = False) -> Sweep:
-    from runtime.simulator import run_int
+    from lmhtc.runtime.simulator import run_int
 
     src = run_float(graphs["source"], x, batch_size, progress=progress, desc="float LM-HT")
     comp = src if graphs["compiled"] is graphs["source"] else \

@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from compiler.errors import LmhtcError
-from compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
+from lmhtc.compiler.errors import LmhtcError
+from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d, rs)
-from compiler.ir import Add, Flatten, Graph, receives_spikes
+from lmhtc.compiler.ir import Add, Flatten, Graph, receives_spikes
 
 EXACT_F32 = 2 ** 24
 EXACT_F64 = 2 ** 53

@@ -5,9 +5,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from compiler import __version__
-from compiler.errors import LmhtcError
-from compiler.ir import Graph
+from lmhtc.compiler import __version__
+from lmhtc.compiler.errors import LmhtcError
+from lmhtc.compiler.ir import Graph
 
 OPSET = 17
 IR_VERSION = 10   # onnxruntime 1.23 loads at most IR version 11

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from compiler.ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Linear, MaxPool2d,
+from lmhtc.compiler.ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Linear, MaxPool2d,
                          Neuron, Readout, TemporalMix)
 
 from .onnx_common import Builder, ExportError, finish_model

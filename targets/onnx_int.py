@@ -32,9 +32,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from compiler.intir import (SEMANTICS_VERSION, GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
+from lmhtc.compiler.intir import (SEMANTICS_VERSION, GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
                             QTemporalMix, SumPool2d, rs)
-from compiler.ir import Add, Flatten, Graph
+from lmhtc.compiler.ir import Add, Flatten, Graph
 
 from .onnx_common import Builder, ExportError, finish_model
 
@@ -119,7 +119,7 @@ class _IntBuilder(Builder):
 
 def export_int_onnx(graph: Graph, metadata: dict | None = None, spikes: bool = False,
                     float_limit: int = EXACT_F32) -> onnx.ModelProto:
-    """The integer graph as an ONNX model, bit-exact with ``runtime.run_int``.
+    """The integer graph as an ONNX model, bit-exact with ``lmhtc.runtime.run_int``.
 
     ``float_limit``: synaptic sums bounded below it run as float32 Conv/MatMul (must be ≤ 2^24 to be exact;
     0 forces the int64 path everywhere). Raises ExportError naming a node the target cannot express.

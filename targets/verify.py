@@ -17,8 +17,8 @@ from itertools import combinations
 
 import numpy as np
 
-from compiler.errors import LmhtcError
-from compiler.ir import Graph
+from lmhtc.compiler.errors import LmhtcError
+from lmhtc.compiler.ir import Graph
 
 TARGETS = ("float", "int", "onnx", "onnx-int", "lava")
 INTEGER_TARGETS = frozenset({"int", "onnx-int", "lava"})
@@ -85,7 +85,7 @@ def run_target(name: str, graphs: dict[str, Graph], x: np.ndarray, meta: dict | 
     integer = graphs.get("integer")
     t0 = time.perf_counter()
     if name == "float":
-        from compiler.executor import run_float
+        from lmhtc.compiler.executor import run_float
 
         r = run_float(graphs["compiled"], x, progress=progress)
         run = TargetRun(name, r.logits.astype(np.float64))
@@ -96,7 +96,7 @@ def run_target(name: str, graphs: dict[str, Graph], x: np.ndarray, meta: dict | 
         logits, = sess.run(["logits"], {"x": x})
         run = TargetRun(name, logits.astype(np.float64))
     elif name == "int":
-        from runtime.simulator import run_int
+        from lmhtc.runtime.simulator import run_int
 
         neurons = _neuron_names(integer)
         r = run_int(integer, x, capture=set(neurons), windows=False, progress=progress)
@@ -128,8 +128,8 @@ def check_runnable(name: str, graphs: dict[str, Graph]) -> None:
                           f"(it was compiled with --no-int or holds max-pool)")
     if name in ("float", "onnx") and graphs.get("compiled") is None:
         raise VerifyError(f"target {name!r} cannot run: the artifact has no compiled float graph")
-    if name == "lava" and importlib.util.find_spec("targets.lava") is None:
-        raise VerifyError("target 'lava' cannot run: the Lava target (targets.lava) is not installed")
+    if name == "lava" and importlib.util.find_spec("lmhtc.targets.lava") is None:
+        raise VerifyError("target 'lava' cannot run: the Lava target (lmhtc.targets.lava) is not installed")
 
 
 def compare(a: TargetRun, b: TargetRun) -> PairResult:
@@ -171,6 +171,6 @@ def default_targets(graphs: dict[str, Graph]) -> list[str]:
     names = ["float", "onnx"]
     if graphs.get("integer") is not None:
         names += ["int", "onnx-int"]
-        if importlib.util.find_spec("targets.lava") is not None:
+        if importlib.util.find_spec("lmhtc.targets.lava") is not None:
             names.append("lava")
     return names

@@ -57,7 +57,7 @@ def cli(*args) -> tuple[int, str]:
     """Run ``lmhtc ARGS`` in-process; (exit code, output)."""
     from typer.testing import CliRunner
 
-    from compiler.cli import app
+    from lmhtc.compiler.cli import app
 
     res = CliRunner().invoke(app, [str(a) for a in args])
     return res.exit_code, res.output

@@ -1,6 +1,6 @@
 """A deliberately plain integer reference of docs/integer-semantics.md (version 1), for tests only.
 
-Written independently of ``runtime/`` and of ``compiler.intir.rs``: explicit
+Written independently of ``runtime/`` and of ``lmhtc.compiler.intir.rs``: explicit
 Python loops over output positions and kernel offsets, ``np.int64``
 everywhere, no torch, every value held expanded over all ``steps`` (a static
 value is simply repeated). Slow by design; use it on tiny networks only.

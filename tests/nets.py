@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from compiler.neurons import LMHTNeuron, TimeDistributed, repeat_steps
+from lmhtc.compiler.neurons import LMHTNeuron, TimeDistributed, repeat_steps
 
 
 class TinyResNet(nn.Module):

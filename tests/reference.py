@@ -1,6 +1,6 @@
 """A deliberately plain numpy reference of the LM-HT neuron (DESIGN.md §1), for tests only.
 
-Written independently of ``compiler.neurons``: explicit loops, levels by
+Written independently of ``lmhtc.compiler.neurons``: explicit loops, levels by
 comparisons, float64 arithmetic.
 """
 from __future__ import annotations

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compiler.artifact import ArtifactError, graphs_equal, load_artifact, save_artifact
-from compiler.executor import run_float
-from compiler.frontends import trace_to_ir
-from compiler.pipeline import compile_graphs
+from lmhtc.compiler.artifact import ArtifactError, graphs_equal, load_artifact, save_artifact
+from lmhtc.compiler.executor import run_float
+from lmhtc.compiler.frontends import trace_to_ir
+from lmhtc.compiler.pipeline import compile_graphs
 from nets import TinyResNet, randomize
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from compiler.checkpoint import read_checkpoint
-from compiler.cli import app
+from lmhtc.compiler.checkpoint import read_checkpoint
+from lmhtc.compiler.cli import app
 from conftest import HYBRID_RESNET20, RESNET18, assert_one_line_error
 
 RESNET18_FLAGS = ["--arch", "resnet18", "-L", "2", "-T", "2", "--limit", "2", "--no-progress"]
@@ -132,8 +132,8 @@ def test_bad_train_flags_leave_no_output(tmp_path):
 
 
 def test_sidecar_contradicting_flags(tmp_path, fixtures):
-    from compiler.checkpoint import ModelSpec, save_checkpoint
-    from compiler.zoo import build_snn
+    from lmhtc.compiler.checkpoint import ModelSpec, save_checkpoint
+    from lmhtc.compiler.zoo import build_snn
 
     model = build_snn("digitsnet", 2, 2, 10, "direct", (1, 8, 8))
     path = save_checkpoint(tmp_path / "m.pth", model, ModelSpec("digitsnet", 2, 2, input_shape=(1, 8, 8)))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from compiler.checkpoint import ModelSpec, save_checkpoint
-from compiler.zoo import build_snn
+from lmhtc.compiler.checkpoint import ModelSpec, save_checkpoint
+from lmhtc.compiler.zoo import build_snn
 from conftest import HYBRID_RESNET20, RESNET18, agreement_stats, assert_one_line_error, cli
 
 N = 64

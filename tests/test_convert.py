@@ -12,17 +12,17 @@ from hypothesis import strategies as st
 from torch import nn
 from typer.testing import CliRunner
 
-from compiler.checkpoint import load_snn, read_sidecar, save_checkpoint
-from compiler.cli import app
-from compiler.convert.analysis import conversion_errors, decompose
-from compiler.convert.ann import ConversionError, build_ann, if_graph, layer_maxima, load_ann
-from compiler.convert.qcfs import (convert_qcfs, hybrid_deviation, hybrid_graph, qcfs_key_map,
+from lmhtc.compiler.checkpoint import load_snn, read_sidecar, save_checkpoint
+from lmhtc.compiler.cli import app
+from lmhtc.compiler.convert.analysis import conversion_errors, decompose
+from lmhtc.compiler.convert.ann import ConversionError, build_ann, if_graph, layer_maxima, load_ann
+from lmhtc.compiler.convert.qcfs import (convert_qcfs, hybrid_deviation, hybrid_graph, qcfs_key_map,
                                    remap_qcfs_state)
-from compiler.convert.schemes import MSAT_PRESETS, apply_scheme
-from compiler.executor import run_float
-from compiler.neurons import QCFS, repeat_steps
-from compiler.training import predict
-from compiler.zoo import build_qcfs_ann, build_snn
+from lmhtc.compiler.convert.schemes import MSAT_PRESETS, apply_scheme
+from lmhtc.compiler.executor import run_float
+from lmhtc.compiler.neurons import QCFS, repeat_steps
+from lmhtc.compiler.training import predict
+from lmhtc.compiler.zoo import build_qcfs_ann, build_snn
 from conftest import QCFS_RESNET20, assert_one_line_error
 
 runner = CliRunner()
@@ -347,7 +347,7 @@ def test_cli_relu_ann_needs_relu_form(tmp_path):
                               "--input-shape", "3,8,8", "-T", "3", "--calib", str(data), "-o",
                               str(tmp_path / "tb.lmhtc"), "--no-progress"])
     assert res.exit_code == 0, res.output
-    from compiler.artifact import load_artifact
+    from lmhtc.compiler.artifact import load_artifact
 
     graphs, meta = load_artifact(tmp_path / "tb.lmhtc")
     peaks = meta["conversion"]["thresholds"]

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from compiler.checkpoint import load_qcfs_ann, load_snn, read_checkpoint, resolve_spec
-from compiler.data import load_digits_dataset
-from compiler.neurons import spiking_neurons
-from compiler.training import accuracy, predict
+from lmhtc.compiler.checkpoint import load_qcfs_ann, load_snn, read_checkpoint, resolve_spec
+from lmhtc.compiler.data import load_digits_dataset
+from lmhtc.compiler.neurons import spiking_neurons
+from lmhtc.compiler.training import accuracy, predict
 from conftest import HYBRID_RESNET20, QCFS_RESNET20, RESNET18, agreement_stats
 
 N = 64
@@ -99,7 +99,7 @@ def test_resnet18_accepts_earlier_4d_mask_linear(fixtures, digits32_test, tmp_pa
 def test_evaluate_cli_on_fixture_subset(fixtures):
     from typer.testing import CliRunner
 
-    from compiler.cli import app
+    from lmhtc.compiler.cli import app
 
     res = CliRunner().invoke(app, ["evaluate", str(HYBRID_RESNET20), "--arch", "resnet20", "-L", "2", "-T", "2",
                                    "--recipe", "hybrid", "--limit", "64", "--no-progress"])

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.checkpoint import resolve_spec
-from compiler.pipeline import compile_checkpoint
-from compiler.sweep import bits_sweep
+from lmhtc.compiler.checkpoint import resolve_spec
+from lmhtc.compiler.pipeline import compile_checkpoint
+from lmhtc.compiler.sweep import bits_sweep
 from conftest import HYBRID_RESNET20, RESNET18
 
 

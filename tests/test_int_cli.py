@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from compiler.artifact import load_artifact
-from compiler.checkpoint import ModelSpec, save_checkpoint
-from compiler.data import load_digits_dataset
-from compiler.training import TrainConfig, train
-from compiler.zoo import build_snn
+from lmhtc.compiler.artifact import load_artifact
+from lmhtc.compiler.checkpoint import ModelSpec, save_checkpoint
+from lmhtc.compiler.data import load_digits_dataset
+from lmhtc.compiler.training import TrainConfig, train
+from lmhtc.compiler.zoo import build_snn
 from conftest import assert_one_line_error, cli
 
 

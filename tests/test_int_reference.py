@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
+from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
-from compiler.ir import Add, Flatten, Graph, validate
+from lmhtc.compiler.ir import Add, Flatten, Graph, validate
 from int_reference import conv_cover, conv_sum, neuron, reference_run, rs, sat, temporal_mix
 
 I64 = np.int64
@@ -38,7 +38,7 @@ def test_rounding_shift_half_away_from_zero():
 
 def test_rounding_shift_agrees_with_compiler_rs():
     """The compiler's closed form (a − [a<0] + 2^(F−1)) >> F is the doc's sign-magnitude formula."""
-    from compiler.intir import rs as compiler_rs
+    from lmhtc.compiler.intir import rs as compiler_rs
     a = np.arange(-300, 301, dtype=I64)
     for f in range(0, 6):
         np.testing.assert_array_equal(rs(a, f), compiler_rs(a, f))
@@ -342,10 +342,10 @@ def _quantize(quantize_mod, compiled):
 @pytest.mark.parametrize("reparam", [True, False])
 @pytest.mark.parametrize("seed,levels", [(0, 2), (1, 2), (2, 3)])
 def test_runtime_matches_reference(seed, levels, reparam):
-    simulator = pytest.importorskip("runtime.simulator")
-    quantize_mod = pytest.importorskip("compiler.passes.quantize")
-    from compiler.frontends import trace_to_ir
-    from compiler.pipeline import compile_graphs
+    simulator = pytest.importorskip("lmhtc.runtime.simulator")
+    quantize_mod = pytest.importorskip("lmhtc.compiler.passes.quantize")
+    from lmhtc.compiler.frontends import trace_to_ir
+    from lmhtc.compiler.pipeline import compile_graphs
     from nets import TinyResNet, randomize
 
     model = randomize(TinyResNet(levels, 2, channels=3, size=6, in_ch=2), seed)

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from compiler.executor import run_float
-from compiler.frontends import FrontendError, trace_to_ir
-from compiler.ir import (Add, Conv2d, Flatten, Graph, Input, IRError, Linear, Neuron, Readout, TemporalMix,
+from lmhtc.compiler.executor import run_float
+from lmhtc.compiler.frontends import FrontendError, trace_to_ir
+from lmhtc.compiler.ir import (Add, Conv2d, Flatten, Graph, Input, IRError, Linear, Neuron, Readout, TemporalMix,
                          infer_shapes, receives_spikes, validate)
-from compiler.neurons import QCFS, IFNeuron, LMHTNeuron, TimeDistributed, repeat_steps
-from compiler.zoo import build_snn
+from lmhtc.compiler.neurons import QCFS, IFNeuron, LMHTNeuron, TimeDistributed, repeat_steps
+from lmhtc.compiler.zoo import build_snn
 from nets import TinyResNet, randomize
 
 

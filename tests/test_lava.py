@@ -1,7 +1,7 @@
 """The Lava target (issue 6): bit-exact with the integer runtime, exported directory, refusals.
 
 Every end-to-end check compares the Lava run (Loihi2SimCfg fixed_pt) with
-``runtime.simulator.run_int``: the per-step spike counts of every neuron layer
+``lmhtc.runtime.simulator.run_int``: the per-step spike counts of every neuron layer
 and the integer logits must be identical.
 """
 from __future__ import annotations
@@ -18,22 +18,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from compiler.checkpoint import resolve_spec
-from compiler.errors import LmhtcError
-from compiler.frontends import trace_to_ir
-from compiler.intir import QConv2d, QInput, QLinear, QNeuron, QReadout, QTemporalMix, rs
-from compiler.ir import Flatten, Graph, MaxPool2d, validate
-from compiler.neurons import LMHTNeuron, TimeDistributed, repeat_steps
-from compiler.passes.quantize import QuantConfig, quantize
-from compiler.pipeline import compile_checkpoint, compile_graphs
+from lmhtc.compiler.checkpoint import resolve_spec
+from lmhtc.compiler.errors import LmhtcError
+from lmhtc.compiler.frontends import trace_to_ir
+from lmhtc.compiler.intir import QConv2d, QInput, QLinear, QNeuron, QReadout, QTemporalMix, rs
+from lmhtc.compiler.ir import Flatten, Graph, MaxPool2d, validate
+from lmhtc.compiler.neurons import LMHTNeuron, TimeDistributed, repeat_steps
+from lmhtc.compiler.passes.quantize import QuantConfig, quantize
+from lmhtc.compiler.pipeline import compile_checkpoint, compile_graphs
 from conftest import HYBRID_RESNET20, REPO
 from nets import StridedNet, TinyResNet, randomize
-from runtime.simulator import run_int
-from targets.lava import export_lava, run_lava
-from targets.lava.errors import LavaExportError, LavaRunError
-from targets.lava.lowering import lower_to_lava, resource_totals
-from targets.lava.procs.fixed import conv_wh, exp_shift
-from targets.lava.procs.ports import DelayLine
+from lmhtc.runtime.simulator import run_int
+from lmhtc.targets.lava import export_lava, run_lava
+from lmhtc.targets.lava.errors import LavaExportError, LavaRunError
+from lmhtc.targets.lava.lowering import lower_to_lava, resource_totals
+from lmhtc.targets.lava.procs.fixed import conv_wh, exp_shift
+from lmhtc.targets.lava.procs.ports import DelayLine
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -184,8 +184,9 @@ def test_export_run_py_matches_and_imports_neither_compiler_nor_torch(tmp_path):
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert "targets.lava.network" in imported and "lava.proc.conv.process" in imported
-    assert not {m for m in imported if m.split(".")[0] in ("compiler", "torch", "runtime")}
+    assert "lmhtc.targets.lava.network" in imported and "lava.proc.conv.process" in imported
+    assert not {m for m in imported if m.split(".")[0] in ("compiler", "torch", "runtime")
+                or m.startswith(("lmhtc.compiler", "lmhtc.runtime"))}
     with np.load(tmp_path / "out.npz", allow_pickle=False) as f:
         res = {k: f[k] for k in f.files}
     names = [n.name for n in graph.topo() if isinstance(n, QNeuron)]
@@ -323,8 +324,8 @@ def test_exact_schedule_export_cli_and_verify(tmp_path):
 
     from typer.testing import CliRunner
 
-    from compiler.artifact import save_artifact
-    from compiler.cli import app
+    from lmhtc.compiler.artifact import save_artifact
+    from lmhtc.compiler.cli import app
 
     graphs = compile_graphs(trace_to_ir(randomize(TinyResNet(2, 2), 11), (2, 8, 8)), schedule="exact")
     graphs["integer"] = quantize(graphs["compiled"])

@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from compiler.artifact import graphs_equal, load_artifact, save_artifact
-from compiler.convert.ann import if_graph, layer_maxima, load_ann
-from compiler.convert.msat import confidence_masks, msat_dynamics
-from compiler.convert.msat_node import MSATNeuron
-from compiler.convert.schemes import MSAT_PRESETS, apply_scheme, to_msat
-from compiler.executor import run_float
-from compiler.ir import Neuron
-from compiler.neurons import QCFS, repeat_steps
+from lmhtc.compiler.artifact import graphs_equal, load_artifact, save_artifact
+from lmhtc.compiler.convert.ann import if_graph, layer_maxima, load_ann
+from lmhtc.compiler.convert.msat import confidence_masks, msat_dynamics
+from lmhtc.compiler.convert.msat_node import MSATNeuron
+from lmhtc.compiler.convert.schemes import MSAT_PRESETS, apply_scheme, to_msat
+from lmhtc.compiler.executor import run_float
+from lmhtc.compiler.ir import Neuron
+from lmhtc.compiler.neurons import QCFS, repeat_steps
 from conftest import QCFS_RESNET20, agreement_stats
 
 RESNET20 = MSAT_PRESETS["resnet20"]
@@ -194,7 +194,7 @@ def test_spike_confidence_acts_only_on_the_early_steps():
 
 
 def test_per_layer_confidence_and_bad_values():
-    from compiler.convert.ann import ConversionError
+    from lmhtc.compiler.convert.ann import ConversionError
 
     ann, x, base = tiny_graph(steps=4)
     g = to_msat(base, replace(RESNET20, confidence=(1.0, 0.5), confidence_steps=2))
@@ -239,7 +239,7 @@ def test_artifact_round_trip_and_float_simulation(tmp_path):
 
 
 def test_isolated_neuron_node_validation():
-    from compiler.ir import IRError
+    from lmhtc.compiler.ir import IRError
 
     with pytest.raises(IRError, match="theta_max"):
         node(theta_max=0.0).check()

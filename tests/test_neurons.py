@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler.neurons import QCFS, IFNeuron, LMHTNeuron, TimeDistributed
+from lmhtc.compiler.neurons import QCFS, IFNeuron, LMHTNeuron, TimeDistributed
 from reference import lmht_reference
 
 INF = float("inf")

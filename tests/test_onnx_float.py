@@ -7,14 +7,14 @@ import onnxruntime as ort
 import pytest
 from typer.testing import CliRunner
 
-from compiler.cli import app
-from compiler.executor import run_float
-from compiler.frontends import trace_to_ir
-from compiler.pipeline import compile_checkpoint, compile_graphs
-from compiler.checkpoint import resolve_spec
+from lmhtc.compiler.cli import app
+from lmhtc.compiler.executor import run_float
+from lmhtc.compiler.frontends import trace_to_ir
+from lmhtc.compiler.pipeline import compile_checkpoint, compile_graphs
+from lmhtc.compiler.checkpoint import resolve_spec
 from conftest import HYBRID_RESNET20, RESNET18, agreement_stats, assert_one_line_error
 from nets import StridedNet, TinyResNet, randomize
-from targets.onnx_float import ExportError, export_float_onnx
+from lmhtc.targets.onnx_float import ExportError, export_float_onnx
 
 
 def ort_run(model: onnx.ModelProto, x: np.ndarray):
@@ -52,7 +52,7 @@ def test_hybrid_fixture_through_the_cli(fixtures, tmp_path):
     assert res.exit_code == 0 and "IR version 10" in res.output, res.output
     with np.load(fixtures / "digits32_test.npz") as f:
         x = f["x"][:64]
-    from compiler.artifact import load_artifact
+    from lmhtc.compiler.artifact import load_artifact
 
     ref = run_float(load_artifact(art)[0]["compiled"], x)
     logits, outputs = ort_run(onnx.load(onx), x)
@@ -76,7 +76,7 @@ def test_resnet18_fixture_matches_the_float_executor(fixtures):
 
 def test_export_errors_name_the_cause(tmp_path):
     graph = compile_graphs(trace_to_ir(randomize(TinyResNet(2, 2), 0), (2, 8, 8)))["compiled"]
-    from compiler.passes.quantize import quantize
+    from lmhtc.compiler.passes.quantize import quantize
 
     with pytest.raises(ExportError, match="integer network"):
         export_float_onnx(quantize(graph))

@@ -11,15 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from compiler.checkpoint import resolve_spec
-from compiler.cli import app
-from compiler.frontends import trace_to_ir
-from compiler.passes.quantize import QuantConfig, quantize
-from compiler.pipeline import compile_checkpoint, compile_graphs
+from lmhtc.compiler.checkpoint import resolve_spec
+from lmhtc.compiler.cli import app
+from lmhtc.compiler.frontends import trace_to_ir
+from lmhtc.compiler.passes.quantize import QuantConfig, quantize
+from lmhtc.compiler.pipeline import compile_checkpoint, compile_graphs
 from conftest import HYBRID_RESNET20, RESNET18, assert_one_line_error
 from nets import StridedNet, TinyResNet, randomize
-from runtime.simulator import run_int
-from targets.onnx_int import EXACT_F32, ExportError, export_int_onnx, value_bounds
+from lmhtc.runtime.simulator import run_int
+from lmhtc.targets.onnx_int import EXACT_F32, ExportError, export_int_onnx, value_bounds
 
 
 def ort_outputs(model: onnx.ModelProto, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -93,7 +93,7 @@ def test_hybrid_fixture_export_cli_and_verify(fixtures, tmp_path):
     assert props["levels"] == "2" and props["steps"] == "4" and props["recipe"] == "hybrid"
     with np.load(fixtures / "digits32_test.npz") as f:
         x = f["x"][:16]
-    from compiler.artifact import load_artifact
+    from lmhtc.compiler.artifact import load_artifact
 
     assert_bit_exact(load_artifact(art)[0]["integer"], x)
 
@@ -124,7 +124,7 @@ def test_resnet18_fixture_is_bit_exact(fixtures):
 def test_verify_exits_nonzero_when_a_bit_exact_pair_differs(tmp_path, monkeypatch):
     graphs = compile_graphs(trace_to_ir(randomize(TinyResNet(2, 2), 4), (2, 8, 8)))
     graphs["integer"] = quantize(graphs["compiled"])
-    from compiler.artifact import save_artifact
+    from lmhtc.compiler.artifact import save_artifact
 
     art, inputs, report = tmp_path / "a.lmhtc", tmp_path / "x.npz", tmp_path / "v.json"
     save_artifact(art, graphs)
@@ -134,7 +134,7 @@ def test_verify_exits_nonzero_when_a_bit_exact_pair_differs(tmp_path, monkeypatc
                               "--json", str(report), "--no-progress"])
     assert res.exit_code == 0 and "bit-exact" in res.output, res.output
 
-    import targets.verify as tv
+    import lmhtc.targets.verify as tv
 
     real = tv.run_target
 
@@ -164,7 +164,7 @@ def test_errors_name_the_cause(tmp_path):
     with pytest.raises(ExportError, match="'conv.0'.*do not fit int64"):
         export_int_onnx(q)
 
-    from compiler.artifact import save_artifact
+    from lmhtc.compiler.artifact import save_artifact
 
     art, inputs = tmp_path / "float_only.lmhtc", tmp_path / "x.npz"
     save_artifact(art, compile_graphs(trace_to_ir(randomize(TinyResNet(2, 2), 0), (2, 8, 8))))

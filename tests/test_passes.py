@@ -7,13 +7,13 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from compiler.exactness import exactness_report
-from compiler.executor import run_float
-from compiler.frontends import trace_to_ir
-from compiler.ir import BatchNorm, Graph, Input, Linear, Neuron, Readout, TemporalMix, validate
-from compiler.passes import fold_batchnorm, reparameterize
-from compiler.passes.reparameterize import ReparamError
-from compiler.zoo import build_snn
+from lmhtc.compiler.exactness import exactness_report
+from lmhtc.compiler.executor import run_float
+from lmhtc.compiler.frontends import trace_to_ir
+from lmhtc.compiler.ir import BatchNorm, Graph, Input, Linear, Neuron, Readout, TemporalMix, validate
+from lmhtc.compiler.passes import fold_batchnorm, reparameterize
+from lmhtc.compiler.passes.reparameterize import ReparamError
+from lmhtc.compiler.zoo import build_snn
 from nets import TinyResNet, dyadic_images, randomize, theorem_net
 
 

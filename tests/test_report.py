@@ -12,25 +12,25 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler.checkpoint import ModelSpec, resolve_spec, save_checkpoint
-from compiler.cost.dynamic import measure_activity
-from compiler.cost.energy import EnergyModelError, energy_model_from_json, load_energy_model, pj_to_mj
-from compiler.cost.fanout import CostError, cost_graph, fold_through_pool, unit_input_fanout
-from compiler.cost.hardware import HardwareError, core_spec_from_json, estimate_resources, load_hardware
-from compiler.cost.static import static_costs
-from compiler.data import Split, load_digits_dataset
-from compiler.exactness import exactness_report
-from compiler.frontends import trace_to_ir
-from compiler.ir import (Add, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, MaxPool2d, Neuron, Readout,
+from lmhtc.compiler.checkpoint import ModelSpec, resolve_spec, save_checkpoint
+from lmhtc.compiler.cost.dynamic import measure_activity
+from lmhtc.compiler.cost.energy import EnergyModelError, energy_model_from_json, load_energy_model, pj_to_mj
+from lmhtc.compiler.cost.fanout import CostError, cost_graph, fold_through_pool, unit_input_fanout
+from lmhtc.compiler.cost.hardware import HardwareError, core_spec_from_json, estimate_resources, load_hardware
+from lmhtc.compiler.cost.static import static_costs
+from lmhtc.compiler.data import Split, load_digits_dataset
+from lmhtc.compiler.exactness import exactness_report
+from lmhtc.compiler.frontends import trace_to_ir
+from lmhtc.compiler.ir import (Add, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, MaxPool2d, Neuron, Readout,
                          TemporalMix, validate)
-from compiler.passes import reparameterize
-from compiler.passes.quantize import QuantConfig, quantize
-from compiler.pipeline import compile_checkpoint, compile_graphs
-from compiler.training import TrainConfig, train
-from compiler.zoo import build_snn
+from lmhtc.compiler.passes import reparameterize
+from lmhtc.compiler.passes.quantize import QuantConfig, quantize
+from lmhtc.compiler.pipeline import compile_checkpoint, compile_graphs
+from lmhtc.compiler.training import TrainConfig, train
+from lmhtc.compiler.zoo import build_snn
 from conftest import HYBRID_RESNET20, RESNET18, assert_one_line_error, cli
 from nets import StridedNet, TinyResNet, randomize
-from runtime.simulator import run_int
+from lmhtc.runtime.simulator import run_int
 
 
 # -- a network small enough to count by hand -------------------------------------------------------

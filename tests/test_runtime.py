@@ -4,14 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.executor import run_float
-from compiler.frontends import trace_to_ir
-from compiler.intir import QInput, QLinear, QNeuron, QReadout, QTemporalMix, rs
-from compiler.ir import Graph, validate
-from compiler.passes.quantize import QuantConfig, quantize
-from compiler.pipeline import compile_graphs
+from lmhtc.compiler.executor import run_float
+from lmhtc.compiler.frontends import trace_to_ir
+from lmhtc.compiler.intir import QInput, QLinear, QNeuron, QReadout, QTemporalMix, rs
+from lmhtc.compiler.ir import Graph, validate
+from lmhtc.compiler.passes.quantize import QuantConfig, quantize
+from lmhtc.compiler.pipeline import compile_graphs
 from nets import StridedNet, TinyResNet, randomize
-from runtime.simulator import run_int
+from lmhtc.runtime.simulator import run_int
 
 
 def int_net(model, shape, reparam=True, calib=None, **cfg):
@@ -130,7 +130,7 @@ def test_runtime_refuses_float_graphs():
 def test_window_sum_schedule_is_bit_identical_to_per_step(seed, schedule):
     """Synaptic products over window sums and one T-GIM current per window (equal rows for `uniform`, the
     first row only for `exact`) give the per-step schedule's integers."""
-    from runtime.simulator import _program, window_plan
+    from lmhtc.runtime.simulator import _program, window_plan
 
     for model in (randomize(TinyResNet(2, 2), seed), randomize(StridedNet(4, 2), seed)):
         graph = compile_graphs(trace_to_ir(model, (2, 8, 8)), schedule=schedule)["compiled"]

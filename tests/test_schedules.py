@@ -11,19 +11,19 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from compiler.checkpoint import resolve_spec
-from compiler.cli import app
-from compiler.exactness import exactness_report
-from compiler.executor import run_float
-from compiler.frontends import checkpoint_to_ir, trace_to_ir
-from compiler.ir import Graph, Input, Linear, Neuron, Readout, TemporalMix, validate
-from compiler.passes import fold_batchnorm, reparameterize
-from compiler.passes.quantize import QuantConfig, quantize
-from compiler.pipeline import compile_graphs
+from lmhtc.compiler.checkpoint import resolve_spec
+from lmhtc.compiler.cli import app
+from lmhtc.compiler.exactness import exactness_report
+from lmhtc.compiler.executor import run_float
+from lmhtc.compiler.frontends import checkpoint_to_ir, trace_to_ir
+from lmhtc.compiler.ir import Graph, Input, Linear, Neuron, Readout, TemporalMix, validate
+from lmhtc.compiler.passes import fold_batchnorm, reparameterize
+from lmhtc.compiler.passes.quantize import QuantConfig, quantize
+from lmhtc.compiler.pipeline import compile_graphs
 from conftest import HYBRID_RESNET20, RESNET18, agreement_stats
 from int_reference import neuron as int_neuron
 from nets import StridedNet, TinyResNet, randomize
-from runtime.simulator import run_int
+from lmhtc.runtime.simulator import run_int
 
 
 def violating_net(seed: int, levels: int, steps: int) -> Graph:

@@ -7,11 +7,11 @@ import numpy as np
 import torch
 from typer.testing import CliRunner
 
-from compiler.checkpoint import load_snn, read_checkpoint, read_sidecar
-from compiler.cli import app
-from compiler.data import load_digits_dataset
-from compiler.training import TrainConfig, accuracy, predict, train
-from compiler.zoo import build_snn
+from lmhtc.compiler.checkpoint import load_snn, read_checkpoint, read_sidecar
+from lmhtc.compiler.cli import app
+from lmhtc.compiler.data import load_digits_dataset
+from lmhtc.compiler.training import TrainConfig, accuracy, predict, train
+from lmhtc.compiler.zoo import build_snn
 
 
 def test_default_train_command_reaches_95_percent_and_saves_authors_format(tmp_path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compiler.errors import LmhtcError
-from compiler.neurons import IFNeuron, LMHTNeuron, spiking_neurons
-from compiler.zoo import ARCHS, build_qcfs_ann, build_snn
+from lmhtc.compiler.errors import LmhtcError
+from lmhtc.compiler.neurons import IFNeuron, LMHTNeuron, spiking_neurons
+from lmhtc.compiler.zoo import ARCHS, build_qcfs_ann, build_snn
 
 SMALL = {"resnet18-imagenet": (3, 64, 64), "resnet34-imagenet": (3, 64, 64)}
 
@@ -76,7 +76,7 @@ def test_hybrid_snn_inherits_qcfs_thresholds():
     ann = build_qcfs_ann("resnet20")
     with torch.no_grad():
         ann.conv1[2].thresh.fill_(3.5)
-    from compiler.zoo.hybrid import ann_to_hybrid_snn
+    from lmhtc.compiler.zoo.hybrid import ann_to_hybrid_snn
 
     snn = ann_to_hybrid_snn(ann, 2, 4)
     assert snn.conv1[2].v_threshold.item() == 3.5 and snn.conv1[2].T == 4 and snn.conv1[2].v_init == 0.5

@@ -1,4 +1,4 @@
-"""Float dynamics of the MSAT neuron (``compiler.convert.msat_node``), run by ``compiler.executor``.
+"""Float dynamics of the MSAT neuron (``lmhtc.compiler.convert.msat_node``), run by ``lmhtc.compiler.executor``.
 
 ``msat_dynamics`` follows the node's docstring exactly (the equations are written
 once there and in docs/conversion.md); ``run_msat_neuron`` is the executor's entry

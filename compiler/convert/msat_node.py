@@ -15,7 +15,7 @@ layer's mean of ``u(t)`` per sample, ``V(t)`` the membrane before spiking::
 ``c(t)`` is the spike confidence: Bernoulli(``confidence``) per neuron during the first
 ``confidence_steps`` steps (1 otherwise; ``confidence`` 1 turns it off), drawn from a
 generator seeded by (``seed``, node name, sample index), so a run is reproducible and
-independent of the batch size. The dynamics live in ``compiler.convert.msat``.
+independent of the batch size. The dynamics live in ``lmhtc.compiler.convert.msat``.
 """
 from __future__ import annotations
 

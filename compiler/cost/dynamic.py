@@ -112,7 +112,7 @@ def measure_activity(graph: Graph, x: np.ndarray, mode: str, batch_size: int = 1
     for i in tqdm(range(0, len(x), batch_size), desc=f"report ({mode})", disable=not progress, unit="batch"):
         xb = x[i:i + batch_size]
         if mode == "int":
-            from runtime.simulator import run_int
+            from lmhtc.runtime.simulator import run_int
 
             r = run_int(graph, xb, batch_size=len(xb), capture=capture, windows=False)
             events = r.captured

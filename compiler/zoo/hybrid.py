@@ -4,7 +4,7 @@ The authors' pipeline wraps every synaptic/pooling layer of the ANN in a
 per-time-step container (so state-dict keys gain a ``.0`` level) and replaces
 each QCFS activation by an LM-HT neuron with the QCFS threshold, v_init 0.5,
 M = 0 and a = 0. The first neuron's input scale is set by the recipe
-(``compiler.recipes``). The module keeps the ANN's forward structure; models
+(``lmhtc.compiler.recipes``). The module keeps the ANN's forward structure; models
 built here run in spiking mode when ``model.spiking`` is True.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ANN keys: ``conv1.{0: conv, 1: BN, 2: act}``, ``conv{2,3,4}_x.{i}.residual_function.{0..4}``
 (conv, BN, act, conv, BN), ``shortcut.{0: conv, 1: BN}`` when the shape changes,
-``relu`` (act after the residual add), ``fc``. The hybrid SNN (``compiler.zoo.hybrid``)
+``relu`` (act after the residual add), ``fc``. The hybrid SNN (``lmhtc.compiler.zoo.hybrid``)
 wraps each layer per time-step, which adds a ``.0`` level to those keys.
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@ Two families, as in the authors' code:
 * ``QCFSVGG`` — the QCFS ANN of the hybrid recipe (their ``ann_models/VGG.py``):
   ``layer{1..5}`` of ``conv, BN, QCFS, Dropout`` and ``AvgPool2d`` entries;
   classifier ``Dropout, Linear, QCFS, Dropout, Linear, QCFS, Dropout, Linear``.
-  ``compiler.zoo.hybrid`` turns it into the hybrid LM-HT SNN.
+  ``lmhtc.compiler.zoo.hybrid`` turns it into the hybrid LM-HT SNN.
 """
 from __future__ import annotations
 

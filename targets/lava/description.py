@@ -87,7 +87,7 @@ class NetworkDescription:
 
     def validate(self, where: str = "network") -> "NetworkDescription":
         """Check kinds, keys, sources and port counts; raises LavaNetworkError naming the process and key."""
-        from targets.lava.procs.ports import MAX_PORTS
+        from lmhtc.targets.lava.procs.ports import MAX_PORTS
 
         if self.steps < 1:
             raise LavaNetworkError(f"{where}: steps must be >= 1, got {self.steps}")

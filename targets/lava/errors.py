@@ -1,5 +1,5 @@
 """User errors of the Lava target (export side; imports compiler, so never imported by run.py)."""
-from compiler.errors import LmhtcError
+from lmhtc.compiler.errors import LmhtcError
 
 
 class LavaExportError(LmhtcError):

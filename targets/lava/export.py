@@ -2,7 +2,7 @@
 
 DIR holds ``network.json`` (processes, connections, parameters, per-process
 resource figures, schedule), ``arrays.npz`` (integer arrays, no pickle) and
-``run.py``, which runs the network with lava-nc, numpy and ``targets.lava``
+``run.py``, which runs the network with lava-nc, numpy and ``lmhtc.targets.lava``
 only: ``python DIR/run.py --inputs X.npz -o OUT.npz``. The directory appears
 whole or not at all: it is built in a temporary directory next to DIR and
 renamed.
@@ -14,10 +14,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from compiler.ir import Graph
-from targets.lava.description import save_description
-from targets.lava.errors import LavaExportError
-from targets.lava.lowering import lower_to_lava, resource_totals
+from lmhtc.compiler.ir import Graph
+from lmhtc.targets.lava.description import save_description
+from lmhtc.targets.lava.errors import LavaExportError
+from lmhtc.targets.lava.lowering import lower_to_lava, resource_totals
 
 RUN_TEMPLATE = Path(__file__).with_name("run_template.py")
 

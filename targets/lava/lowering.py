@@ -1,4 +1,4 @@
-"""Integer IR → Lava network description (the export side: reads compiler.ir/intir, knows no checkpoint).
+"""Integer IR → Lava network description (the export side: reads lmhtc.compiler.ir/intir, knows no checkpoint).
 
 Invariant: the description's processes compute docs/integer-semantics.md on
 the graph's integers exactly — every synaptic sum fits the 24 bits that
@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
+from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
-from compiler.ir import Add, Flatten, Graph, Node
-from targets.lava.description import NetworkDescription, PortSpec, ProcessSpec
-from targets.lava.errors import LavaExportError
-from targets.lava.procs.ports import MAX_PORTS
-from targets.lava.schedule import schedule
+from lmhtc.compiler.ir import Add, Flatten, Graph, Node
+from lmhtc.targets.lava.description import NetworkDescription, PortSpec, ProcessSpec
+from lmhtc.targets.lava.errors import LavaExportError
+from lmhtc.targets.lava.procs.ports import MAX_PORTS
+from lmhtc.targets.lava.schedule import schedule
 
 DENDRITE_BITS = 24            # Lava's fixed-point Conv output and Loihi's dendritic accumulator
 WEIGHT_MANTISSA = 127         # 8-bit signed mantissa (Loihi; Lava's fixed-point Dense)

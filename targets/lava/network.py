@@ -14,19 +14,19 @@ import time
 
 import numpy as np
 
-import targets.lava.procs  # noqa: F401  (first: prepares multiprocessing for Lava's runtime)
+import lmhtc.targets.lava.procs  # noqa: F401  (first: prepares multiprocessing for Lava's runtime)
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.conv.process import Conv
 from lava.proc.dense.process import Dense
 
-from targets.lava.description import LavaNetworkError, NetworkDescription, load_description
-from targets.lava.procs.conv_model import VectorisedConvModel
-from targets.lava.procs.io import AnalogInput, IntReadout
-from targets.lava.procs.lmht_layer import LMHTLayer
-from targets.lava.procs.ports import port_names
-from targets.lava.result import LavaRunResult
-from targets.lava.schedule import Schedule, schedule
+from lmhtc.targets.lava.description import LavaNetworkError, NetworkDescription, load_description
+from lmhtc.targets.lava.procs.conv_model import VectorisedConvModel
+from lmhtc.targets.lava.procs.io import AnalogInput, IntReadout
+from lmhtc.targets.lava.procs.lmht_layer import LMHTLayer
+from lmhtc.targets.lava.procs.ports import port_names
+from lmhtc.targets.lava.result import LavaRunResult
+from lmhtc.targets.lava.schedule import Schedule, schedule
 
 CONV_MODELS = ("fast", "stock")
 

@@ -5,7 +5,7 @@
 X.npz holds ``x`` [N, C, H, W] (float). OUT.npz receives ``logits_int`` [N, classes] and ``outputs_int``
 [steps, N, classes] (int64), ``logits`` (float64, logits_int · scale / steps), ``layer_names`` and, per
 neuron layer, ``spikes/<layer>`` [steps, N, ...] (spike counts). Needs lava-nc, numpy and the
-``targets.lava`` package of lmhtc on the Python path — not lmhtc's compiler, not torch.
+``lmhtc.targets.lava`` package of lmhtc on the Python path — not lmhtc's compiler, not torch.
 """
 import argparse
 import os
@@ -41,8 +41,8 @@ def main() -> int:
     parser.add_argument("--progress", action="store_true", help="show a progress bar (needs tqdm)")
     args = parser.parse_args()
 
-    from targets.lava.description import LavaNetworkError
-    from targets.lava.network import run_description
+    from lmhtc.targets.lava.description import LavaNetworkError
+    from lmhtc.targets.lava.network import run_description
 
     try:
         with np.load(args.inputs, allow_pickle=False) as f:

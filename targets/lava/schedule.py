@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from targets.lava.description import NetworkDescription
+from lmhtc.targets.lava.description import NetworkDescription
 
 
 @dataclass

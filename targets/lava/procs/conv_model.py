@@ -21,7 +21,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.conv.process import Conv
 
-from targets.lava.procs.fixed import conv_wh, signed_wrap
+from lmhtc.targets.lava.procs.fixed import conv_wh, signed_wrap
 
 CONV_OUTPUT_BITS = 24        # the stock fixed-point model wraps its output to 24 bits
 

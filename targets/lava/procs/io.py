@@ -20,8 +20,8 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from targets.lava.procs.fixed import I64
-from targets.lava.procs.ports import DelayLine, check_ports, port_names, sum_ports
+from lmhtc.targets.lava.procs.fixed import I64
+from lmhtc.targets.lava.procs.ports import DelayLine, check_ports, port_names, sum_ports
 
 
 class AnalogInput(AbstractProcess):
