@@ -1,3 +1,3 @@
 """lmhtc compiler: frontends (checkpoints, model zoo), IR, passes, artifacts and CLI."""
 
-__version__ = "0.1.0"
+from lmhtc import __version__  # noqa: F401  (defined once, in lmhtc/__init__.py)

@@ -171,13 +171,6 @@ def _spec_from_flags(checkpoint, arch, levels, timesteps, recipe, num_classes, i
     return resolve_spec(checkpoint, arch, levels, timesteps, recipe, num_classes, parse_shape(input_shape))
 
 
-def _float_graph(graphs: dict, name: str, artifact: Path):
-    """The artifact's float graph ``name`` (compiled or source); a one-line error otherwise."""
-    if name not in graphs or name == "integer":
-        raise LmhtcError(f"{artifact}: no float graph {name!r} (has: {', '.join(g for g in graphs if g != 'integer')})")
-    return graphs[name]
-
-
 def _limited(x, y, limit):
     if limit is not None:
         if limit < 1:
@@ -209,11 +202,9 @@ def compile_cmd(
 ):
     """Compile a checkpoint to an lmhtc artifact (BN folding, reparameterization, integer lowering)."""
     from .artifact import save_artifact
-    from .pipeline import compile_checkpoint
-
-    from .passes.quantize import QuantConfig, QuantizeError, quantize
-
+    from .passes.quantize import QuantConfig
     from .passes.reparameterize import DEFAULT_SCHEDULE, SCHEDULES
+    from .pipeline import artifact_meta, compile_checkpoint, lower_integer
 
     if check is not None and no_reparam:
         raise LmhtcError("--check measures a reparameterization; it cannot be used with --no-reparam")
@@ -228,8 +219,7 @@ def compile_cmd(
     cx = None if calib is None or no_int else _limited(*load_inputs(calib), calib_limit)[0]
     cxy = None if check is None else _limited(*load_inputs(check), check_limit)
     graphs = compile_checkpoint(checkpoint, spec, reparam=not no_reparam, schedule=schedule)
-    meta = {"model_spec": spec.to_json(), "reparameterized": not no_reparam,
-            "source_checkpoint": graphs["source"].meta.get("source", {})}
+    meta = artifact_meta(spec, graphs, not no_reparam)
     compiled = graphs["compiled"]
     typer.echo(f"{spec.arch}: {len(compiled.neuron_layers())} neuron layers, L={spec.levels}, T={spec.timesteps} "
                f"-> {'LIF' if not no_reparam else 'M-HT'} network over {compiled.steps} steps "
@@ -241,14 +231,11 @@ def compile_cmd(
         meta["exactness"] = report.to_json()
         _print_exactness(report)
     if not no_int:
-        explicit = calib is not None or weight_bits is not None
-        try:
-            graphs["integer"] = quantize(compiled, config, calib=cx, progress=progress)
-        except QuantizeError as exc:
-            if explicit:
-                raise
-            typer.echo(f"note: no integer lowering ({exc}); the artifact holds the float network only")
+        integer, why_not = lower_integer(compiled, weight_bits, not per_layer, cx, progress=progress)
+        if integer is None:
+            typer.echo(f"note: no integer lowering ({why_not}); the artifact holds the float network only")
         else:
+            graphs["integer"] = integer
             qm = graphs["integer"].meta["quantization"]
             typer.echo(f"integer lowering: {qm['weight_bits']}-bit weights ({'per channel' if qm['per_channel'] else 'per layer'}), "
                        f"{qm['membrane_bits']}-bit membranes, input range ±{qm['input_range']:.4g} from {qm['input_rule']}")
@@ -380,36 +367,21 @@ def simulate(
     """Run an artifact on inputs; write logits, per-step outputs and per-layer spike counts."""
     from .artifact import load_artifact
     from .atomic import save_npz_atomic
-    from .executor import run_float
+    from .pipeline import float_graph_name, simulate_arrays
 
     if mode not in ("float", "int"):
         raise LmhtcError(f"--mode must be float or int, got {mode!r}")
     graphs, _ = load_artifact(artifact)
-    if mode == "int":
-        if "integer" not in graphs:
-            raise LmhtcError(f"{artifact}: has no integer network (compiled with --no-int, or not lowerable)")
-        graph = "integer"
-    else:
-        _float_graph(graphs, graph, artifact)
+    if mode == "int" and "integer" not in graphs:
+        raise LmhtcError(f"{artifact}: has no integer network (compiled with --no-int, or not lowerable)")
+    if mode == "float":
+        float_graph_name(graphs, graph, artifact)
     x, y = _limited(*load_inputs(inputs), limit)
-    if mode == "int":
-        from lmhtc.runtime.simulator import run_int
-
-        r = run_int(graphs["integer"], x, batch_size, progress=progress)
-        arrays = dict(logits=r.logits.astype(np.float32), outputs=r.outputs.astype(np.float32),
-                      logits_int=r.logits_int, outputs_int=r.outputs_int, spike_counts=r.spike_counts,
-                      layer_names=np.array(r.layer_names), sops=r.sops, macs=r.macs, saturation=r.saturation,
-                      sops_by_layer_step=r.sops_by_layer_step,
-                      synaptic_layer_names=np.array(r.synaptic_layer_names))
-        logits = r.logits
-        if r.saturation.sum():
-            typer.echo(f"warning: {int(r.saturation.sum())} membrane saturation events "
-                       f"(per layer: {dict(zip(r.layer_names, r.saturation.sum(0).tolist()))})")
-    else:
-        result = run_float(graphs[graph], x, batch_size, progress=progress)
-        arrays = dict(logits=result.logits.astype(np.float32), outputs=result.outputs.astype(np.float32),
-                      spike_counts=result.spike_counts.astype(np.int64), layer_names=np.array(result.layer_names))
-        logits = result.logits
+    arrays, logits = simulate_arrays(graphs, x, mode, graph, batch_size, artifact, progress=progress)
+    if mode == "int" and arrays["saturation"].sum():
+        sat = arrays["saturation"]
+        typer.echo(f"warning: {int(sat.sum())} membrane saturation events "
+                   f"(per layer: {dict(zip(arrays['layer_names'].tolist(), sat.sum(0).tolist()))})")
     save_npz_atomic(output, **arrays)
     typer.echo(f"wrote {output}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()
                                                   if k in ("logits", "outputs", "spike_counts", "sops")))
@@ -471,9 +443,6 @@ def sweep(
         atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
 
 
-EXPORT_TARGETS = ("onnx", "onnx-int", "lava")
-
-
 @app.command()
 @user_errors
 def export(
@@ -486,40 +455,19 @@ def export(
     """Emit an artifact's network for a target: ONNX (float or integer) or Lava."""
     from .artifact import load_artifact
     from .atomic import atomic_write
+    from .lowering import names
+    from .pipeline import export_model
 
-    if target not in EXPORT_TARGETS:
-        raise LmhtcError(f"--target {target!r}: choose one of {', '.join(EXPORT_TARGETS)}")
+    if target not in names(exportable=True):
+        raise LmhtcError(f"--target {target!r}: choose one of {', '.join(names(exportable=True))}")
     graphs, meta = load_artifact(artifact)
-    spec = meta.get("model_spec", {})
-    info = {"arch": spec.get("arch", ""), "recipe": spec.get("recipe", ""),
-            "timesteps_trained": spec.get("timesteps", "")}
-    if target == "onnx":
-        _float_graph(graphs, graph, artifact)
-        from lmhtc.targets.onnx_float import export_float_onnx
-
-        g = graphs[graph]
-        model = export_float_onnx(g, info)
-    else:
-        g = _integer_graph(graphs, artifact, target)
-        if target == "lava":
-            from lmhtc.targets.lava import export_lava
-
-            out = export_lava(g, output, info)
-            typer.echo(f"wrote {out}: Lava network ({g.steps} steps); run it with python {out}/run.py")
-            return
-        from lmhtc.targets.onnx_int import export_int_onnx
-
-        model = export_int_onnx(g, info, spikes=spikes)
+    model, g = export_model(graphs, meta, target, output, artifact, graph=graph, spikes=spikes)
+    if target == "lava":
+        typer.echo(f"wrote {model}: Lava network ({g.steps} steps); run it with python {model}/run.py")
+        return
     atomic_write(output, lambda tmp: Path(tmp).write_bytes(model.SerializeToString()))
     typer.echo(f"wrote {output}: ONNX opset {model.opset_import[0].version}, IR version {model.ir_version}, "
                f"{len(model.graph.node)} nodes, {g.steps} steps unrolled")
-
-
-def _integer_graph(graphs: dict, artifact: Path, what: str):
-    if "integer" not in graphs:
-        raise LmhtcError(f"{artifact}: {what} needs the integer graph, and this artifact has none "
-                         f"(compiled with --no-int, or a network the integer lowering does not cover)")
-    return graphs["integer"]
 
 
 @app.command()
@@ -542,7 +490,7 @@ def verify(
 
     from .artifact import load_artifact
     from .atomic import atomic_write
-    from lmhtc.targets.verify import default_targets, parse_targets, verify as run_verify
+    from .verify import default_targets, parse_targets, verify as run_verify
 
     graphs, _ = load_artifact(artifact)
     names = parse_targets(targets) if targets is not None else default_targets(graphs)
@@ -658,8 +606,9 @@ def report(
                              f"use --mode float")
         graph = "integer"
     else:
-        graph = graph or "compiled"
-        _float_graph(graphs, graph, artifact)
+        from .pipeline import float_graph_name
+
+        graph = float_graph_name(graphs, graph or "compiled", artifact)
     x, y = _limited(*load_inputs(inputs), limit)
     spec = meta.get("model_spec", {})
     result = build_report(graphs[graph], x, mode, energy, core, y=y, graph_name=graph, batch_size=batch_size,

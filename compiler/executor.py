@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Input, Linear, MaxPool2d,
-                 Neuron, Readout, TemporalMix)
 from .convert.msat import MSATNeuron, run_msat_neuron   # the MSAT neuron kind (ANN→SNN conversion)
+from .ir import Graph, Neuron
+from .lowering import check_lowerable
 
 
 @dataclass
@@ -86,8 +86,86 @@ def _channel_view(p: torch.Tensor, ndim: int) -> torch.Tensor:
     return p.reshape(-1, *([1] * (ndim - 3)))   # [S, B, C, ...] → broadcast over C
 
 
-def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set[str] = frozenset()):
+class _Ctx:
+    """What a lowering sees besides its node and inputs: the run's parameters, the steps, the spike counts."""
+
+    def __init__(self, params: _Params, steps: int, x: torch.Tensor):
+        self.params, self.steps, self.x = params, steps, x
+        self.counts: list[torch.Tensor] = []
+        self.outputs: torch.Tensor | None = None
+
+    def count(self, k: torch.Tensor) -> None:
+        self.counts.append(k.sum(dim=tuple(d for d in range(k.dim()) if d != 1)))
+
+
+def _conv(node, ins, ctx):
+    w, b = ctx.params(node, "weight"), ctx.params(node, "bias")
+    return _per_step(ins[0], lambda t: F.conv2d(t, w, b, node.stride, node.padding, node.dilation, node.groups))
+
+
+def _linear(node, ins, ctx):
+    w, b = ctx.params(node, "weight"), ctx.params(node, "bias")
+    return _per_step(ins[0], lambda t: F.linear(t, w, b))
+
+
+def _batchnorm(node, ins, ctx):
+    v, p = ins[0], ctx.params
+    scale = p(node, "weight") / torch.sqrt(p(node, "running_var") + node.eps)
+    shift = p(node, "bias") - p(node, "running_mean") * scale
+    return v * _channel_view(scale, v.dim()) + _channel_view(shift, v.dim())
+
+
+def _temporal_mix(node, ins, ctx):
+    v, omega = ins[0], ctx.params(node, "omega")
+    if v.shape[0] == 1:
+        return omega.sum(1).reshape(ctx.steps, *([1] * (v.dim() - 1))) * v
+    return torch.einsum("tj,j...->t...", omega, v)
+
+
+def _neuron(node, ins, ctx):
+    v = ins[0]
+    cur = v.expand(ctx.steps, *v.shape[1:]) if v.shape[0] == 1 else v
+    k = neuron_dynamics(cur, node.threshold, node.levels, ctx.params(node, "leak"), node.v_init, node.input_scale)
+    ctx.count(k)
+    return k * node.threshold
+
+
+def _msat_neuron(node, ins, ctx):
+    k, out = run_msat_neuron(node, ins[0], ctx.steps, ctx.params)
+    ctx.count(k)
+    return out
+
+
+def _readout(node, ins, ctx):
+    v = ins[0]
+    ctx.outputs = v.expand(ctx.steps, *v.shape[1:]) if v.shape[0] == 1 else v
+    return ctx.outputs
+
+
+# The float executor's lowering table: node kind → (node, input sequences, context) → output sequence.
+LOWERING = {
+    "input": lambda node, ins, ctx: ctx.x.to(ctx.params.dtype).unsqueeze(0),
+    "conv2d": _conv,
+    "linear": _linear,
+    "batchnorm": _batchnorm,
+    "avgpool2d": lambda node, ins, ctx: _per_step(ins[0], lambda t: F.avg_pool2d(t, node.kernel, node.stride,
+                                                                                node.padding)),
+    "globalavgpool": lambda node, ins, ctx: ins[0].mean(dim=(-2, -1), keepdim=True),
+    "maxpool2d": lambda node, ins, ctx: _per_step(ins[0], lambda t: F.max_pool2d(t, node.kernel, node.stride,
+                                                                                node.padding)),
+    "add": lambda node, ins, ctx: ins[0] + ins[1],
+    "flatten": lambda node, ins, ctx: ins[0].flatten(2),
+    "temporal_mix": _temporal_mix,
+    "neuron": _neuron,
+    MSATNeuron.kind: _msat_neuron,
+    "readout": _readout,
+}
+
+
+def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set[str] = frozenset(),
+                    table: dict | None = None):
     """Run one batch ``x`` [B, C, H, W]; returns (outputs [steps,B,classes], counts [B,layers], captured)."""
+    table = table or check_lowerable(graph, "float")
     steps = graph.steps
     order = list(graph.topo())
     last_use: dict[str, int] = {}
@@ -95,60 +173,18 @@ def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set
         for src in node.inputs:
             last_use[src] = i
     values: dict[str, torch.Tensor] = {}
-    counts, captured, outputs = [], {}, None
+    ctx = _Ctx(params, steps, x)
+    captured = {}
     for i, node in enumerate(order):
-        ins = [values[s] for s in node.inputs]
-        v = ins[0] if ins else None
-        if isinstance(node, Input):
-            out = x.to(params.dtype).unsqueeze(0)
-        elif isinstance(node, Conv2d):
-            w, b = params(node, "weight"), params(node, "bias")
-            out = _per_step(v, lambda t: F.conv2d(t, w, b, node.stride, node.padding, node.dilation, node.groups))
-        elif isinstance(node, Linear):
-            w, b = params(node, "weight"), params(node, "bias")
-            out = _per_step(v, lambda t: F.linear(t, w, b))
-        elif isinstance(node, BatchNorm):
-            scale = params(node, "weight") / torch.sqrt(params(node, "running_var") + node.eps)
-            shift = params(node, "bias") - params(node, "running_mean") * scale
-            out = v * _channel_view(scale, v.dim()) + _channel_view(shift, v.dim())
-        elif isinstance(node, AvgPool2d):
-            out = _per_step(v, lambda t: F.avg_pool2d(t, node.kernel, node.stride, node.padding))
-        elif isinstance(node, GlobalAvgPool):
-            out = v.mean(dim=(-2, -1), keepdim=True)
-        elif isinstance(node, MaxPool2d):
-            out = _per_step(v, lambda t: F.max_pool2d(t, node.kernel, node.stride, node.padding))
-        elif isinstance(node, Add):
-            out = ins[0] + ins[1]
-        elif isinstance(node, Flatten):
-            out = v.flatten(2)
-        elif isinstance(node, TemporalMix):
-            omega = params(node, "omega")
-            if v.shape[0] == 1:
-                out = omega.sum(1).reshape(steps, *([1] * (v.dim() - 1))) * v
-            else:
-                out = torch.einsum("tj,j...->t...", omega, v)
-        elif isinstance(node, Neuron):
-            cur = v.expand(steps, *v.shape[1:]) if v.shape[0] == 1 else v
-            k = neuron_dynamics(cur, node.threshold, node.levels, params(node, "leak"), node.v_init,
-                                node.input_scale)
-            counts.append(k.sum(dim=tuple(d for d in range(k.dim()) if d != 1)))
-            out = k * node.threshold
-        elif isinstance(node, MSATNeuron):
-            k, out = run_msat_neuron(node, v, steps, params)
-            counts.append(k.sum(dim=tuple(d for d in range(k.dim()) if d != 1)))
-        elif isinstance(node, Readout):
-            outputs = v.expand(steps, *v.shape[1:]) if v.shape[0] == 1 else v
-            out = outputs
-        else:
-            raise TypeError(f"executor: unknown node kind {node.kind!r} ({node.name})")
+        out = table[node.kind](node, [values[s] for s in node.inputs], ctx)
         if node.name in capture:
             captured[node.name] = out.expand(steps, *out.shape[1:]) if out.shape[0] == 1 else out
         values[node.name] = out
         for src in set(node.inputs):
             if last_use.get(src) == i:
                 del values[src]
-    count_t = torch.stack(counts, dim=1) if counts else torch.zeros(x.shape[0], 0)
-    return outputs, count_t, captured
+    count_t = torch.stack(ctx.counts, dim=1) if ctx.counts else torch.zeros(x.shape[0], 0)
+    return ctx.outputs, count_t, captured
 
 
 def run_float(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, dtype: torch.dtype = torch.float32,
@@ -161,11 +197,12 @@ def run_float(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, 
         from .errors import LmhtcError
 
         raise LmhtcError(f"inputs have per-sample shape {tuple(x.shape[1:])}, the network expects {expected}")
+    table = check_lowerable(graph, "float")      # before anything runs: the phase and every node kind
     params = _Params(dtype, device)
     outs, cnts, caps = [], [], {name: [] for name in capture}
     with torch.no_grad():
         for i in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, unit="batch"):
-            o, c, cap = run_graph_batch(graph, x[i:i + batch_size].to(device), params, capture)
+            o, c, cap = run_graph_batch(graph, x[i:i + batch_size].to(device), params, capture, table)
             outs.append(o.cpu())
             cnts.append(c.cpu())
             for name, val in cap.items():

@@ -13,7 +13,10 @@ import numpy as np
 from .ir import (AvgPool2d, Conv2d, GlobalAvgPool, Input, Linear, Neuron, Node, Readout, TemporalMix,
                  register_node_type)
 
-SEMANTICS_VERSION = 1
+from lmhtc import semantics
+
+INTEGER = frozenset({"integer"})      # the phase of every kind below
+from lmhtc.semantics import SEMANTICS_VERSION  # noqa: F401  (re-exported: the integer graph's version)
 
 
 @register_node_type
@@ -23,6 +26,7 @@ class QInput(Input):
     scale: float = 1.0
     bits: int = 8
     kind = "qinput"
+    phases = INTEGER
 
 
 @register_node_type
@@ -33,6 +37,7 @@ class QConv2d(Conv2d):
     weight_bits: int = 8
     acc_bound: int = 0          # max |Σ w·x| over any output, from range analysis
     kind = "qconv2d"
+    phases = INTEGER
 
 
 @register_node_type
@@ -42,6 +47,7 @@ class QLinear(Linear):
     weight_bits: int = 8
     acc_bound: int = 0
     kind = "qlinear"
+    phases = INTEGER
 
 
 @register_node_type
@@ -53,6 +59,7 @@ class QGain(Node):
     weight_bits: int = 8
     acc_bound: int = 0
     kind = "qgain"
+    phases = INTEGER
     synaptic = True
     elementwise = True
 
@@ -62,12 +69,14 @@ class QGain(Node):
 class SumPool2d(AvgPool2d):
     """Window sums (the float layer's 1/k² lives in the consumer's weights)."""
     kind = "sumpool2d"
+    phases = INTEGER
 
 
 @register_node_type
 @dataclass
 class GlobalSumPool(GlobalAvgPool):
     kind = "globalsumpool"
+    phases = INTEGER
 
 
 @register_node_type
@@ -76,6 +85,7 @@ class QTemporalMix(TemporalMix):
     """``I(t) = rs(Σ_m omega[t,m]·y(m), frac_bits)``; omega int64."""
     frac_bits: int = 12
     kind = "qtemporal_mix"
+    phases = INTEGER
 
 
 @register_node_type
@@ -88,6 +98,7 @@ class QNeuron(Neuron):
     leak_frac_bits: int = 12
     membrane_bits: int = 24
     kind = "qneuron"
+    phases = INTEGER
 
 
 @register_node_type
@@ -96,18 +107,16 @@ class QReadout(Readout):
     """Integer per-step logits ``y(t)``; dequantized with ``scale`` (float64 per class)."""
     scale: np.ndarray = None
     kind = "qreadout"
+    phases = INTEGER
 
 
 def rs(a, frac_bits: int):
-    """Rounding right shift, half away from zero (numpy or torch integers).
-
-    ``sign(a)·((|a| + 2^(F−1)) >> F)`` computed as ``(a + 2^(F−1) − [a < 0]) >> F`` (arithmetic shift):
-    for a < 0 that is ``floor((a − 2^(F−1) + 2^F − 1)/2^F) = ceil((a − 2^(F−1))/2^F)``, the same value.
-    """
+    """``lmhtc.semantics.rs`` on numpy values; on torch int64 tensors the same value, computed in place-friendly
+    torch ops (tested against the semantics module op by op)."""
     if frac_bits == 0:
         return a
     if isinstance(a, np.ndarray) or np.isscalar(a):
-        return (a - (a < 0) + (1 << (frac_bits - 1))) >> frac_bits
+        return semantics.rs(a, frac_bits)
     r = a >> 63                   # torch int64: −1 for negative values, 0 otherwise (arithmetic shift)
     r += a
     r += 1 << (frac_bits - 1)

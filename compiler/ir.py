@@ -34,6 +34,7 @@ class Node:
     shape: tuple[int, ...] | None = None   # per-sample output shape, set by infer_shapes
 
     kind = "node"
+    phases = frozenset({"float"})   # the graph phases this kind belongs to (compiler/lowering.py)
     arity = 1
     synaptic = False    # carries weights: its work is counted in synaptic operations
     linear = True       # a linear map of its inputs per step (needed between neurons for reparam)
@@ -122,12 +123,14 @@ class MaxPool2d(Node):
 class Add(Node):
     """Elementwise sum of two sequences (residual connection)."""
     kind = "add"
+    phases = frozenset({"float", "integer"})
     arity = 2
 
 
 @dataclass
 class Flatten(Node):
     kind = "flatten"
+    phases = frozenset({"float", "integer"})
 
 
 @dataclass

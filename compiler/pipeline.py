@@ -25,3 +25,109 @@ def compile_graphs(source: Graph, reparam: bool = True, schedule: str = DEFAULT_
 def compile_checkpoint(path: str | os.PathLike, spec: ModelSpec, reparam: bool = True,
                        schedule: str = DEFAULT_SCHEDULE) -> dict[str, Graph]:
     return compile_graphs(checkpoint_to_ir(path, spec), reparam, schedule)
+
+
+def artifact_meta(spec: ModelSpec, graphs: dict[str, Graph], reparameterized: bool) -> dict:
+    """The metadata an artifact compiled from a checkpoint carries."""
+    return {"model_spec": spec.to_json(), "reparameterized": reparameterized,
+            "source_checkpoint": graphs["source"].meta.get("source", {})}
+
+
+# -- pipeline policy shared by the command line and the Python API (lmhtc.api) -------------------
+
+
+
+def lower_integer(compiled: Graph, weight_bits: int | None = None, per_channel: bool = True, calib=None,
+                  required: bool | None = None, progress: bool = False) -> tuple[Graph | None, str | None]:
+    """The integer lowering of ``compiled``: (graph, None), or (None, reason) when it is optional and fails.
+
+    ``required`` None means: required when the caller asked for it explicitly (calibration data or a
+    weight width given); otherwise a network the lowering does not cover gives no integer graph.
+    """
+    from .passes.quantize import QuantConfig, QuantizeError, quantize
+
+    config = QuantConfig(weight_bits=8 if weight_bits is None else weight_bits, per_channel=per_channel)
+    config.check()
+    if required is None:
+        required = calib is not None or weight_bits is not None
+    try:
+        return quantize(compiled, config, calib=calib, progress=progress), None
+    except QuantizeError as exc:
+        if required:
+            raise
+        return None, str(exc)
+
+
+def float_graph_name(graphs: dict[str, Graph], name: str, artifact) -> str:
+    """``name`` when the artifact has that float graph (compiled or source); a one-line error otherwise."""
+    from .errors import LmhtcError
+
+    if name not in graphs or name == "integer":
+        raise LmhtcError(f"{artifact}: no float graph {name!r} (has: {', '.join(g for g in graphs if g != 'integer')})")
+    return name
+
+
+def integer_graph(graphs: dict[str, Graph], artifact, what: str) -> Graph:
+    """The artifact's integer graph; a one-line error naming ``what`` needs it otherwise."""
+    from .errors import LmhtcError
+
+    if "integer" not in graphs:
+        raise LmhtcError(f"{artifact}: {what} needs the integer graph, and this artifact has none "
+                         f"(compiled with --no-int, or a network the integer lowering does not cover)")
+    return graphs["integer"]
+
+
+def simulate_arrays(graphs: dict[str, Graph], x, mode: str, graph: str, batch_size: int, artifact,
+                    progress: bool = False) -> tuple[dict, object]:
+    """What ``lmhtc simulate`` writes: (the arrays of one run of ``mode`` on ``x``, the run's own logits).
+
+    Float mode runs the float graph ``graph`` with the reference executor; int mode runs the integer
+    graph with the bit-accurate runtime and adds the integer logits, SOPs, MACs and saturation counts.
+    """
+    import numpy as np
+
+    from .errors import LmhtcError
+
+    if mode not in ("float", "int"):
+        raise LmhtcError(f"--mode must be float or int, got {mode!r}")
+    if mode == "int":
+        if "integer" not in graphs:
+            raise LmhtcError(f"{artifact}: has no integer network (compiled with --no-int, or not lowerable)")
+        from lmhtc.runtime.simulator import run_int
+
+        r = run_int(graphs["integer"], x, batch_size, progress=progress)
+        return dict(logits=r.logits.astype(np.float32), outputs=r.outputs.astype(np.float32),
+                    logits_int=r.logits_int, outputs_int=r.outputs_int, spike_counts=r.spike_counts,
+                    layer_names=np.array(r.layer_names), sops=r.sops, macs=r.macs, saturation=r.saturation,
+                    sops_by_layer_step=r.sops_by_layer_step,
+                    synaptic_layer_names=np.array(r.synaptic_layer_names)), r.logits
+    from .executor import run_float
+
+    result = run_float(graphs[float_graph_name(graphs, graph, artifact)], x, batch_size, progress=progress)
+    return dict(logits=result.logits.astype(np.float32), outputs=result.outputs.astype(np.float32),
+                spike_counts=result.spike_counts.astype(np.int64), layer_names=np.array(result.layer_names)), result.logits
+
+
+def export_model(graphs: dict[str, Graph], meta: dict, target: str, output, artifact, graph: str = "compiled",
+                 spikes: bool = False) -> tuple[object, Graph]:
+    """Emit ``target`` (a registered target with an export): an ONNX ModelProto for the caller to write, or,
+    for a directory target (lava), the written directory."""
+    from . import lowering
+    from .errors import LmhtcError
+
+    exportable = lowering.names(exportable=True)
+    if target not in exportable:
+        raise LmhtcError(f"--target {target!r}: choose one of {', '.join(exportable)}")
+    spec = meta.get("model_spec", {})
+    info = {"arch": spec.get("arch", ""), "recipe": spec.get("recipe", ""),
+            "timesteps_trained": spec.get("timesteps", "")}
+    t = lowering.get_target(target)
+    if t.phase == "float":
+        g = graphs[float_graph_name(graphs, graph, artifact)]
+    else:
+        g = integer_graph(graphs, artifact, target)
+    emit = lowering.target_function(target, "export")
+    if t.writes_directory:
+        return emit(g, output, info), g
+    options = {k: v for k, v in {"spikes": spikes}.items() if k in t.export_options}
+    return emit(g, info, **options), g

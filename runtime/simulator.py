@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from lmhtc.compiler.lowering import LoweringError, check_lowerable
+from lmhtc.semantics import SEMANTICS_VERSION
 from lmhtc.compiler.errors import LmhtcError
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d, rs)
@@ -238,91 +240,134 @@ def _program(graph: Graph, device: str) -> _Program:
     return per_graph[device]
 
 
+class _Batch:
+    """One batch's run state: what the lowerings read (program, kernel policy, window plan) and record."""
+
+    def __init__(self, prog: _Program, x: torch.Tensor, kernel: str, event_density: float, windows: dict,
+                 row_windows: bool):
+        self.prog, self.x, self.kernel, self.event_density = prog, x, kernel, event_density
+        self.steps = prog.graph.steps
+        self.windows = windows
+        self.windowed: dict[str, int] = {}                      # value name → window size (window sums)
+        self.windowed_rows: dict[str, tuple[int, bool]] = {}    # mix outputs once per window: (L, front-loaded)
+        self.row_blocks = prog.row_blocks if row_windows else {}
+        self.spikes, self.sats, self.sops = [], [], []
+        self.macs = torch.zeros(x.shape[0], dtype=torch.int64)
+        self.kernels: dict[str, dict[str, int]] = {}
+        self.outputs = None
+
+
+def _lower_input(st: _Batch, node: QInput, ins, lw):
+    return _encode_input(st.x, node).unsqueeze(0), lw
+
+
+def _lower_synapse(st: _Batch, node, ins, lw):
+    v, sy = ins[0], st.prog.syn[node.name]
+    if node.name in st.prog.analog:
+        cout, cin_g, *k = node.weight.shape
+        st.macs += int(np.prod(node.shape)) * cin_g * int(np.prod(k))
+    else:
+        st.sops.append(_per_step(sy.sops(v), st.steps))
+    vin = _window_sums(v, lw)
+    use_event = st.kernel == "event" or (st.kernel == "auto" and
+                                         float((vin != 0).sum()) < st.event_density * vin.numel())
+    acc = sy.event(vin) if use_event else sy.dense(vin, lw)
+    stats = st.kernels.setdefault(node.name, {"event": 0, "dense": 0})
+    stats["event" if use_event else "dense"] += 1
+    out = _exp_shift(acc, node.shift)
+    if sy.bias is not None:
+        out = out + (sy.bias * lw).reshape(-1, *([1] * (out.dim() - 3)))
+    return out, lw
+
+
+def _lower_gain(st: _Batch, node: QGain, ins, lw):
+    v, sy = ins[0], st.prog.syn[node.name]
+    st.sops.append(_per_step(sy.sops(v), st.steps))
+    vin = _window_sums(v, lw)
+    return _exp_shift(vin.to(torch.int64) * sy.gain.reshape(-1, *([1] * (v.dim() - 3))), node.shift), lw
+
+
+def _lower_sum_pool(st: _Batch, node: SumPool2d, ins, lw):
+    v = ins[0]
+    y = F.avg_pool2d(v.reshape(-1, *v.shape[2:]).to(torch.float64), node.kernel, node.stride, node.padding,
+                     divisor_override=1)
+    return torch.round(y).to(torch.int64).reshape(*v.shape[:2], *y.shape[1:]), lw
+
+
+def _lower_add(st: _Batch, node: Add, ins, lw):
+    wa, wb = (st.windowed.get(n, 1) for n in node.inputs)
+    if wa != wb:
+        raise IntegerGraphError(f"runtime: node {node.name!r} adds a window sum to a per-step value")
+    return ins[0] + ins[1], wa
+
+
+def _lower_mix(st: _Batch, node: QTemporalMix, ins, lw):
+    v, omega = ins[0], node.omega
+    w_in = st.windowed.get(node.inputs[0], 1)
+    rows, front = st.row_blocks.get(node.name, (1, False))   # one current per window: compute it once
+    omega = omega[::rows]
+    if w_in > 1:
+        omega = omega[:, ::w_in]
+    elif v.shape[0] == 1:
+        omega = omega.sum(1, keepdims=True)
+    if rows > 1:
+        st.windowed_rows[node.name] = (rows, front)
+    return rs(_mix(omega, v), node.frac_bits), lw
+
+
+def _lower_neuron(st: _Batch, node: QNeuron, ins, lw):
+    v = ins[0]
+    rows, front = st.windowed_rows.get(node.inputs[0], (1, False))
+    cur = v.expand(st.steps, *v.shape[1:]) if v.shape[0] == 1 else v
+    out, sat = _neuron(cur, node, rows, front, *st.prog.neuron_params[node.name])
+    st.spikes.append(out.sum(dim=tuple(d for d in range(out.dim()) if d != 1), dtype=torch.int32).to(torch.int64))
+    st.sats.append(sat)
+    return out, lw
+
+
+def _lower_readout(st: _Batch, node: QReadout, ins, lw):
+    v = ins[0]
+    st.outputs = v.expand(st.steps, *v.shape[1:]) if v.shape[0] == 1 else v
+    return st.outputs, lw
+
+
+# The runtime's lowering table: node kind → (batch state, node, inputs, window size) → (output, window size).
+LOWERING = {
+    "qinput": _lower_input,
+    "qconv2d": _lower_synapse,
+    "qlinear": _lower_synapse,
+    "qgain": _lower_gain,
+    "sumpool2d": _lower_sum_pool,
+    "globalsumpool": lambda st, node, ins, lw: (ins[0].sum(dim=(-2, -1), keepdim=True, dtype=torch.int64), lw),
+    "add": _lower_add,
+    "flatten": lambda st, node, ins, lw: (ins[0].flatten(2), lw),
+    "qtemporal_mix": _lower_mix,
+    "qneuron": _lower_neuron,
+    "qreadout": _lower_readout,
+}
+_WINDOWED_KINDS = frozenset({"qconv2d", "qlinear", "qgain", "add"})   # may hold window sums
+
+
 def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_density: float,
                         capture=frozenset(), windows: dict[str, int] | None = None, row_windows: bool = True):
-    graph, syn, analog = prog.graph, prog.syn, prog.analog
-    steps = graph.steps
-    windows = windows or {}
+    st = _Batch(prog, x, kernel, event_density, windows or {}, row_windows)
+    steps = st.steps
     order, last_use = prog.order, prog.last_use
     values: dict[str, torch.Tensor] = {}
-    windowed: dict[str, int] = {}          # value name → window size, for values held as window sums
-    windowed_rows: dict[str, tuple[int, bool]] = {}   # mix outputs held once per window: (L, front-loaded)
-    row_blocks = prog.row_blocks if row_windows else {}
-    spikes, sats, sops, macs = [], [], [], torch.zeros(x.shape[0], dtype=torch.int64)
-    kernels: dict[str, dict[str, int]] = {}
-    captured, outputs = {}, None
+    captured = {}
     for i, node in enumerate(order):
         ins = [values[s] for s in node.inputs]
         v = ins[0] if ins else None
-        lw = windows.get(node.name, 1) if v is not None and v.shape[0] == steps else 1
-        if isinstance(node, QInput):
-            out = _encode_input(x, node).unsqueeze(0)
-        elif isinstance(node, (QConv2d, QLinear)):
-            sy = syn[node.name]
-            if node.name in analog:
-                cout, cin_g, *k = node.weight.shape
-                macs += int(np.prod(node.shape)) * cin_g * int(np.prod(k))
-            else:
-                sops.append(_per_step(sy.sops(v), steps))
-            vin = _window_sums(v, lw)
-            use_event = kernel == "event" or (kernel == "auto" and
-                                              float((vin != 0).sum()) < event_density * vin.numel())
-            acc = sy.event(vin) if use_event else sy.dense(vin, lw)
-            stats = kernels.setdefault(node.name, {"event": 0, "dense": 0})
-            stats["event" if use_event else "dense"] += 1
-            out = _exp_shift(acc, node.shift)
-            if sy.bias is not None:
-                out = out + (sy.bias * lw).reshape(-1, *([1] * (out.dim() - 3)))
-        elif isinstance(node, QGain):
-            sy = syn[node.name]
-            sops.append(_per_step(sy.sops(v), steps))
-            vin = _window_sums(v, lw)
-            out = _exp_shift(vin.to(torch.int64) * sy.gain.reshape(-1, *([1] * (v.dim() - 3))), node.shift)
-        elif isinstance(node, SumPool2d):
-            y = F.avg_pool2d(v.reshape(-1, *v.shape[2:]).to(torch.float64), node.kernel, node.stride, node.padding,
-                             divisor_override=1)
-            out = torch.round(y).to(torch.int64).reshape(*v.shape[:2], *y.shape[1:])
-        elif isinstance(node, GlobalSumPool):
-            out = v.sum(dim=(-2, -1), keepdim=True, dtype=torch.int64)
-        elif isinstance(node, Add):
-            wa, wb = (windowed.get(n, 1) for n in node.inputs)
-            if wa != wb:
-                raise IntegerGraphError(f"runtime: node {node.name!r} adds a window sum to a per-step value")
-            out = ins[0] + ins[1]
-            lw = wa
-        elif isinstance(node, Flatten):
-            out = v.flatten(2)
-        elif isinstance(node, QTemporalMix):
-            omega = node.omega
-            w_in = windowed.get(node.inputs[0], 1)
-            rows, front = row_blocks.get(node.name, (1, False))   # one current per window: compute it once
-            omega = omega[::rows]
-            if w_in > 1:
-                omega = omega[:, ::w_in]
-            elif v.shape[0] == 1:
-                omega = omega.sum(1, keepdims=True)
-            out = rs(_mix(omega, v), node.frac_bits)
-            if rows > 1:
-                windowed_rows[node.name] = (rows, front)
-        elif isinstance(node, QNeuron):
-            rows, front = windowed_rows.get(node.inputs[0], (1, False))
-            cur = v.expand(steps, *v.shape[1:]) if v.shape[0] == 1 else v
-            out, sat = _neuron(cur, node, rows, front, *prog.neuron_params[node.name])
-            spikes.append(out.sum(dim=tuple(d for d in range(out.dim()) if d != 1), dtype=torch.int32).to(torch.int64))
-            sats.append(sat)
-        elif isinstance(node, QReadout):
-            outputs = v.expand(steps, *v.shape[1:]) if v.shape[0] == 1 else v
-            out = outputs
-        else:
-            raise IntegerGraphError(f"runtime: node {node.name!r} ({node.kind}) is not an integer node")
-        if isinstance(node, (QConv2d, QLinear, QGain, Add)) and lw > 1:
-            windowed[node.name] = lw
+        lw = st.windows.get(node.name, 1) if v is not None and v.shape[0] == steps else 1
+        out, lw = LOWERING[node.kind](st, node, ins, lw)
+        if node.kind in _WINDOWED_KINDS and lw > 1:
+            st.windowed[node.name] = lw
         if node.name in capture:
-            if node.name in windowed:
+            if node.name in st.windowed:
                 raise IntegerGraphError(f"runtime: {node.name!r} is computed as window sums; "
                                         f"run with windows=False to capture it per step")
-            if node.name in windowed_rows:
-                rows, front = windowed_rows[node.name]
+            if node.name in st.windowed_rows:
+                rows, front = st.windowed_rows[node.name]
                 if front:     # the window's current at its first step, zero at the others
                     out_c = torch.zeros((out.shape[0] * rows, *out.shape[1:]), dtype=out.dtype, device=out.device)
                     out_c[::rows] = out
@@ -337,8 +382,8 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
                 del values[src]
     b = x.shape[0]
     stack = (lambda xs: torch.stack(xs, dim=1) if xs else torch.zeros(b, 0, dtype=torch.int64))
-    sop_t = torch.stack(sops, dim=1) if sops else torch.zeros(b, 0, steps, dtype=torch.int64)
-    return outputs, stack(spikes), stack(sats), sop_t, macs, kernels, captured
+    sop_t = torch.stack(st.sops, dim=1) if st.sops else torch.zeros(b, 0, steps, dtype=torch.int64)
+    return st.outputs, stack(st.spikes), stack(st.sats), sop_t, st.macs, st.kernels, captured
 
 
 def _window_sums(v: torch.Tensor, lw: int) -> torch.Tensor:
@@ -432,11 +477,17 @@ def _neuron(cur: torch.Tensor, node: QNeuron, rows: int, front: bool, theta: tor
 
 
 def check_integer_graph(graph: Graph) -> None:
+    """The graph is an integer network of this semantics version, and every node kind has a lowering here."""
     if not graph.meta.get("integer"):
         raise IntegerGraphError("the graph is not an integer network (compile with integer lowering first)")
     version = graph.meta.get("semantics_version")
-    if version != 1:
-        raise IntegerGraphError(f"integer semantics version {version} is not supported by this runtime (1)")
+    if version != SEMANTICS_VERSION:
+        raise IntegerGraphError(f"integer semantics version {version} is not supported by this runtime "
+                                f"({SEMANTICS_VERSION})")
+    try:
+        check_lowerable(graph, "int")
+    except LoweringError as exc:
+        raise IntegerGraphError(str(exc)) from None
 
 
 def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, device: str = "cpu",

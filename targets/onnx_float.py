@@ -18,8 +18,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from lmhtc.compiler.ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Linear, MaxPool2d,
-                         Neuron, Readout, TemporalMix)
+from lmhtc.compiler.ir import BatchNorm, Conv2d, Graph, Linear, Neuron, Readout, TemporalMix
+from lmhtc.compiler.lowering import LoweringError, check_lowerable, refuse
 
 from .onnx_common import Builder, ExportError, finish_model
 
@@ -29,65 +29,63 @@ def export_float_onnx(graph: Graph, metadata: dict | None = None) -> onnx.ModelP
     """The float graph as an ONNX model (opset 17, IR version 10); raises ExportError naming a node it cannot express."""
     if graph.meta.get("integer"):
         raise ExportError("this is an integer network; the float ONNX target exports float graphs")
+    try:
+        table = check_lowerable(graph, "onnx")
+    except LoweringError as exc:
+        raise ExportError(str(exc)) from None
     b = Builder()
     steps = graph.steps
     vals: dict[str, list[str]] = {}
     for node in graph.topo():
-        ins = [vals[i] for i in node.inputs]
-        per = (lambda fn: [fn(v) for v in ins[0]])
-        if node.kind == "input":
-            vals[node.name] = ["x"]
-        elif isinstance(node, Conv2d):
-            w = b.const(f"{node.name}.weight", node.weight)
-            args = [w] + ([b.const(f"{node.name}.bias", node.bias)] if node.bias is not None else [])
-            ph, pw = node.padding
-            vals[node.name] = per(lambda v: b.op("Conv", [v] + args, node.name, strides=list(node.stride),
-                                                 pads=[ph, pw, ph, pw], dilations=list(node.dilation),
-                                                 group=node.groups))
-        elif isinstance(node, Linear):
-            w = b.const(f"{node.name}.weight", node.weight)
-            bias = b.const(f"{node.name}.bias", node.bias if node.bias is not None
-                           else np.zeros(node.weight.shape[0], np.float32))
-            vals[node.name] = per(lambda v: b.op("Gemm", [v, w, bias], node.name, transB=1))
-        elif isinstance(node, BatchNorm):
-            args = [b.const(f"{node.name}.{k}", getattr(node, k)) for k in ("weight", "bias", "running_mean",
-                                                                            "running_var")]
-            vals[node.name] = per(lambda v: b.op("BatchNormalization", [v] + args, node.name, epsilon=node.eps))
-        elif isinstance(node, AvgPool2d):
-            ph, pw = node.padding
-            vals[node.name] = per(lambda v: b.op("AveragePool", [v], node.name, kernel_shape=list(node.kernel),
-                                                 strides=list(node.stride), pads=[ph, pw, ph, pw],
-                                                 count_include_pad=1))
-        elif isinstance(node, GlobalAvgPool):
-            vals[node.name] = per(lambda v: b.op("GlobalAveragePool", [v], node.name))
-        elif isinstance(node, MaxPool2d):
-            ph, pw = node.padding
-            vals[node.name] = per(lambda v: b.op("MaxPool", [v], node.name, kernel_shape=list(node.kernel),
-                                                 strides=list(node.stride), pads=[ph, pw, ph, pw]))
-        elif isinstance(node, Add):
-            vals[node.name] = b.add_steps(ins[0], ins[1], steps, node.name)
-        elif isinstance(node, Flatten):
-            vals[node.name] = per(lambda v: b.op("Flatten", [v], node.name, axis=1))
-        elif isinstance(node, TemporalMix):
-            vals[node.name] = _mix(b, node, ins[0], steps)
-        elif isinstance(node, Neuron):
-            vals[node.name] = _neuron(b, node, ins[0])
-        elif isinstance(node, Readout):
-            seq = ins[0] * steps if len(ins[0]) == 1 else ins[0]
-            axes = b.name("axes0")
-            b.inits.append(numpy_helper.from_array(np.array([0], dtype=np.int64), axes))
-            stacked = [b.op("Unsqueeze", [v, axes], "step") for v in seq]
-            b.nodes.append(helper.make_node("Concat", stacked, ["outputs"], name="outputs", axis=0))
-            b.nodes.append(helper.make_node("ReduceMean", ["outputs"], ["logits"], name="logits", axes=[0],
-                                            keepdims=0))
-        else:
-            raise ExportError(f"node {node.name!r} ({node.kind}) has no float ONNX lowering")
+        vals[node.name] = table[node.kind](b, node, [vals[i] for i in node.inputs], steps)
     shape = list(graph.input.input_shape)
     classes = graph.readout.shape[0]
     return finish_model(b, graph, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *shape])],
                         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes]),
                          helper.make_tensor_value_info("outputs", TensorProto.FLOAT, [steps, "N", classes])],
                         metadata or {})
+
+
+def _per(fn, ins) -> list[str]:
+    return [fn(v) for v in ins[0]]
+
+
+def _conv(b: Builder, node: Conv2d, ins, steps) -> list[str]:
+    w = b.const(f"{node.name}.weight", node.weight)
+    args = [w] + ([b.const(f"{node.name}.bias", node.bias)] if node.bias is not None else [])
+    ph, pw = node.padding
+    return _per(lambda v: b.op("Conv", [v] + args, node.name, strides=list(node.stride), pads=[ph, pw, ph, pw],
+                               dilations=list(node.dilation), group=node.groups), ins)
+
+
+def _linear(b: Builder, node: Linear, ins, steps) -> list[str]:
+    w = b.const(f"{node.name}.weight", node.weight)
+    bias = b.const(f"{node.name}.bias", node.bias if node.bias is not None
+                   else np.zeros(node.weight.shape[0], np.float32))
+    return _per(lambda v: b.op("Gemm", [v, w, bias], node.name, transB=1), ins)
+
+
+def _batchnorm(b: Builder, node: BatchNorm, ins, steps) -> list[str]:
+    args = [b.const(f"{node.name}.{k}", getattr(node, k)) for k in ("weight", "bias", "running_mean", "running_var")]
+    return _per(lambda v: b.op("BatchNormalization", [v] + args, node.name, epsilon=node.eps), ins)
+
+
+def _pool(op: str, **extra):
+    def lower(b: Builder, node, ins, steps) -> list[str]:
+        ph, pw = node.padding
+        return _per(lambda v: b.op(op, [v], node.name, kernel_shape=list(node.kernel), strides=list(node.stride),
+                                   pads=[ph, pw, ph, pw], **extra), ins)
+    return lower
+
+
+def _readout(b: Builder, node: Readout, ins, steps) -> list[str]:
+    seq = ins[0] * steps if len(ins[0]) == 1 else ins[0]
+    axes = b.name("axes0")
+    b.inits.append(numpy_helper.from_array(np.array([0], dtype=np.int64), axes))
+    stacked = [b.op("Unsqueeze", [v, axes], "step") for v in seq]
+    b.nodes.append(helper.make_node("Concat", stacked, ["outputs"], name="outputs", axis=0))
+    b.nodes.append(helper.make_node("ReduceMean", ["outputs"], ["logits"], name="logits", axes=[0], keepdims=0))
+    return ["outputs"]
 
 
 def _mix(b: Builder, node: TemporalMix, xs: list[str], steps: int) -> list[str]:
@@ -105,6 +103,7 @@ def _mix(b: Builder, node: TemporalMix, xs: list[str], steps: int) -> list[str]:
 
 
 def _neuron(b: Builder, node: Neuron, currents: list[str]) -> list[str]:
+    """Soft reset, per-step leak, levels by comparisons ``v ≥ iθ``; emits θ·k per step."""
     steps = len(node.leak)
     cur = currents * steps if len(currents) == 1 else currents
     theta = b.const(f"{node.name}.theta", node.threshold)
@@ -123,3 +122,22 @@ def _neuron(b: Builder, node: Neuron, currents: list[str]) -> list[str]:
         v = b.op("Sub", [v, spike], node.name)
         out.append(spike)
     return out
+
+
+# The float ONNX target's lowering table: node kind → (builder, node, input step tensors, steps) → step tensors.
+LOWERING = {
+    "input": lambda b, node, ins, steps: ["x"],
+    "conv2d": _conv,
+    "linear": _linear,
+    "batchnorm": _batchnorm,
+    "avgpool2d": _pool("AveragePool", count_include_pad=1),
+    "globalavgpool": lambda b, node, ins, steps: _per(lambda v: b.op("GlobalAveragePool", [v], node.name), ins),
+    "maxpool2d": _pool("MaxPool"),
+    "add": lambda b, node, ins, steps: b.add_steps(ins[0], ins[1], steps, node.name),
+    "flatten": lambda b, node, ins, steps: _per(lambda v: b.op("Flatten", [v], node.name, axis=1), ins),
+    "temporal_mix": lambda b, node, ins, steps: _mix(b, node, ins[0], steps),
+    "neuron": lambda b, node, ins, steps: _neuron(b, node, ins[0]),
+    "readout": _readout,
+    "msat_neuron": refuse("the MSAT neuron's adaptive threshold has no float ONNX lowering; "
+                          "run it with the float executor (simulate --mode float)"),
+}

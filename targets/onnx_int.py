@@ -32,7 +32,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from lmhtc.compiler.intir import (SEMANTICS_VERSION, GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
+from lmhtc.compiler.lowering import LoweringError, check_lowerable, refuse
+from lmhtc.semantics import SEMANTICS_VERSION
+from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
                             QTemporalMix, SumPool2d, rs)
 from lmhtc.compiler.ir import Add, Flatten, Graph
 
@@ -132,54 +134,20 @@ def export_int_onnx(graph: Graph, metadata: dict | None = None, spikes: bool = F
                           f"(this emitter implements version {SEMANTICS_VERSION})")
     if float_limit > EXACT_F32:
         raise ValueError("float_limit above 2^24 would not be exact in float32")
+    try:
+        table = check_lowerable(graph, "onnx-int")
+    except LoweringError as exc:
+        raise ExportError(str(exc)) from None
     edge, sums = value_bounds(graph)
     b = _IntBuilder()
     steps = graph.steps
     vals: dict[str, list[str]] = {}
-    spike_outputs = []
+    ctx = _Ctx(b, graph, steps, edge, sums, float_limit, spikes)
     for node in graph.topo():
-        ins = [vals[i] for i in node.inputs]
-        src = edge[node.inputs[0]] if node.inputs else 0
         if node.name in sums and sums[node.name] >= INT64_SAFE:
             raise ExportError(f"node {node.name!r} ({node.kind}): sums up to {sums[node.name]} do not fit int64")
-        if isinstance(node, QInput):
-            vals[node.name] = [_encode_input(b, node)]
-        elif isinstance(node, (QConv2d, QLinear)):
-            use_float = sums[node.name] < float_limit and src < float_limit
-            acc = _synapse(b, node, graph, ins[0], use_float)
-            bias = None if node.bias is None else b.i64(f"{node.name}.bias", _channel(node.bias, len(node.shape)))
-            outs = []
-            for a in acc:
-                y = b.exp_shift(a, node.shift, node.name)
-                outs.append(b.op("Add", [y, bias], node.name) if bias is not None else y)
-            vals[node.name] = outs
-        elif isinstance(node, QGain):
-            gain = b.i64(f"{node.name}.gain", _channel(node.gain, len(node.shape)))
-            vals[node.name] = [b.exp_shift(b.op("Mul", [v, gain], node.name), node.shift, node.name) for v in ins[0]]
-        elif isinstance(node, SumPool2d):
-            vals[node.name] = _sum_pool(b, node, graph, ins[0], sums[node.name] < float_limit)
-        elif isinstance(node, GlobalSumPool):
-            axes = b.i64(f"{node.name}.axes", [2, 3])
-            vals[node.name] = [b.op("ReduceSum", [v, axes], node.name, keepdims=1) for v in ins[0]]
-        elif isinstance(node, Add):
-            vals[node.name] = b.add_steps(ins[0], ins[1], steps, node.name)
-        elif isinstance(node, Flatten):
-            vals[node.name] = [b.op("Flatten", [v], node.name, axis=1) for v in ins[0]]
-        elif isinstance(node, QTemporalMix):
-            vals[node.name] = _mix(b, node, ins[0], steps)
-        elif isinstance(node, QNeuron):
-            vals[node.name] = _neuron(b, node, ins[0], steps)
-            if spikes:
-                out = f"spikes/{node.name}"
-                _stack(b, vals[node.name], out, node.name, to=TensorProto.INT8 if node.levels < 128 else None)
-                spike_outputs.append(helper.make_tensor_value_info(
-                    out, TensorProto.INT8 if node.levels < 128 else TensorProto.INT64, [steps, "N", *node.shape]))
-        elif isinstance(node, QReadout):
-            _readout(b, node, ins[0], steps)
-        else:
-            raise ExportError(f"node {node.name!r} ({node.kind}) has no integer ONNX lowering"
-                              + (" (integer max-pool is not part of the contract)" if node.kind == "maxpool2d"
-                                 else ""))
+        vals[node.name] = table[node.kind](ctx, node, [vals[i] for i in node.inputs])
+    spike_outputs = ctx.spike_outputs
     classes = graph.readout.shape[0]
     meta = {"integer": "true", "semantics_version": str(SEMANTICS_VERSION),
             "weight_bits": str(graph.meta.get("quantization", {}).get("weight_bits", "")), **(metadata or {})}
@@ -190,6 +158,55 @@ def export_int_onnx(graph: Graph, metadata: dict | None = None, spikes: bool = F
          helper.make_tensor_value_info("logits", TensorProto.DOUBLE, ["N", classes]),
          helper.make_tensor_value_info("outputs", TensorProto.DOUBLE, [steps, "N", classes]),
          *spike_outputs], meta)
+
+
+class _Ctx:
+    """What a lowering sees besides its node and inputs: the builder, the graph, the range bounds."""
+
+    def __init__(self, b: _IntBuilder, graph: Graph, steps: int, edge: dict, sums: dict, float_limit: int,
+                 spikes: bool):
+        self.b, self.graph, self.steps, self.edge, self.sums = b, graph, steps, edge, sums
+        self.float_limit, self.spikes = float_limit, spikes
+        self.spike_outputs: list = []
+
+
+def _lower_synapse(ctx: _Ctx, node, ins) -> list[str]:
+    b = ctx.b
+    use_float = ctx.sums[node.name] < ctx.float_limit and ctx.edge[node.inputs[0]] < ctx.float_limit
+    acc = _synapse(b, node, ctx.graph, ins[0], use_float)
+    bias = None if node.bias is None else b.i64(f"{node.name}.bias", _channel(node.bias, len(node.shape)))
+    outs = []
+    for a in acc:
+        y = b.exp_shift(a, node.shift, node.name)
+        outs.append(b.op("Add", [y, bias], node.name) if bias is not None else y)
+    return outs
+
+
+def _lower_gain(ctx: _Ctx, node: QGain, ins) -> list[str]:
+    b = ctx.b
+    gain = b.i64(f"{node.name}.gain", _channel(node.gain, len(node.shape)))
+    return [b.exp_shift(b.op("Mul", [v, gain], node.name), node.shift, node.name) for v in ins[0]]
+
+
+def _lower_global_sum(ctx: _Ctx, node: GlobalSumPool, ins) -> list[str]:
+    axes = ctx.b.i64(f"{node.name}.axes", [2, 3])
+    return [ctx.b.op("ReduceSum", [v, axes], node.name, keepdims=1) for v in ins[0]]
+
+
+def _lower_neuron(ctx: _Ctx, node: QNeuron, ins) -> list[str]:
+    out = _neuron(ctx.b, node, ins[0], ctx.steps)
+    if ctx.spikes:
+        name = f"spikes/{node.name}"
+        narrow = node.levels < 128
+        _stack(ctx.b, out, name, node.name, to=TensorProto.INT8 if narrow else None)
+        ctx.spike_outputs.append(helper.make_tensor_value_info(
+            name, TensorProto.INT8 if narrow else TensorProto.INT64, [ctx.steps, "N", *node.shape]))
+    return out
+
+
+def _lower_readout(ctx: _Ctx, node: QReadout, ins) -> list[str]:
+    _readout(ctx.b, node, ins[0], ctx.steps)
+    return []
 
 
 def _channel(values: np.ndarray, ndim: int) -> np.ndarray:
@@ -354,3 +371,21 @@ def _readout(b: _IntBuilder, node: QReadout, ys: list[str], steps: int) -> None:
     b.op("Mul", [b.op("Cast", ["outputs_int"], node.name, to=TensorProto.DOUBLE), scale], node.name, out="outputs")
     b.op("Div", [b.op("Mul", [b.op("Cast", ["logits_int"], node.name, to=TensorProto.DOUBLE), scale], node.name),
                  b.const(f"{node.name}.steps", float(steps), np.float64)], node.name, out="logits")
+
+
+# The integer ONNX target's lowering table: node kind → (context, node, input step tensors) → step tensors.
+LOWERING = {
+    "qinput": lambda ctx, node, ins: [_encode_input(ctx.b, node)],
+    "qconv2d": _lower_synapse,
+    "qlinear": _lower_synapse,
+    "qgain": _lower_gain,
+    "sumpool2d": lambda ctx, node, ins: _sum_pool(ctx.b, node, ctx.graph, ins[0],
+                                                  ctx.sums[node.name] < ctx.float_limit),
+    "globalsumpool": _lower_global_sum,
+    "add": lambda ctx, node, ins: ctx.b.add_steps(ins[0], ins[1], ctx.steps, node.name),
+    "flatten": lambda ctx, node, ins: [ctx.b.op("Flatten", [v], node.name, axis=1) for v in ins[0]],
+    "qtemporal_mix": lambda ctx, node, ins: _mix(ctx.b, node, ins[0], ctx.steps),
+    "qneuron": _lower_neuron,
+    "qreadout": _lower_readout,
+    "maxpool2d": refuse("integer max-pool is not part of the integer contract"),
+}

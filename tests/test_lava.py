@@ -32,7 +32,8 @@ from lmhtc.runtime.simulator import run_int
 from lmhtc.targets.lava import export_lava, run_lava
 from lmhtc.targets.lava.errors import LavaExportError, LavaRunError
 from lmhtc.targets.lava.lowering import lower_to_lava, resource_totals
-from lmhtc.targets.lava.procs.fixed import conv_wh, exp_shift
+from lmhtc.semantics import exp_shift
+from lmhtc.targets.lava.procs.fixed import conv_wh
 from lmhtc.targets.lava.procs.ports import DelayLine
 
 

@@ -134,7 +134,7 @@ def test_verify_exits_nonzero_when_a_bit_exact_pair_differs(tmp_path, monkeypatc
                               "--json", str(report), "--no-progress"])
     assert res.exit_code == 0 and "bit-exact" in res.output, res.output
 
-    import lmhtc.targets.verify as tv
+    import lmhtc.compiler.verify as tv
 
     real = tv.run_target
 

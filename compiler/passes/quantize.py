@@ -29,7 +29,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import LmhtcError
-from ..intir import (SEMANTICS_VERSION, GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
+from lmhtc.semantics import SEMANTICS_VERSION
+
+from ..intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
                      QTemporalMix, SumPool2d)
 from ..ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Input, IRError, Linear,
                   MaxPool2d, Neuron, Node, Readout, TemporalMix, validate)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lmhtc.semantics import SEMANTICS_VERSION
+
 FORMAT = "lmhtc-lava-network"
 VERSION = 1
 NETWORK_JSON = "network.json"
@@ -73,7 +75,7 @@ class ProcessSpec:
 class NetworkDescription:
     steps: int
     processes: list[ProcessSpec]
-    semantics_version: int = 1
+    semantics_version: int = SEMANTICS_VERSION
     meta: dict = field(default_factory=dict)
 
     def process(self, name: str) -> ProcessSpec:
@@ -188,9 +190,9 @@ def load_description(directory: str | os.PathLike) -> NetworkDescription:
         raise LavaNetworkError(f"{js}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise LavaNetworkError(f"{js}: not an lmhtc Lava network (format must be {FORMAT!r})")
-    if doc.get("version") != VERSION or doc.get("semantics_version") != 1:
+    if doc.get("version") != VERSION or doc.get("semantics_version") != SEMANTICS_VERSION:
         raise LavaNetworkError(f"{js}: version {doc.get('version')} / integer semantics "
-                               f"{doc.get('semantics_version')} not supported (expected {VERSION} / 1)")
+                               f"{doc.get('semantics_version')} not supported (expected {VERSION} / {SEMANTICS_VERSION})")
     try:
         with np.load(npz, allow_pickle=False) as f:
             stored = {k: f[k] for k in f.files}
@@ -213,7 +215,7 @@ def load_description(directory: str | os.PathLike) -> NetworkDescription:
         procs.append(ProcessSpec(name, _key(p, "kind", where), tuple(int(s) for s in _key(p, "shape", where)),
                                  inputs, dict(_key(p, "params", where)), arrays, list(p.get("ir_nodes", [])),
                                  dict(p.get("resources", {}))))
-    desc = NetworkDescription(int(_key(doc, "steps", js)), procs, 1, dict(doc.get("meta", {})))
+    desc = NetworkDescription(int(_key(doc, "steps", js)), procs, SEMANTICS_VERSION, dict(doc.get("meta", {})))
     return desc.validate(str(js))
 
 

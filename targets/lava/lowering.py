@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from lmhtc.semantics import SEMANTICS_VERSION
+
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
 from lmhtc.compiler.ir import Add, Flatten, Graph, Node
+from lmhtc.compiler.lowering import LoweringError, check_lowerable, refuse
 from lmhtc.targets.lava.description import NetworkDescription, PortSpec, ProcessSpec
 from lmhtc.targets.lava.errors import LavaExportError
 from lmhtc.targets.lava.procs.ports import MAX_PORTS
@@ -43,16 +46,13 @@ def check_integer_graph(graph: Graph) -> None:
     if not graph.meta.get("integer"):
         raise LavaExportError("the graph is not an integer network (a float graph); the Lava target runs "
                               "the integer lowering (compile with integer lowering first)")
-    if graph.meta.get("semantics_version") != 1:
+    if graph.meta.get("semantics_version") != SEMANTICS_VERSION:
         raise LavaExportError(f"integer semantics version {graph.meta.get('semantics_version')} is not "
-                              f"supported by the Lava target (1)")
-    known = (*SYNAPTIC, *SOURCES, QTemporalMix, QReadout, Add, Flatten)
-    for node in graph.topo():
-        if node.kind == "maxpool2d":
-            raise LavaExportError(f"node {node.name!r} (maxpool2d): max-pool is not a synaptic (linear) "
-                                  f"operation; Lava's Conv/Dense cannot express it")
-        if not isinstance(node, known):
-            raise LavaExportError(f"node {node.name!r} ({node.kind}): no Lava mapping for this node kind")
+                              f"supported by the Lava target ({SEMANTICS_VERSION})")
+    try:
+        check_lowerable(graph, "lava")
+    except LoweringError as exc:
+        raise LavaExportError(str(exc)) from None
 
 
 class _Lowering:
@@ -64,16 +64,12 @@ class _Lowering:
 
     def run(self) -> NetworkDescription:
         for node in self.g.topo():
-            if isinstance(node, QInput):
-                self._input(node)
-            elif isinstance(node, (QConv2d, QGain, SumPool2d, GlobalSumPool)):
-                self._conv(node)
-            elif isinstance(node, QLinear):
-                self._dense(node)
-            elif isinstance(node, (QNeuron, QReadout)):
-                self._sink(node)
+            LOWERING[node.kind](self, node)
             self._check_consumers(node)      # add, flatten and qtemporal_mix become ports of their consumers
-        return NetworkDescription(self.steps, self.procs, 1, {})
+        return NetworkDescription(self.steps, self.procs, SEMANTICS_VERSION, {})
+
+    def _port(self, node) -> None:
+        """add, flatten, qtemporal_mix: no process of their own; they become ports of their consumers."""
 
     # -- sources and the synapses between them ------------------------------------------
     def _source(self, node: Node) -> tuple[str, bool]:
@@ -275,3 +271,15 @@ def resource_totals(desc: NetworkDescription) -> dict:
             "tgim_buffer_words", "delay_line_words")
     return {k: int(sum(p.resources.get(k, 0) for p in desc.processes)) for k in keys} | \
         {"processes": len(desc.processes)}
+
+
+# The Lava target's lowering table: node kind → _Lowering method (processes and their connections).
+LOWERING = {
+    "qinput": _Lowering._input,
+    "qconv2d": _Lowering._conv, "qgain": _Lowering._conv, "sumpool2d": _Lowering._conv,
+    "globalsumpool": _Lowering._conv,
+    "qlinear": _Lowering._dense,
+    "qneuron": _Lowering._sink, "qreadout": _Lowering._sink,
+    "add": _Lowering._port, "flatten": _Lowering._port, "qtemporal_mix": _Lowering._port,
+    "maxpool2d": refuse("max-pool is not a synaptic (linear) operation; Lava's Conv/Dense cannot express it"),
+}

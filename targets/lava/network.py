@@ -20,6 +20,7 @@ from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.conv.process import Conv
 from lava.proc.dense.process import Dense
 
+from lmhtc import semantics
 from lmhtc.targets.lava.description import LavaNetworkError, NetworkDescription, load_description
 from lmhtc.targets.lava.procs.conv_model import VectorisedConvModel
 from lmhtc.targets.lava.procs.io import AnalogInput, IntReadout
@@ -33,10 +34,7 @@ CONV_MODELS = ("fast", "stock")
 
 def encode_input(x: np.ndarray, spec) -> np.ndarray:
     """``qinput``: ``clip(round(x/scale), ±(2^(bits−1) − 1))`` in float64, round half away; Lava layout."""
-    q = 2 ** (int(spec.params["bits"]) - 1) - 1
-    scaled = np.asarray(x).astype(np.float64) / float(spec.params["scale"])
-    r = np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + 0.5), -q, q).astype(np.int64)
-    return to_lava_layout(r, batch=True)
+    return to_lava_layout(semantics.encode_input(x, float(spec.params["scale"]), int(spec.params["bits"])), batch=True)
 
 
 def to_lava_layout(a: np.ndarray, batch: bool = False) -> np.ndarray:

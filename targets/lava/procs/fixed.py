@@ -1,7 +1,9 @@
-"""Integer arithmetic of docs/integer-semantics.md in numpy (the ProcessModels' building blocks).
+"""Lava-specific integer helpers of the ProcessModels (numpy).
 
-Every function works on int64 arrays and is exact; none goes through floating
-point except ``conv_wh``, whose float64 products and sums are exact while
+The integer semantics themselves (rs, the exponent shift, saturation, T-GIM, the neuron step) are
+``lmhtc.semantics``; this module holds only what Lava's own processes add: the 24-bit wrap of Lava's
+fixed-point Conv and its convolution layout. Every function is exact on int64; none goes through
+floating point except ``conv_wh``, whose float64 products and sums are exact while
 ``Σ|w|·|x|`` stays below 2^53 (the lowering bounds it far lower, below 2^23).
 """
 from __future__ import annotations
@@ -9,26 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-I64 = np.int64
-
-
-def rs(a: np.ndarray, frac_bits: int) -> np.ndarray:
-    """Rounding right shift, half away from zero: ``sign(a)·((|a| + 2^(F−1)) >> F)``; ``rs(a, 0) = a``."""
-    if frac_bits == 0:
-        return a
-    a = np.asarray(a, dtype=I64)
-    return (a - (a < 0) + I64(1 << (frac_bits - 1))) >> I64(frac_bits)
-
-
-def exp_shift(a: np.ndarray, e: int) -> np.ndarray:
-    """The synapse exponent ``e(a, E)``: ``a·2^E`` for E ≥ 0, ``rs(a, −E)`` for E < 0."""
-    a = np.asarray(a, dtype=I64)
-    return a << I64(e) if e >= 0 else rs(a, -e)
-
-
-def saturate(a: np.ndarray, bits: int) -> np.ndarray:
-    """``sat(a, B)``: clip to B-bit two's complement."""
-    return np.clip(a, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+from lmhtc.semantics import I64
 
 
 def signed_wrap(a: np.ndarray, bits: int) -> np.ndarray:

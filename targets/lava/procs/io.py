@@ -20,7 +20,7 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from lmhtc.targets.lava.procs.fixed import I64
+from lmhtc.semantics import I64
 from lmhtc.targets.lava.procs.ports import DelayLine, check_ports, port_names, sum_ports
 
 

@@ -34,7 +34,7 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from lmhtc.targets.lava.procs.fixed import I64, rs, saturate
+from lmhtc.semantics import I64, neuron_step, temporal_mix
 from lmhtc.targets.lava.procs.ports import DelayLine, check_ports, port_names, sum_ports
 
 
@@ -113,8 +113,7 @@ class PyLMHTLayerModel(PyLoihiProcessModel):
             return
         self.in_buf[m] = y + self.bias
         if m == self.steps - 1:
-            self.cur = rs(np.tensordot(self.omega, self.in_buf, axes=1), self.frac_bits) if self.mix \
-                else self.in_buf.copy()
+            self.cur = temporal_mix(self.in_buf, self.omega, self.frac_bits) if self.mix else self.in_buf.copy()
 
     def _emit(self, rel: int) -> np.ndarray:
         """Spike counts of emission step ``rel`` (relative to image 0's first output step); zeros outside."""
@@ -123,15 +122,8 @@ class PyLMHTLayerModel(PyLoihiProcessModel):
         t = rel % self.steps
         if t == 0:
             self.v = np.broadcast_to(self.v_init, self.shape).astype(I64)
-        v = self.v
-        leak = int(self.leak[t])
-        if leak != 1 << self.leak_frac_bits:
-            v = rs(leak * v, self.leak_frac_bits)
-        v = saturate(v + self.cur[t], self.membrane_bits)
-        k = (v >= self.threshold).astype(I64)
-        for level in range(2, self.levels + 1):
-            k += v >= level * self.threshold
-        self.v = v - k * self.threshold
+        self.v, k, _ = neuron_step(self.v, self.cur[t], int(self.leak[t]), self.leak_frac_bits, self.threshold,
+                                   self.levels, self.membrane_bits)
         k = k.astype(np.int32)
         if self.record:
             self.rec_buf[t] = k

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmhtc.targets.lava.procs.fixed import exp_shift
+from lmhtc.semantics import exp_shift
 
 MAX_PORTS = 4
 

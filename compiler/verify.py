@@ -1,12 +1,12 @@
 """Cross-target verification: run every target on the same inputs and compare them pair by pair.
 
-Targets: ``float`` (the float executor on the compiled graph), ``int`` (the
-integer runtime), ``onnx`` (the float ONNX model in onnxruntime), ``onnx-int``
-(the integer ONNX model in onnxruntime), ``lava`` (the Lava processes). The
-integer targets implement one contract (docs/integer-semantics.md), so every
-pair of them must be bit-exact: equal integer logits and equal spike trains
-in every neuron layer. Pairs involving a float target are reported (argmax
-agreement, max |Δlogits|) but are not required to be bit-exact.
+The targets are those of the registry (``lowering.TARGETS``): ``float`` (the float executor on the
+compiled graph), ``int`` (the integer runtime), ``onnx`` (the float ONNX model in onnxruntime),
+``onnx-int`` (the integer ONNX model in onnxruntime), ``lava`` (the Lava processes); each
+registration names its ``run`` function below. The integer targets implement one contract
+(docs/integer-semantics.md, ``lmhtc.semantics``), so every pair of them must be bit-exact: equal
+integer logits and equal spike trains in every neuron layer. Pairs involving a float target are
+reported (argmax agreement, max |Δlogits|) but are not required to be bit-exact.
 """
 from __future__ import annotations
 
@@ -17,11 +17,9 @@ from itertools import combinations
 
 import numpy as np
 
-from lmhtc.compiler.errors import LmhtcError
-from lmhtc.compiler.ir import Graph
-
-TARGETS = ("float", "int", "onnx", "onnx-int", "lava")
-INTEGER_TARGETS = frozenset({"int", "onnx-int", "lava"})
+from . import lowering
+from .errors import LmhtcError
+from .ir import Graph
 
 
 class VerifyError(LmhtcError):
@@ -61,8 +59,8 @@ class PairResult:
 def parse_targets(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     for t in names:
-        if t not in TARGETS:
-            raise VerifyError(f"--targets: unknown target {t!r} (choose from {', '.join(TARGETS)})")
+        if t not in lowering.TARGETS:
+            raise VerifyError(f"--targets: unknown target {t!r} (choose from {', '.join(lowering.TARGETS)})")
     if len(names) < 2 or len(set(names)) != len(names):
         raise VerifyError(f"--targets needs at least two distinct targets, got {text!r}")
     return names
@@ -78,63 +76,80 @@ def _neuron_names(graph: Graph) -> list[str]:
     return [n.name for n in graph.topo() if n.kind == "qneuron"]
 
 
+def run_float_target(graphs: dict[str, Graph], x: np.ndarray, progress: bool = False) -> TargetRun:
+    from .executor import run_float
+
+    return TargetRun("float", run_float(graphs["compiled"], x, progress=progress).logits.astype(np.float64))
+
+
+def run_onnx_target(graphs: dict[str, Graph], x: np.ndarray, progress: bool = False) -> TargetRun:
+    from lmhtc.targets.onnx_float import export_float_onnx
+
+    logits, = _ort_session(export_float_onnx(graphs["compiled"])).run(["logits"], {"x": x})
+    return TargetRun("onnx", logits.astype(np.float64))
+
+
+def run_int_target(graphs: dict[str, Graph], x: np.ndarray, progress: bool = False) -> TargetRun:
+    from lmhtc.runtime.simulator import run_int
+
+    neurons = _neuron_names(graphs["integer"])
+    r = run_int(graphs["integer"], x, capture=set(neurons), windows=False, progress=progress)
+    return TargetRun("int", r.logits, r.logits_int, {n: r.captured[n] for n in neurons})
+
+
+def run_onnx_int_target(graphs: dict[str, Graph], x: np.ndarray, progress: bool = False) -> TargetRun:
+    from lmhtc.targets.onnx_int import export_int_onnx
+
+    neurons = _neuron_names(graphs["integer"])
+    sess = _ort_session(export_int_onnx(graphs["integer"], spikes=True))
+    outs = sess.run(["logits", "logits_int", *[f"spikes/{n}" for n in neurons]], {"x": x})
+    return TargetRun("onnx-int", outs[0], outs[1], {n: s.astype(np.int64) for n, s in zip(neurons, outs[2:])})
+
+
+def run_lava_target(graphs: dict[str, Graph], x: np.ndarray, progress: bool = False) -> TargetRun:
+    from lmhtc.targets.lava import run_lava
+
+    r = run_lava(graphs["integer"], x, progress=progress)
+    return TargetRun("lava", r.logits, r.logits_int, dict(r.spikes))
+
+
 def run_target(name: str, graphs: dict[str, Graph], x: np.ndarray, meta: dict | None = None,
                progress: bool = False) -> TargetRun:
-    """Run one target on ``x``; raises VerifyError naming the target when it cannot run on this artifact."""
+    """Run one registered target on ``x``; raises VerifyError naming the target when it cannot run here."""
     check_runnable(name, graphs)
-    integer = graphs.get("integer")
     t0 = time.perf_counter()
-    if name == "float":
-        from lmhtc.compiler.executor import run_float
-
-        r = run_float(graphs["compiled"], x, progress=progress)
-        run = TargetRun(name, r.logits.astype(np.float64))
-    elif name == "onnx":
-        from .onnx_float import export_float_onnx
-
-        sess = _ort_session(export_float_onnx(graphs["compiled"]))
-        logits, = sess.run(["logits"], {"x": x})
-        run = TargetRun(name, logits.astype(np.float64))
-    elif name == "int":
-        from lmhtc.runtime.simulator import run_int
-
-        neurons = _neuron_names(integer)
-        r = run_int(integer, x, capture=set(neurons), windows=False, progress=progress)
-        run = TargetRun(name, r.logits, r.logits_int, {n: r.captured[n] for n in neurons})
-    elif name == "onnx-int":
-        from .onnx_int import export_int_onnx
-
-        sess = _ort_session(export_int_onnx(integer, spikes=True))
-        neurons = _neuron_names(integer)
-        outs = sess.run(["logits", "logits_int", *[f"spikes/{n}" for n in neurons]], {"x": x})
-        run = TargetRun(name, outs[0], outs[1], {n: s.astype(np.int64) for n, s in zip(neurons, outs[2:])})
-    elif name == "lava":
-        from .lava import run_lava
-
-        r = run_lava(integer, x, progress=progress)
-        run = TargetRun(name, r.logits, r.logits_int, dict(r.spikes))
-    else:
-        raise VerifyError(f"unknown target {name!r}")
+    run = lowering.target_function(name, "run")(graphs, x, progress)
     run.seconds = time.perf_counter() - t0
     return run
 
 
+def _graph_for(name: str, graphs: dict[str, Graph]) -> Graph | None:
+    return graphs.get("integer" if lowering.get_target(name).phase == "integer" else "compiled")
+
+
 def check_runnable(name: str, graphs: dict[str, Graph]) -> None:
-    """A one-line VerifyError naming the target when it cannot run on this artifact with what is installed."""
-    if name not in TARGETS:
+    """A one-line VerifyError naming the target when it cannot run on this artifact with what is installed:
+    no graph of its phase, a node kind it cannot lower, or a missing package."""
+    if name not in lowering.TARGETS:
         raise VerifyError(f"unknown target {name!r}")
-    if name in INTEGER_TARGETS and graphs.get("integer") is None:
+    target = lowering.get_target(name)
+    graph = _graph_for(name, graphs)
+    if graph is None:
         raise VerifyError(f"target {name!r} cannot run: the artifact has no integer graph "
-                          f"(it was compiled with --no-int or holds max-pool)")
-    if name in ("float", "onnx") and graphs.get("compiled") is None:
-        raise VerifyError(f"target {name!r} cannot run: the artifact has no compiled float graph")
-    if name == "lava" and importlib.util.find_spec("lmhtc.targets.lava") is None:
-        raise VerifyError("target 'lava' cannot run: the Lava target (lmhtc.targets.lava) is not installed")
+                          f"(it was compiled with --no-int or holds max-pool)" if target.phase == "integer" else
+                          f"target {name!r} cannot run: the artifact has no compiled float graph")
+    if target.requires and importlib.util.find_spec(target.requires) is None:
+        raise VerifyError(f"target {name!r} cannot run: {target.requires} is not installed")
+    try:
+        lowering.check_lowerable(graph, name)
+    except lowering.LoweringError as exc:
+        raise VerifyError(str(exc)) from None
 
 
 def compare(a: TargetRun, b: TargetRun) -> PairResult:
     """Argmax agreement, max |Δlogits|, and per-layer spike-train equality where both have integer spikes."""
-    required = a.name in INTEGER_TARGETS and b.name in INTEGER_TARGETS
+    integer = set(lowering.names(phase="integer"))
+    required = a.name in integer and b.name in integer
     d = np.abs(a.logits - b.logits)
     agree = float((a.logits.argmax(-1) == b.logits.argmax(-1)).mean())
     mism: dict[str, int] = {}
@@ -167,10 +182,12 @@ def verify(graphs: dict[str, Graph], x: np.ndarray, targets: list[str], progress
 
 
 def default_targets(graphs: dict[str, Graph]) -> list[str]:
-    """Every target this artifact can run with what is installed."""
-    names = ["float", "onnx"]
-    if graphs.get("integer") is not None:
-        names += ["int", "onnx-int"]
-        if importlib.util.find_spec("lmhtc.targets.lava") is not None:
-            names.append("lava")
+    """Every registered target this artifact can run with what is installed."""
+    names = []
+    for name in lowering.TARGETS:
+        try:
+            check_runnable(name, graphs)
+        except VerifyError:
+            continue
+        names.append(name)
     return names

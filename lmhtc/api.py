@@ -1,0 +1,159 @@
+"""The Python API: what a researcher calls from a notebook. The ``lmhtc`` command line runs the same
+pipeline functions (``lmhtc.compiler.pipeline``), so the two give the same results.
+
+    import lmhtc
+    art = lmhtc.compile("model.pth", calib=x_calib)          # sidecar gives arch, L, T, recipe, ...
+    run = art.simulate(x, mode="int")                        # bit-accurate integer runtime
+    art.export("onnx-int", "model_int.onnx")
+    pairs = art.verify(x[:16], targets=["int", "onnx-int"])
+    art.save("model.lmhtc"); art = lmhtc.load("model.lmhtc")
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from lmhtc.compiler.errors import LmhtcError
+
+__all__ = ["Artifact", "Simulation", "compile", "load"]
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """One run's results; the fields are the keys of the ``simulate`` npz (int-only fields are None in float mode)."""
+
+    logits: np.ndarray                       # [N, classes] float32
+    outputs: np.ndarray                      # [steps, N, classes] float32
+    spike_counts: np.ndarray                 # [N, neuron layers] int64
+    layer_names: np.ndarray
+    logits_int: np.ndarray | None = None     # [N, classes] int64
+    outputs_int: np.ndarray | None = None    # [steps, N, classes] int64
+    sops: np.ndarray | None = None           # [N] synaptic operations per image
+    macs: np.ndarray | None = None           # [N] analog-input MACs per image
+    saturation: np.ndarray | None = None     # [N, neuron layers] membrane saturation events
+    sops_by_layer_step: np.ndarray | None = None
+    synaptic_layer_names: np.ndarray | None = None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The npz keys and arrays that ``lmhtc simulate`` writes."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass
+class Artifact:
+    """A compiled network: its graphs (``source``, ``compiled`` and, when lowered, ``integer``) and metadata."""
+
+    graphs: dict
+    meta: dict = field(default_factory=dict)
+    path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def _name(self) -> str:
+        return str(self.path) if self.path is not None else "artifact"
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the artifact file (zip of JSON + safetensors, written atomically)."""
+        from lmhtc.compiler.artifact import save_artifact
+
+        self.path = save_artifact(path, self.graphs, self.meta)
+        return self.path
+
+    def simulate(self, x: np.ndarray, mode: str = "int", graph: str = "compiled", batch_size: int = 64,
+                 progress: bool = False) -> Simulation:
+        """Run ``x`` [N, C, H, W] through the integer runtime (``mode="int"``) or the float executor."""
+        from lmhtc.compiler.pipeline import simulate_arrays
+
+        arrays, _ = simulate_arrays(self.graphs, _images(x), mode, graph, batch_size, self._name(), progress)
+        return Simulation(**arrays)
+
+    def export(self, target: str, path: str | os.PathLike, *, graph: str = "compiled", spikes: bool = False) -> Path:
+        """Write the network for ``target``: ``onnx`` (float), ``onnx-int`` (file) or ``lava`` (directory)."""
+        from lmhtc.compiler.atomic import atomic_write
+        from lmhtc.compiler.pipeline import export_model
+
+        model, _ = export_model(self.graphs, self.meta, target, path, self._name(), graph=graph, spikes=spikes)
+        if target == "lava":
+            return Path(model)
+        return atomic_write(path, lambda tmp: Path(tmp).write_bytes(model.SerializeToString()))
+
+    def verify(self, x: np.ndarray, targets: list[str] | None = None, progress: bool = False) -> list[dict]:
+        """Run the targets on ``x`` and compare every pair: the ``pairs`` of ``lmhtc verify --json``."""
+        from lmhtc.compiler.verify import default_targets, verify
+
+        names = list(targets) if targets is not None else default_targets(self.graphs)
+        _, pairs = verify(self.graphs, _images(x), names, progress=progress)
+        return [p.to_json() for p in pairs]
+
+    def report(self, x: np.ndarray, *, y: np.ndarray | None = None, mode: str | None = None,
+               graph: str | None = None, energy_model: str = "45nm", hardware: str = "loihi2",
+               batch_size: int = 16, progress: bool = False) -> dict:
+        """SOPs, energy and chip resources measured on ``x``: the record ``lmhtc report --json`` writes."""
+        from lmhtc.compiler.cost.energy import load_energy_model
+        from lmhtc.compiler.cost.hardware import load_hardware
+        from lmhtc.compiler.pipeline import float_graph_name, integer_graph
+        from lmhtc.compiler.report import build_report
+
+        energy, core = load_energy_model(energy_model), load_hardware(hardware)
+        mode = mode or ("int" if "integer" in self.graphs else "float")
+        if mode not in ("int", "float"):
+            raise LmhtcError(f"mode must be int or float, got {mode!r}")
+        if mode == "int":
+            integer_graph(self.graphs, self._name(), "mode 'int'")
+            name = "integer"
+        else:
+            name = float_graph_name(self.graphs, graph or "compiled", self._name())
+        arch = self.meta.get("model_spec", {}).get("arch")
+        artifact_name = self.path.name if self.path is not None else None
+        return build_report(self.graphs[name], _images(x), mode, energy, core, y=y, graph_name=name,
+                            batch_size=batch_size, progress=progress, meta={"artifact": artifact_name, "arch": arch})
+
+
+def _images(x) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating):
+        raise LmhtcError(f"x must be a float array [N, C, H, W], got {x.dtype} {x.shape}")
+    return x.astype(np.float32, copy=False)
+
+
+def load(path: str | os.PathLike) -> Artifact:
+    """Read an artifact file (checksummed; no pickle)."""
+    from lmhtc.compiler.artifact import load_artifact
+
+    graphs, meta = load_artifact(path)
+    return Artifact(graphs, meta, Path(path))
+
+
+def compile(checkpoint: str | os.PathLike, *, arch: str | None = None, levels: int | None = None,
+            timesteps: int | None = None, recipe: str | None = None, num_classes: int | None = None,
+            input_shape: tuple[int, int, int] | None = None, reparam: str | None = "exact",
+            calib: np.ndarray | None = None, weight_bits: int = 8, per_channel: bool = True,
+            integer: bool | None = None, progress: bool = False) -> Artifact:
+    """Compile a checkpoint as ``lmhtc compile`` does: BN folding, reparameterization, integer lowering.
+
+    Arguments left None come from the checkpoint's sidecar. ``reparam`` is the window schedule
+    (``exact`` or ``uniform``), or None to keep the M-HT neurons. ``integer``: True requires the
+    integer lowering, False skips it, None (default) lowers when the network allows it and otherwise
+    keeps the float graphs only, with the reason in ``Artifact.notes``.
+    """
+    from lmhtc.compiler.checkpoint import resolve_spec
+    from lmhtc.compiler.passes.reparameterize import DEFAULT_SCHEDULE
+    from lmhtc.compiler.pipeline import artifact_meta, compile_checkpoint, lower_integer
+
+    spec = resolve_spec(checkpoint, arch, levels, timesteps, recipe, num_classes,
+                        None if input_shape is None else tuple(input_shape))
+    graphs = compile_checkpoint(checkpoint, spec, reparam=reparam is not None, schedule=reparam or DEFAULT_SCHEDULE)
+    meta = artifact_meta(spec, graphs, reparam is not None)
+    notes = []
+    if integer is not False:
+        cx = None if calib is None else _images(calib)
+        lowered, why_not = lower_integer(graphs["compiled"], weight_bits, per_channel, cx,
+                                         required=integer if integer is not None else cx is not None,
+                                         progress=progress)
+        if lowered is not None:
+            graphs["integer"] = lowered
+        else:
+            notes.append(f"no integer lowering: {why_not}")
+    return Artifact(graphs, meta, None, notes)
