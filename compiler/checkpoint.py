@@ -181,7 +181,7 @@ def resolve_spec(path: str | os.PathLike, arch: str | None = None, levels: int |
     """The ModelSpec of a checkpoint: its sidecar, else the flags (which a bare checkpoint needs).
 
     Flags given next to a sidecar must agree with it; v_init and the input scale
-    always come from the recipe (DESIGN.md §1), never from a guess.
+    always come from the recipe (docs/design.md §1), never from a guess.
     """
     from .recipes import get_recipe
 

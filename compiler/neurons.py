@@ -5,7 +5,7 @@ State-dict names and shapes follow the authors' code, so their checkpoints
 load with ``strict=True`` (after the ``*.core`` aliases are dropped, see
 ``lmhtc.compiler.checkpoint``).
 
-The semantics (DESIGN.md §1), per neuron, with threshold θ, levels L, leak
+The semantics (docs/design.md §1), per neuron, with threshold θ, levels L, leak
 parameter a and T-GIM logits M (T×T)::
 
     λ      = sigmoid(a) + 0.5

@@ -1,4 +1,4 @@
-"""Training recipes: what a checkpoint does not store (DESIGN.md §1).
+"""Training recipes: what a checkpoint does not store (docs/design.md §1).
 
 ``v_init`` (the initial membrane, in units of θ) and the first neuron's input
 scale are properties of how a network was trained, never read from its

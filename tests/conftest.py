@@ -44,7 +44,7 @@ def digits32_test(fixtures):
 
 
 def agreement_stats(out: np.ndarray, ref: np.ndarray) -> dict:
-    """ISSUE-NOTES comparison rule: argmax agreement of mean-over-steps, mean |Δ|, share within 1e-3·(1+|ref|)."""
+    """The float rule (docs/design.md §7): argmax agreement of mean-over-steps, mean |Δ|, share within 1e-3·(1+|ref|)."""
     diff = np.abs(out - ref)
     return {
         "argmax_agreement": float((out.mean(0).argmax(-1) == ref.mean(0).argmax(-1)).mean()),

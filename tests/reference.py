@@ -1,4 +1,4 @@
-"""A deliberately plain numpy reference of the LM-HT neuron (DESIGN.md §1), for tests only.
+"""A deliberately plain numpy reference of the LM-HT neuron (docs/design.md §1), for tests only.
 
 Written independently of ``lmhtc.compiler.neurons``: explicit loops, levels by
 comparisons, float64 arithmetic.

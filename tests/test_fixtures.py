@@ -67,7 +67,7 @@ def test_qcfs_ann_loads_strictly_and_reaches_its_accuracy(fixtures, digits32_tes
 
 
 def test_hybrid_scale_one_differs_from_recipe(fixtures, digits32_test):
-    """The recipe's first-neuron input scale matters (ISSUE-NOTES): scale 1 changes the outputs."""
+    """The recipe's first-neuron input scale matters (docs/design.md §1): scale 1 changes the outputs."""
     spec = resolve_spec(HYBRID_RESNET20, "resnet20", 2, 2, "hybrid", 10)
     model = load_snn(HYBRID_RESNET20, spec)
     x, y = digits32_test

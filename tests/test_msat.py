@@ -70,7 +70,7 @@ def tiny_graph(steps: int, seed: int = 0):
 
 def test_initial_threshold_is_the_papers_fixed_fraction():
     assert node().initial_fraction() == pytest.approx(sigmoid(0.5 * math.log(2) + 0.5))
-    assert node().initial_fraction() == pytest.approx(0.6998, abs=1e-4)        # ≈ 0.7·θ_max (ISSUE-NOTES)
+    assert node().initial_fraction() == pytest.approx(0.6998, abs=1e-4)        # ≈ 0.7·θ_max (docs/design.md §5)
     vgg = MSAT_PRESETS["vgg16"]
     assert node(alpha=vgg.alpha, tau_mp=vgg.tau_mp, tau_rd=vgg.tau_rd).initial_fraction() == \
         pytest.approx(sigmoid(math.log(2) + 1.0))
@@ -251,7 +251,7 @@ def test_isolated_neuron_node_validation():
 
 @pytest.mark.slow
 def test_msat_reaches_90_percent_at_T32_on_fixture_subset(fixtures, digits32_test):
-    """Acceptance target (ISSUE-NOTES): ≥ 90 % at T = 32 (subset of 24 test images; full figures in docs)."""
+    """Acceptance target (docs/design.md §10): ≥ 90 % at T = 32 (subset of 24 test images; full figures in docs)."""
     ann = load_ann(QCFS_RESNET20, "resnet20")
     with np.load(fixtures / "digits32_calib.npz") as f:
         calib = f["x"][:128]

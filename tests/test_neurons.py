@@ -1,4 +1,4 @@
-"""Neuron semantics (DESIGN.md §1): hand-computed sequences, special cases, Theorem 4.4's setting."""
+"""Neuron semantics (docs/design.md §1): hand-computed sequences, special cases, Theorem 4.4's setting."""
 from __future__ import annotations
 
 import math

@@ -62,7 +62,7 @@ def test_hybrid_fixture_through_the_cli(fixtures, tmp_path):
 
 
 def test_resnet18_fixture_matches_the_float_executor(fixtures):
-    """ISSUE-NOTES rule against an executor of this project: argmax agreement ≥ 99.5 %, and most entries within
+    """docs/design.md §7 float rule against an executor of this project: argmax agreement ≥ 99.5 %, and most entries within
     1e-3·(1 + |ref|) (spiking nets amplify last-bit differences, so not all of them)."""
     graph = compile_checkpoint(RESNET18, resolve_spec(RESNET18, "resnet18", 2, 2, "direct", 10))["compiled"]
     with np.load(fixtures / "digits32_test.npz") as f:

@@ -76,7 +76,7 @@ def single_neuron_graph(omega, weight, leak, levels=2, threshold=1.0) -> Graph:
 
 
 def test_uniform_schedule_mismatch_outside_the_theorem_is_reported():
-    """DESIGN.md §2's example: v = 1.2 left over after a clipped window, next input −0.4:
+    """docs/design.md §2's example: v = 1.2 left over after a clipped window, next input −0.4:
     M-HT emits 0, the uniform-schedule LIF emits 1."""
     g = single_neuron_graph(omega=[[1.6, 0.0], [-0.2, 0.0]], weight=2.0, leak=[1.0, 1.0])
     x = np.ones((1, 1), np.float32)

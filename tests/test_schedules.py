@@ -74,7 +74,7 @@ def test_uniform_schedule_mismatch_is_reported_next_to_exact():
 
 
 def test_design_counter_example_is_exact_with_front_loading():
-    """DESIGN.md §2: v = 1.2 after a clipped window, next input −0.4. M-HT emits 2 then 0; so does `exact`."""
+    """docs/design.md §2: v = 1.2 after a clipped window, next input −0.4. M-HT emits 2 then 0; so does `exact`."""
     g = Graph(steps=2, meta={})
     g.add(Input("input", [], input_shape=(1,)))
     g.add(Linear("fc", ["input"], weight=np.array([[2.0]], np.float32), bias=None))

@@ -1,7 +1,7 @@
 """The MSAT neuron as an IR node kind (``msat_neuron``), registered with the artifact loader.
 
 An integrate-and-fire neuron with soft reset whose threshold adapts per neuron and
-step (multi-stage adaptive threshold, DESIGN.md §5 in the form ISSUE-NOTES fixes).
+step (multi-stage adaptive threshold, docs/design.md §5, the form lmhtc implements).
 With ``u = V/θ_max`` (membranes measured in units of the layer's θ_max), ``m(t)`` the
 layer's mean of ``u(t)`` per sample, ``V(t)`` the membrane before spiking::
 

@@ -11,8 +11,8 @@ An *event source* is a neuron, or a max-pool of spikes (its output is again a
 spike count). For every unit and every source that reaches it, ``fanout[source]``
 is an integer map over the source's output positions: the number of the unit's
 outputs that one unit of that source's output (a level-1 spike) reaches. Linear
-nodes between the source and the unit are folded in (DESIGN.md §4,
-ISSUE-NOTES "SOP conventions"): an avg-/sum-pool's input position reaches every
+nodes between the source and the unit are folded in (docs/design.md §4,
+the SOP conventions): an avg-/sum-pool's input position reaches every
 pooled position whose window covers it, each with the unit's fan-out there; a
 global pool broadcasts the fan-out of its single position; flatten reshapes;
 an add passes the map to both of its inputs.

@@ -1,4 +1,4 @@
-"""Reparameterization (DESIGN.md §2): L-level LM-HT neurons over T steps → single-threshold LIF over L·T steps.
+"""Reparameterization (docs/design.md §2): L-level LM-HT neurons over T steps → single-threshold LIF over L·T steps.
 
 Window k = steps kL … kL+L−1 stands for original step k. With the authors'
 uniform schedule:

@@ -1,6 +1,6 @@
 """Spiking ResNet-18/19/34 with the authors' module names (direct-training recipe).
 
-Layout (ISSUE-NOTES): stem ``conv1``, ``bn1``, ``sn1``; blocks
+Layout (docs/design.md §8): stem ``conv1``, ``bn1``, ``sn1``; blocks
 ``layer{1..4}.{i}.conv{1,2}.{0: conv, 1: BN}``, neurons ``sn{1,2}``, shortcut
 ``downsample.0.{0: conv, 1: BN}``; classifier ``fc.0`` (ResNet-19:
 ``fc.0`` Linear, ``fc.1`` neuron, ``fc.2`` Linear). The CIFAR stem is a 3×3
