@@ -333,3 +333,71 @@ def test_compiling_twice_gives_the_same_bytes(net, tmp_path):
     code, text = cli("compile", ckpt, "-o", tmp_path / "again.lmhtc", "--no-progress")
     assert code == 0, text
     assert (tmp_path / "again.lmhtc").read_bytes() == art.read_bytes()
+
+
+# -- the exported Lava network ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lava_dir(net):
+    tmp, _, art, _ = net
+    code, text = cli("export", art, "--target", "lava", "-o", tmp / "lava")
+    assert code == 0, text
+    return tmp / "lava"
+
+
+def lava_copy(src: Path, dst: Path, doc_edit=None, array_edit=None) -> Path:
+    """A copy of exported network ``src`` with ``doc_edit(network_json)`` / ``array_edit(arrays)`` applied."""
+    dst.mkdir()
+    doc = json.loads((src / "network.json").read_text())
+    if doc_edit:
+        doc_edit(doc)
+    (dst / "network.json").write_text(json.dumps(doc))
+    with np.load(src / "arrays.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    if array_edit:
+        array_edit(arrays)
+    np.savez(dst / "arrays.npz", **arrays)
+    (dst / "run.py").write_bytes((src / "run.py").read_bytes())
+    return dst
+
+
+def _proc(doc, kind):
+    return next(p for p in doc["processes"] if p["kind"] == kind)
+
+
+@pytest.mark.parametrize("doc_edit, array_edit, message", [
+    (None, lambda a: a.update({k: v * 50 for k, v in a.items() if k.endswith("/weight")}), "beyond"),
+    (None, lambda a: a.update({k: v * 0 for k, v in a.items() if k.endswith("/threshold")}),
+     "array 'threshold' must lie in [1"),
+    (lambda d: _proc(d, "layer")["params"].update(levels=10 ** 9), None, "'levels' must be an integer in [1, 256]"),
+    (lambda d: _proc(d, "layer")["params"].update(frac_bits=-3), None, "'frac_bits' must be an integer in [0, 62]"),
+    (lambda d: _proc(d, "conv")["params"].update(stride=[0, 1]), None, "'stride' must be two integers >= 1"),
+    (lambda d: d.update(steps=10 ** 7), None, "steps must be an integer in [1, 4096]"),
+    (lambda d: _proc(d, "input")["params"].update(scale=float("nan")), None, "'scale' must be a finite number"),
+])
+def test_lava_description_values_are_checked_before_lava_starts(lava_dir, tmp_path, doc_edit, array_edit,
+                                                                  message):
+    from lmhtc.targets.lava.description import LavaNetworkError, load_description
+
+    bad = lava_copy(lava_dir, tmp_path / "bad", doc_edit, array_edit)
+    with pytest.raises(LavaNetworkError) as err:
+        load_description(bad)
+    assert str(bad / "network.json") in str(err.value) and message in str(err.value), str(err.value)
+
+
+def test_lava_run_py_bad_files_end_in_one_line_without_hanging(net, lava_dir, tmp_path):
+    tmp = net[0]
+    hung = lava_copy(lava_dir, tmp_path / "hung", lambda d: _proc(d, "layer")["params"].update(levels=10 ** 9))
+    trunc = lava_copy(lava_dir, tmp_path / "trunc")
+    data = (trunc / "arrays.npz").read_bytes()
+    (trunc / "arrays.npz").write_bytes(data[: len(data) // 2])
+    deep = lava_copy(lava_dir, tmp_path / "deep")
+    (deep / "network.json").write_text("[" * 200_000 + "]" * 200_000)
+    for d, message in ((hung, "'levels' must be an integer"), (trunc, "arrays.npz: cannot be read"),
+                       (deep, "nested too deeply")):
+        out = tmp_path / f"{d.name}.npz"
+        proc = subprocess.run([sys.executable, str(d / "run.py"), "--inputs", str(tmp / "x.npz"), "-o", str(out)],
+                              capture_output=True, text=True, timeout=120)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+        assert message in lines[0] and not out.exists(), lines[0]

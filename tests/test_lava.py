@@ -227,7 +227,7 @@ def test_refuses_max_pool_and_wide_weights():
                   v_init=np.zeros(2, np.int64)))
     g.add(MaxPool2d("pool", ["sn"], kernel=(2, 2), stride=(2, 2), padding=(0, 0)))
     g.add(Flatten("flat", ["pool"]))
-    g.add(QLinear("head", ["flat"], weight=np.ones((3, 8), np.int32), bias=None, shift=0))
+    g.add(QLinear("head", ["flat"], weight=np.ones((3, 8), np.int32), bias=None, shift=0, acc_bound=8))
     g.add(QReadout("out", ["head"], scale=np.ones(3)))
     with pytest.raises(LavaExportError, match=r"node 'pool' \(maxpool2d\): max-pool"):
         lower_to_lava(validate(g))
