@@ -8,7 +8,9 @@ Layout: a zip archive (stored, not compressed) holding
 * ``tensors.safetensors`` — every parameter array once, keyed by content
   (graphs that share weights, like the source and compiled graphs, share them).
 
-Loading checks the archive (zip CRCs), the format and version, the tensor
+Entries have fixed timestamps and order, so the same graphs give the same bytes. Loading refuses
+duplicate, compressed or oversized entries before reading them (no decompression bomb), parses the
+manifest under the JSON size and depth limits, and checks the zip CRCs, the format and version, the tensor
 file's SHA-256, every tensor reference, and validates each graph; any failure
 is a one-line ``ArtifactError`` naming the file and what is wrong. Saving is
 atomic (temporary file, then rename).
@@ -25,6 +27,8 @@ import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
+from lmhtc.safe_json import MAX_BYTES, loads_json
+
 from . import __version__
 from .atomic import atomic_write
 from .errors import LmhtcError
@@ -36,6 +40,8 @@ FORMAT = "lmhtc-artifact"
 VERSION = 1
 MANIFEST = "manifest.json"
 TENSORS = "tensors.safetensors"
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)     # fixed entry timestamps: byte-reproducible artifacts
+MAX_MANIFEST_BYTES = MAX_BYTES
 
 
 class ArtifactError(LmhtcError):
@@ -80,6 +86,12 @@ def _graph_from_json(d: dict, tensors: dict[str, np.ndarray], source: str, gname
             node = cls(name=nd["name"], inputs=list(nd["inputs"]), **kwargs)
         except TypeError as exc:
             raise ArtifactError(f"{source}: graph {gname!r} node {nd['name']!r}: {exc}") from None
+        if not isinstance(node.name, str) or node.name in graph:
+            raise ArtifactError(f"{source}: graph {gname!r}: duplicate or invalid node name {node.name!r}")
+        for src_name in node.inputs:    # the saver writes nodes in topological order
+            if not isinstance(src_name, str) or src_name not in graph:
+                raise ArtifactError(f"{source}: graph {gname!r} node {node.name!r}: input {src_name!r} is not an "
+                                    f"earlier node (a cycle, or a missing node)")
         graph.add(node)
     return graph
 
@@ -93,13 +105,49 @@ def save_artifact(path: str | os.PathLike, graphs: dict[str, Graph], meta: dict 
     manifest = {"format": FORMAT, "version": VERSION, "lmhtc_version": __version__, "meta": meta or {},
                 "graphs": gjson, "tensors_sha256": hashlib.sha256(blob).hexdigest()}
     text = json.dumps(manifest, indent=1, sort_keys=True, default=_json_default)
+
     def write(tmp: str) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-            z.writestr(MANIFEST, text)
-            z.writestr(TENSORS, blob)
+            for name, data in ((MANIFEST, text.encode()), (TENSORS, blob)):
+                z.writestr(_fixed_info(name), data)
 
     atomic_write(path, write)
     return path
+
+
+def _fixed_info(name: str) -> zipfile.ZipInfo:
+    """A zip entry with fixed timestamp and permissions: the same graphs give the same bytes."""
+    info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    info.create_system = 3
+    return info
+
+
+def _read_entries(z: zipfile.ZipFile, src: str, archive_size: int) -> tuple[bytes, bytes]:
+    """The manifest and tensor bytes; refuses duplicate, compressed or oversized entries before reading."""
+    infos = z.infolist()
+    names = [i.filename for i in infos]
+    for name in (MANIFEST, TENSORS):
+        if names.count(name) > 1:
+            raise ArtifactError(f"{src}: corrupted artifact (entry {name} appears {names.count(name)} times)")
+        if name not in names:
+            raise ArtifactError(f"{src}: not an lmhtc artifact (missing {MANIFEST} or {TENSORS})")
+    out = []
+    for name, limit in ((MANIFEST, MAX_MANIFEST_BYTES), (TENSORS, archive_size)):
+        info = z.getinfo(name)
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ArtifactError(f"{src}: entry {name} is compressed; lmhtc artifacts store entries uncompressed")
+        if info.file_size > limit or info.file_size > archive_size:
+            raise ArtifactError(f"{src}: entry {name} claims {info.file_size} bytes, more than "
+                                f"{min(limit, archive_size)} allowed")
+        try:
+            out.append(z.read(name))
+        except zipfile.BadZipFile as exc:
+            if "CRC" in str(exc):
+                raise ArtifactError(f"{src}: corrupted artifact (checksum mismatch in {name})") from None
+            raise
+    return out[0], out[1]
 
 
 def _json_default(obj):
@@ -122,22 +170,12 @@ def load_artifact(path: str | os.PathLike) -> tuple[dict[str, Graph], dict]:
         raise ArtifactError(f"{src}: no such file")
     try:
         with zipfile.ZipFile(path) as z:
-            bad = z.testzip()
-            if bad is not None:
-                raise ArtifactError(f"{src}: corrupted artifact (checksum mismatch in {bad})")
-            names = set(z.namelist())
-            if MANIFEST not in names or TENSORS not in names:
-                raise ArtifactError(f"{src}: not an lmhtc artifact (missing {MANIFEST} or {TENSORS})")
-            manifest_bytes = z.read(MANIFEST)
-            blob = z.read(TENSORS)
+            manifest_bytes, blob = _read_entries(z, src, path.stat().st_size)
     except ArtifactError:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
         raise ArtifactError(f"{src}: not an lmhtc artifact or truncated ({type(exc).__name__}: {exc})") from None
-    try:
-        manifest = json.loads(manifest_bytes)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{src}: unreadable manifest ({exc})") from None
+    manifest = loads_json(manifest_bytes, src, "manifest", ArtifactError)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{src}: not an lmhtc artifact (format {manifest.get('format') if isinstance(manifest, dict) else None!r})")
     if manifest.get("version") != VERSION:
@@ -158,7 +196,7 @@ def load_artifact(path: str | os.PathLike) -> tuple[dict[str, Graph], dict]:
             except IRError as exc:
                 raise ArtifactError(f"{src}: graph {gname!r}: {exc}") from None
             graphs[gname] = graph
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
         raise ArtifactError(f"{src}: malformed manifest ({type(exc).__name__}: {exc})") from None
     return graphs, manifest.get("meta", {})
 

@@ -10,6 +10,7 @@ error naming the key. Saving is atomic (temporary file, then rename).
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import zipfile
@@ -18,10 +19,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+
+from lmhtc.safe_json import read_json
 from torch import nn
 
-from .atomic import atomic_write
+from .atomic import atomic_write, check_output
 from .errors import CheckpointError, LmhtcError
+from .graph_checks import MAX_ABS_FLOAT, MAX_ELEMENTS, MAX_LEVELS, MAX_STEPS
 
 SIDECAR_FORMAT = "lmhtc-checkpoint-sidecar"
 SIDECAR_VERSION = 1
@@ -49,13 +53,28 @@ class ModelSpec:
     @classmethod
     def from_json(cls, d: Mapping[str, Any], source: str) -> "ModelSpec":
         try:
-            return cls(arch=str(d["arch"]), levels=int(d["levels"]), timesteps=int(d["timesteps"]),
+            spec = cls(arch=str(d["arch"]), levels=int(d["levels"]), timesteps=int(d["timesteps"]),
                        recipe=str(d.get("recipe", "direct")), num_classes=int(d.get("num_classes", 10)),
                        input_shape=tuple(int(s) for s in d.get("input_shape", (3, 32, 32))),
                        v_init=float(d.get("v_init", 0.0)), input_scale=float(d.get("input_scale", 1.0)),
                        normalization=dict(d.get("normalization", {})))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise CheckpointError(f"{source}: invalid sidecar ({type(exc).__name__}: {exc})") from None
+        spec.check(source)
+        return spec
+
+    def check(self, source: str) -> None:
+        """The sidecar's values in range (the same bounds as the flags); errors name the file and key."""
+        bounds = {"levels": (1, MAX_LEVELS), "timesteps": (1, MAX_STEPS), "num_classes": (1, 2 ** 20)}
+        for key, (lo, hi) in bounds.items():
+            if not lo <= getattr(self, key) <= hi:
+                raise CheckpointError(f"{source}: model_spec.{key} must lie in [{lo}, {hi}], got {getattr(self, key)}")
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1 or math.prod(self.input_shape) > MAX_ELEMENTS:
+            raise CheckpointError(f"{source}: model_spec.input_shape must be three positive sizes C,H,W with at most "
+                                  f"{MAX_ELEMENTS} values, got {list(self.input_shape)}")
+        for key in ("v_init", "input_scale"):
+            if not math.isfinite(getattr(self, key)):
+                raise CheckpointError(f"{source}: model_spec.{key} must be finite, got {getattr(self, key)}")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -103,10 +122,14 @@ def drop_core_aliases(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
 
 
 def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Every floating tensor finite and within ±MAX_ABS_FLOAT (beyond it float32 activations overflow)."""
     for key, value in state.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
             bad = "NaN" if torch.isnan(value).any() else "Inf"
             raise CheckpointError(f"{source}: {key} contains {bad} values")
+        if value.is_floating_point() and value.numel() and float(value.abs().max()) > MAX_ABS_FLOAT:
+            raise CheckpointError(f"{source}: {key} has values beyond ±{MAX_ABS_FLOAT:g} (|max| "
+                                  f"{float(value.abs().max()):.3g}); float32 activations would overflow")
 
 
 def _listing(keys: list[str], limit: int = 4) -> str:
@@ -130,6 +153,9 @@ def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], sourc
         raise CheckpointError(f"{source}: does not match {what}: " + "; ".join(parts))
     for key, want in expected.items():
         got = state[key]
+        if want.is_floating_point() and not got.is_floating_point():
+            raise CheckpointError(f"{source}: {key} has dtype {str(got.dtype).replace('torch.', '')}, "
+                                  f"{what} expects floating point")
         if tuple(got.shape) == tuple(want.shape):
             continue
         if key.endswith(".mask_linear") and got.dim() == 4 and tuple(got.shape[:2]) == tuple(want.shape[:2]) \
@@ -150,21 +176,30 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 def read_sidecar(path: str | os.PathLike) -> ModelSpec | None:
     """The ModelSpec recorded next to a zoo checkpoint, or None for a bare (authors') checkpoint."""
     side = sidecar_path(path)
-    if not side.is_file():
+    if side == Path(path) or not side.is_file():
         return None
-    try:
-        data = json.loads(side.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{side}: unreadable sidecar ({_first_line(exc)})") from None
+    data = read_json(side, "sidecar", CheckpointError)
     if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
         raise CheckpointError(f"{side}: not an lmhtc sidecar (missing format {SIDECAR_FORMAT!r})")
     return ModelSpec.from_json(data.get("model_spec", {}), str(side))
 
 
+def check_checkpoint_output(path: str | os.PathLike) -> Path:
+    """Refuse (one line) a checkpoint output whose sidecar would be the checkpoint itself, or either
+    of them an output that the output rule refuses; call it before any work."""
+    path = Path(path)
+    if sidecar_path(path) == path or path.suffix == ".json":
+        raise CheckpointError(f"{path}: a checkpoint cannot end in .json: its sidecar "
+                              f"{sidecar_path(path).name} would overwrite it; use .pth")
+    check_output(path)
+    check_output(sidecar_path(path))
+    return path
+
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, spec: ModelSpec,
                     extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``{'model': state_dict, **extra}`` (authors' format) plus the JSON sidecar, atomically."""
-    path = Path(path)
+    path = check_checkpoint_output(path)
     payload = {"model": model.state_dict(), **(extra or {})}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
     side = {"format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "checkpoint": path.name,

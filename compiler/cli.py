@@ -29,16 +29,26 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 EXIT_USER_ERROR = 2
 
 
+OUTPUT_PARAMS = ("output", "json_out", "plot", "plots")   # every other Path argument of a command is an input
+
+
 def user_errors(fn):
-    """Turn an LmhtcError raised by a command into ``error: ...`` on stderr and exit status 2."""
+    """Run a command under the output rule (compiler/atomic.py) with its Path arguments as inputs, and turn
+    every exception into one line on stderr (compiler/failures.py): ``error: ...`` and exit status 2 for
+    bad input, ``internal error: ...`` and exit status 3 for a bug; never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from .failures import one_line_failure, run_guarded
+
         try:
-            return fn(*args, **kwargs)
-        except LmhtcError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_USER_ERROR) from None
+            return run_guarded(fn, args, kwargs, OUTPUT_PARAMS)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except Exception as exc:  # noqa: BLE001  (the one place that turns any failure into one line)
+            line, code = one_line_failure(exc)
+            typer.echo(line, err=True)
+            raise typer.Exit(code) from None
 
     return wrapper
 
@@ -52,28 +62,25 @@ def parse_shape(text: Optional[str]) -> Optional[tuple[int, int, int]]:
         raise LmhtcError(f"--input-shape must look like 3,32,32, got {text!r}") from None
     if len(shape) != 3 or min(shape) < 1:
         raise LmhtcError(f"--input-shape must be three positive sizes C,H,W, got {text!r}")
+    from .graph_checks import MAX_ELEMENTS
+
+    if max(shape) > 2 ** 16 or shape[0] * shape[1] * shape[2] > MAX_ELEMENTS:
+        raise LmhtcError(f"--input-shape {text!r} is too large (at most {MAX_ELEMENTS} values per image)")
     return shape
 
 
-def load_inputs(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """``x`` [N,C,H,W] float32 (and ``y`` if present) from an .npz file."""
-    if not path.is_file():
-        raise LmhtcError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "x" not in data:
-                raise LmhtcError(f"{path}: no array 'x' (found: {', '.join(data.files) or 'nothing'})")
-            x = data["x"]
-            y = data["y"] if "y" in data else None
-    except LmhtcError:
-        raise
-    except Exception as exc:  # numpy raises many types for a bad file
-        raise LmhtcError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
-    if x.ndim != 4:
-        raise LmhtcError(f"{path}: 'x' must be [N,C,H,W], got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise LmhtcError(f"{path}: 'x' must be floating point, got {x.dtype}")
-    return x.astype(np.float32, copy=False), y
+def load_inputs(path: Path, limit: Optional[int] = None, shape=None, classes: Optional[int] = None,
+                need_labels: bool = False) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """``x`` [N,C,H,W] float32 (and ``y`` if present) from an .npz file, through the input gate
+    (lmhtc/array_gate.py): finite, N >= 1, the network's ``shape``, labels checked, ``limit`` rows read."""
+    from lmhtc.array_gate import read_inputs
+
+    return read_inputs(path, LmhtcError, limit=limit, shape=shape, classes=classes, need_labels=need_labels)
+
+
+def _artifact_inputs(path: Path, graph, limit: Optional[int] = None, need_labels: bool = False):
+    """``load_inputs`` against an artifact graph's input shape and number of classes."""
+    return load_inputs(path, limit, tuple(graph.input.input_shape), graph.readout.shape[0], need_labels)
 
 
 @app.command()
@@ -94,13 +101,14 @@ def train(
     """Train an LM-HT network (STBP, direct recipe) on the digits data and save it."""
     import torch
 
-    from .checkpoint import ModelSpec, save_checkpoint
+    from .checkpoint import ModelSpec, check_checkpoint_output, save_checkpoint
     from .data import form_for_shape, load_digits_dataset
     from .recipes import get_recipe
     from .training import TrainConfig
     from .training import train as run_training
     from .zoo import build_snn, get_arch
 
+    check_checkpoint_output(output)
     spec_arch = get_arch(arch)
     shape = parse_shape(input_shape) or spec_arch.default_input_shape
     try:
@@ -148,9 +156,7 @@ def evaluate(
     spec = _spec_from_flags(checkpoint, arch, levels, timesteps, recipe, num_classes, input_shape)
     model = load_snn(checkpoint, spec)
     if inputs is not None:
-        x, y = load_inputs(inputs)
-        if y is None:
-            raise LmhtcError(f"{inputs}: no labels 'y' to measure accuracy against")
+        x, y = load_inputs(inputs, limit, spec.input_shape, spec.num_classes, need_labels=True)
     else:
         try:
             split = load_digits_dataset(form_for_shape(spec.input_shape)).test
@@ -216,8 +222,9 @@ def compile_cmd(
     spec = _spec_from_flags(checkpoint, arch, levels, timesteps, recipe, num_classes, input_shape)
     config = QuantConfig(weight_bits=8 if weight_bits is None else weight_bits, per_channel=not per_layer)
     config.check()     # bad options fail before any work
-    cx = None if calib is None or no_int else _limited(*load_inputs(calib), calib_limit)[0]
-    cxy = None if check is None else _limited(*load_inputs(check), check_limit)
+    shape = spec.input_shape
+    cx = None if calib is None or no_int else load_inputs(calib, calib_limit, shape)[0]
+    cxy = None if check is None else load_inputs(check, check_limit, shape, spec.num_classes)
     graphs = compile_checkpoint(checkpoint, spec, reparam=not no_reparam, schedule=schedule)
     meta = artifact_meta(spec, graphs, not no_reparam)
     compiled = graphs["compiled"]
@@ -298,9 +305,9 @@ def exactness(
     from .passes.reparameterize import SCHEDULES, reparameterize
 
     graphs, _ = load_artifact(artifact)
-    if not graphs["compiled"].meta.get("reparameterized"):
+    if "compiled" not in graphs or "source" not in graphs or not graphs["compiled"].meta.get("reparameterized"):
         raise LmhtcError(f"{artifact}: was compiled with --no-reparam; there is no reparameterization to measure")
-    x, _ = _limited(*load_inputs(inputs), limit)
+    x, _ = _artifact_inputs(inputs, graphs["compiled"], limit)
     report = exactness_report(graphs["source"], graphs["compiled"], x, progress=progress)
     _print_exactness(report)
     others = {}
@@ -374,9 +381,8 @@ def simulate(
     graphs, _ = load_artifact(artifact)
     if mode == "int" and "integer" not in graphs:
         raise LmhtcError(f"{artifact}: has no integer network (compiled with --no-int, or not lowerable)")
-    if mode == "float":
-        float_graph_name(graphs, graph, artifact)
-    x, y = _limited(*load_inputs(inputs), limit)
+    run_graph = graphs["integer"] if mode == "int" else graphs[float_graph_name(graphs, graph, artifact)]
+    x, y = _artifact_inputs(inputs, run_graph, limit)
     arrays, logits = simulate_arrays(graphs, x, mode, graph, batch_size, artifact, progress=progress)
     if mode == "int" and arrays["saturation"].sum():
         sat = arrays["saturation"]
@@ -410,6 +416,7 @@ def sweep(
 
     from .artifact import load_artifact
     from .atomic import atomic_write
+    from .pipeline import float_graph_name
     from .sweep import bits_sweep
 
     try:
@@ -419,10 +426,9 @@ def sweep(
     if not widths or min(widths) < 2 or max(widths) > 16:
         raise LmhtcError(f"--bits must lie between 2 and 16, got {bits!r}")
     graphs, meta = load_artifact(artifact)
-    x, y = _limited(*load_inputs(inputs), limit)
-    if y is None:
-        raise LmhtcError(f"{inputs}: no labels 'y' to measure accuracy against")
-    cx = None if calib is None else _limited(*load_inputs(calib), calib_limit)[0]
+    base = graphs[float_graph_name(graphs, "compiled", artifact)]
+    x, y = _artifact_inputs(inputs, base, limit, need_labels=True)
+    cx = None if calib is None else load_inputs(calib, calib_limit, tuple(base.input.input_shape))[0]
     result = bits_sweep(graphs, x, y, widths, cx, progress=progress)
     table = Table(title=f"{artifact.name}: integer runtime vs float LM-HT on {result.images} images "
                         f"(float LM-HT {100 * result.float_source_accuracy:.2f} %, "
@@ -494,7 +500,7 @@ def verify(
 
     graphs, _ = load_artifact(artifact)
     names = parse_targets(targets) if targets is not None else default_targets(graphs)
-    x, _ = _limited(*load_inputs(inputs), limit)
+    x, _ = _artifact_inputs(inputs, next(iter(graphs.values())), limit)
     runs, pairs = run_verify(graphs, x, names, progress=progress)
     console = Console(width=120)
     console.print(f"{len(x)} inputs; " + ", ".join(f"{r.name} {r.seconds:.2f} s" for r in runs))
@@ -609,7 +615,7 @@ def report(
         from .pipeline import float_graph_name
 
         graph = float_graph_name(graphs, graph or "compiled", artifact)
-    x, y = _limited(*load_inputs(inputs), limit)
+    x, y = _artifact_inputs(inputs, graphs[graph], limit)
     spec = meta.get("model_spec", {})
     result = build_report(graphs[graph], x, mode, energy, core, y=y, graph_name=graph, batch_size=batch_size,
                           progress=progress, meta={"artifact": artifact.name, "arch": spec.get("arch")})

@@ -327,12 +327,13 @@ def infer_shapes(graph: Graph) -> Graph:
 # -- validation ----------------------------------------------------------------
 
 def validate(graph: Graph) -> Graph:
-    """Check structure, parameters and shapes; raises IRError naming the offending node."""
+    """Check structure, parameters (compiler/graph_checks.py) and shapes; raises IRError naming the node."""
+    from .graph_checks import check_integer_ranges, check_node, check_steps
+
     if not nx.is_directed_acyclic_graph(graph.g):
         cycle = nx.find_cycle(graph.g)
         raise IRError(f"graph has a cycle through node {cycle[0][0]!r}")
-    if graph.steps < 1:
-        raise IRError(f"graph runs {graph.steps} time-steps; needs >= 1")
+    check_steps(graph)
     inputs = graph.nodes_of(Input)
     readouts = graph.nodes_of(Readout)
     if len(inputs) != 1:
@@ -346,6 +347,7 @@ def validate(graph: Graph) -> Graph:
         for src in node.inputs:
             if src not in graph:
                 raise IRError(f"{where}: input {src!r} does not exist")
+        check_node(node, graph)
         for key, arr in node.arrays().items():
             if not np.all(np.isfinite(arr)):
                 raise IRError(f"{where}: parameter {key!r} has non-finite values")
@@ -367,6 +369,7 @@ def validate(graph: Graph) -> Graph:
     if graph.consumers(readouts[0].name):
         raise IRError(f"node {readouts[0].name!r} (readout) must be the last node")
     infer_shapes(graph)
+    check_integer_ranges(graph)
     return graph
 
 

@@ -90,6 +90,18 @@ def simulate_arrays(graphs: dict[str, Graph], x, mode: str, graph: str, batch_si
 
     if mode not in ("float", "int"):
         raise LmhtcError(f"--mode must be float or int, got {mode!r}")
+    arrays, logits = _run_arrays(graphs, x, mode, graph, batch_size, artifact, progress)
+    if not np.isfinite(arrays["logits"]).all() or not np.isfinite(arrays["outputs"]).all():
+        raise LmhtcError(f"{artifact}: the network's outputs are not finite on these inputs (parameters too "
+                         f"large for float32); nothing was written")
+    return arrays, logits
+
+
+def _run_arrays(graphs, x, mode, graph, batch_size, artifact, progress):
+    import numpy as np
+
+    from .errors import LmhtcError
+
     if mode == "int":
         if "integer" not in graphs:
             raise LmhtcError(f"{artifact}: has no integer network (compiled with --no-int, or not lowerable)")

@@ -118,13 +118,14 @@ def hand_graph(head_shift: int) -> Graph:
     """A vector network: analog input → linear → T-GIM → 2-level neuron → linear (exponent E) → readout."""
     g = Graph(steps=2, meta={"integer": True, "semantics_version": 1})
     g.add(QInput("input", [], input_shape=(3,), scale=0.5, bits=8))
-    g.add(QLinear("fc", ["input"], weight=np.array([[5, -3, 2], [7, 1, 0]], np.int32), bias=None, shift=0))
+    g.add(QLinear("fc", ["input"], weight=np.array([[5, -3, 2], [7, 1, 0]], np.int32), bias=None, shift=0,
+                  acc_bound=10 * 127))    # Σ|w| · max|x_int|: the validator checks the stored bound
     g.add(QTemporalMix("mix", ["fc"], omega=np.array([[4096, 2048], [1024, 4096]], np.int64), frac_bits=12))
     g.add(QNeuron("sn", ["mix"], threshold=np.array([10, 6], np.int64), levels=2,
                   leak=np.array([4096, 6144], np.int64), v_init=np.array([3, 0], np.int64), leak_frac_bits=12,
                   membrane_bits=24))
     g.add(QLinear("head", ["sn"], weight=np.array([[3, -5], [-7, 2]], np.int32), bias=np.array([1, -2], np.int64),
-                  shift=head_shift))
+                  shift=head_shift, acc_bound=9 * 2))
     g.add(QReadout("out", ["head"], scale=np.array([0.25, 0.5])))
     return validate(g)
 
@@ -220,13 +221,14 @@ def test_export_refuses_non_empty_dir_and_leaves_nothing_on_failure(tmp_path):
 def test_refuses_max_pool_and_wide_weights():
     g = Graph(steps=2, meta={"integer": True, "semantics_version": 1})
     g.add(QInput("input", [], input_shape=(1, 4, 4), scale=0.5, bits=8))
-    g.add(QConv2d("conv", ["input"], weight=np.ones((2, 1, 3, 3), np.int32), bias=None, padding=(1, 1), shift=0))
+    g.add(QConv2d("conv", ["input"], weight=np.ones((2, 1, 3, 3), np.int32), bias=None, padding=(1, 1), shift=0,
+                  acc_bound=9 * 127))
     g.add(QTemporalMix("mix", ["conv"], omega=np.eye(2, dtype=np.int64) * 4096, frac_bits=12))
     g.add(QNeuron("sn", ["mix"], threshold=np.array([5, 5], np.int64), levels=1, leak=np.full(2, 4096, np.int64),
                   v_init=np.zeros(2, np.int64)))
     g.add(MaxPool2d("pool", ["sn"], kernel=(2, 2), stride=(2, 2), padding=(0, 0)))
     g.add(Flatten("flat", ["pool"]))
-    g.add(QLinear("head", ["flat"], weight=np.ones((3, 8), np.int32), bias=None, shift=0))
+    g.add(QLinear("head", ["flat"], weight=np.ones((3, 8), np.int32), bias=None, shift=0, acc_bound=8))
     g.add(QReadout("out", ["head"], scale=np.ones(3)))
     with pytest.raises(LavaExportError, match=r"node 'pool' \(maxpool2d\): max-pool"):
         lower_to_lava(validate(g))

@@ -59,12 +59,14 @@ def hand_graph(membrane_bits=24, leak=(4096, 4096), threshold=(10,), omega=((409
                levels=1) -> Graph:
     g = Graph(steps=2, meta={"integer": True, "semantics_version": 1})
     g.add(QInput("input", [], input_shape=(1,), scale=0.5, bits=8))
-    g.add(QLinear("fc", ["input"], weight=np.array([[weight]], np.int32), bias=None, shift=0))
+    g.add(QLinear("fc", ["input"], weight=np.array([[weight]], np.int32), bias=None, shift=0,
+                  acc_bound=abs(weight) * 127))      # |w| · max|x_int|: the validator checks the stored bound
     g.add(QTemporalMix("mix", ["fc"], omega=np.array(omega, np.int64), frac_bits=12))
     g.add(QNeuron("sn", ["mix"], threshold=np.array(threshold, np.int64), levels=levels,
                   leak=np.array(leak, np.int64), v_init=np.zeros(1, np.int64), leak_frac_bits=12,
                   membrane_bits=membrane_bits))
-    g.add(QLinear("head", ["sn"], weight=np.array([[3]], np.int32), bias=np.array([1], np.int64), shift=1))
+    g.add(QLinear("head", ["sn"], weight=np.array([[3]], np.int32), bias=np.array([1], np.int64), shift=1,
+                  acc_bound=3 * levels))
     g.add(QReadout("out", ["head"], scale=np.array([0.25])))
     return validate(g)
 

@@ -105,9 +105,10 @@ def convert_command(src: AnnSource, output: Path, method: str, levels: Optional[
 
 def _convert_hybrid(src: AnnSource, output: Path, levels: int, timesteps: int, finetune_epochs: int,
                     finetune_lr: float, finetune_images: Optional[int], seed: int, progress: bool) -> None:
-    from ..checkpoint import save_checkpoint
+    from ..checkpoint import check_checkpoint_output, save_checkpoint
     from .qcfs import convert_qcfs
 
+    check_checkpoint_output(output)
     if finetune_epochs < 0:
         raise ConversionError(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
     if finetune_epochs and not finetune_lr > 0:

@@ -1,8 +1,9 @@
 """Built-in JSON presets (energy models, core descriptions) found by name, or a user's JSON file by path."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from lmhtc.safe_json import read_json
 
 from ..errors import LmhtcError
 
@@ -14,7 +15,7 @@ def builtin_names(directory: Path) -> list[str]:
 def read_preset(spec: str, directory: Path, what: str, error: type[LmhtcError]) -> tuple[dict, str]:
     """The JSON object of preset ``spec`` (a built-in name in ``directory`` or a file path) and where it came from.
 
-    Errors are one line naming the file: missing, unreadable, not JSON.
+    Errors are one line naming the file: missing, unreadable, not JSON, too large or too deep.
     """
     path = Path(spec)
     if not path.is_file():
@@ -24,10 +25,4 @@ def read_preset(spec: str, directory: Path, what: str, error: type[LmhtcError]) 
             raise error(f"unknown {what} {spec!r} (built in: {', '.join(builtin_names(directory))}; "
                         f"or give a JSON file)")
         path = directory / f"{spec}.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{path}: cannot read {what} ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise error(f"{path}: not valid JSON ({exc})") from None
-    return data, str(path)
+    return read_json(path, what, error), str(path)

@@ -20,18 +20,25 @@ path, and ``flatten`` marks a source whose output is flattened (C order of the L
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from lmhtc.npz_file import write_npz
+from lmhtc.safe_json import read_json
 from lmhtc.semantics import SEMANTICS_VERSION
 
 FORMAT = "lmhtc-lava-network"
 VERSION = 1
 NETWORK_JSON = "network.json"
 ARRAYS_NPZ = "arrays.npz"
+MAX_STEPS = 4096                 # as the IR validator's bound
+MAX_ARRAY_BYTES = 16 * 2 ** 30   # all of arrays.npz, decompressed
 
 KINDS = {
     "input": ({"scale", "bits", "ir_shape"}, set()),
@@ -88,11 +95,12 @@ class NetworkDescription:
         return [p for p in self.processes if p.kind == kind]
 
     def validate(self, where: str = "network") -> "NetworkDescription":
-        """Check kinds, keys, sources and port counts; raises LavaNetworkError naming the process and key."""
+        """Check kinds, keys, sources, port counts and the range of every parameter and array value (what
+        Lava would clip, divide by or hang on); raises LavaNetworkError naming the process and key."""
         from lmhtc.targets.lava.procs.ports import MAX_PORTS
 
-        if self.steps < 1:
-            raise LavaNetworkError(f"{where}: steps must be >= 1, got {self.steps}")
+        if not _is_int(self.steps) or not 1 <= self.steps <= MAX_STEPS:
+            raise LavaNetworkError(f"{where}: steps must be an integer in [1, {MAX_STEPS}], got {self.steps!r}")
         seen: dict[str, ProcessSpec] = {}
         for p in self.processes:
             at = f"{where}: process {p.name!r}"
@@ -118,13 +126,79 @@ class NetworkDescription:
             for key, arr in p.arrays.items():
                 if key != "scale" and not np.issubdtype(arr.dtype, np.integer):
                     raise LavaNetworkError(f"{at}: array {key!r} must be integer, is {arr.dtype}")
-            problem = _shape_problem(p, seen, self.steps)
+            try:
+                problem = _value_problem(p) or _shape_problem(p, seen, self.steps)
+            except (TypeError, ValueError, KeyError, IndexError) as exc:
+                problem = f"malformed parameters ({type(exc).__name__}: {exc})"
             if problem:
                 raise LavaNetworkError(f"{at}: {problem}")
             seen[p.name] = p
         if len(self.of_kind("input")) != 1 or len(self.of_kind("readout")) != 1:
             raise LavaNetworkError(f"{where}: needs exactly one input and one readout process")
         return self
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def _bad_int(q: dict, key: str, lo: int, hi: int) -> str | None:
+    v = q[key]
+    return None if _is_int(v) and lo <= v <= hi else f"parameter {key!r} must be an integer in [{lo}, {hi}], got {v!r}"
+
+
+def _bad_pairs(q: dict, keys_lo: tuple) -> str | None:
+    for key, lo in keys_lo:
+        v = q[key]
+        if not isinstance(v, (list, tuple)) or len(v) != 2 or not all(_is_int(e) and lo <= e <= 2 ** 16 for e in v):
+            return f"parameter {key!r} must be two integers >= {lo}, got {v!r}"
+    return None
+
+
+def _max_abs(a: np.ndarray) -> int:
+    return int(np.abs(a.astype(np.int64)).max()) if a.size else 0
+
+
+def _value_problem(p: ProcessSpec) -> str | None:
+    """Why a parameter or array value of ``p`` is out of range (None when all are in range): what Lava
+    would clip silently, divide by, loop over or overflow is refused before any process starts."""
+    a, q = p.arrays, p.params
+    for port in p.inputs:
+        if not -62 <= port.exponent <= 62:
+            return f"input {port.source!r} has exponent {port.exponent}, outside [-62, 62]"
+    if p.kind == "input":
+        scale = q["scale"]
+        if not isinstance(scale, numbers.Real) or not math.isfinite(scale) or not scale > 0:
+            return f"parameter 'scale' must be a finite number > 0, got {scale!r}"
+        return _bad_int(q, "bits", 2, 32)
+    if p.kind in ("conv", "dense"):
+        problem = _bad_int(q, "weight_bits", 1, 8) or _bad_int(q, "num_message_bits", 0, 32)
+        if p.kind == "conv":
+            problem = problem or _bad_pairs(q, (("stride", 1), ("dilation", 1), ("padding", 0))) or \
+                _bad_int(q, "groups", 1, 2 ** 16)
+        if problem:
+            return problem
+        qmax = min(2 ** (q["weight_bits"] - 1) - 1, 127) if q["weight_bits"] > 1 else 1
+        if _max_abs(a["weight"]) > qmax:
+            return f"array 'weight' reaches {_max_abs(a['weight'])}, beyond {q['weight_bits']}-bit mantissas (±{qmax})"
+        return None
+    if p.kind == "layer":
+        problem = _bad_int(q, "levels", 1, 256) or _bad_int(q, "frac_bits", 0, 62) or \
+            _bad_int(q, "leak_frac_bits", 0, 62) or _bad_int(q, "membrane_bits", 2, 62)
+        if problem:
+            return problem
+        vmax = 2 ** (q["membrane_bits"] - 1) - 1
+        th = a["threshold"]
+        if th.size and (int(th.min()) < 1 or int(th.max()) >= 2 ** 62):
+            return f"array 'threshold' must lie in [1, 2^62), got {th.min()}..{th.max()}"
+        if _max_abs(a["v_init"]) > vmax:
+            return f"array 'v_init' exceeds the {q['membrane_bits']}-bit membrane"
+        if _max_abs(a["leak"]).bit_length() + q["membrane_bits"] > 63:
+            return "array 'leak' times the membrane overflows 64 bits"
+        return None
+    if p.kind == "readout" and not np.all(np.isfinite(a["scale"])):
+        return "array 'scale' has non-finite values"
+    return None
 
 
 def _shape_problem(p: ProcessSpec, seen: dict[str, ProcessSpec], steps: int) -> str | None:
@@ -173,7 +247,7 @@ def save_description(desc: NetworkDescription, directory: str | os.PathLike, ext
     doc = {"format": FORMAT, "version": VERSION, "semantics_version": desc.semantics_version,
            "steps": desc.steps, "meta": desc.meta, **(extra or {}), "processes": procs}
     with open(directory / ARRAYS_NPZ, "wb") as f:
-        np.savez(f, **arrays)
+        write_npz(f, arrays)
     (directory / NETWORK_JSON).write_text(json.dumps(doc, indent=1) + "\n")
 
 
@@ -184,20 +258,34 @@ def load_description(directory: str | os.PathLike) -> NetworkDescription:
     for f in (js, npz):
         if not f.is_file():
             raise LavaNetworkError(f"{f}: not found (is {directory} an exported Lava network?)")
-    try:
-        doc = json.loads(js.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LavaNetworkError(f"{js}: not valid JSON ({exc})") from None
+    doc = read_json(js, "network description", LavaNetworkError)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise LavaNetworkError(f"{js}: not an lmhtc Lava network (format must be {FORMAT!r})")
     if doc.get("version") != VERSION or doc.get("semantics_version") != SEMANTICS_VERSION:
         raise LavaNetworkError(f"{js}: version {doc.get('version')} / integer semantics "
                                f"{doc.get('semantics_version')} not supported (expected {VERSION} / {SEMANTICS_VERSION})")
     try:
+        with zipfile.ZipFile(npz) as z:
+            infos = z.infolist()
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            raise LavaNetworkError(f"{npz}: an array appears more than once in the archive")
+        if sum(i.file_size for i in infos) > MAX_ARRAY_BYTES:
+            raise LavaNetworkError(f"{npz}: arrays claim more than {MAX_ARRAY_BYTES} bytes")
         with np.load(npz, allow_pickle=False) as f:
             stored = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
-        raise LavaNetworkError(f"{npz}: cannot be read ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
+        raise LavaNetworkError(f"{npz}: cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
+    try:
+        procs = _processes(doc, js, npz, stored)
+        steps = int(_key(doc, "steps", js))
+        meta = dict(doc.get("meta", {}))
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise LavaNetworkError(f"{js}: malformed description ({type(exc).__name__}: {exc})") from None
+    return NetworkDescription(steps, procs, SEMANTICS_VERSION, meta).validate(str(js))
+
+
+def _processes(doc: dict, js: Path, npz: Path, stored: dict) -> list[ProcessSpec]:
     procs = []
     for i, p in enumerate(_key(doc, "processes", js)):
         name = _key(p, "name", f"{js}: processes[{i}]")
@@ -215,8 +303,7 @@ def load_description(directory: str | os.PathLike) -> NetworkDescription:
         procs.append(ProcessSpec(name, _key(p, "kind", where), tuple(int(s) for s in _key(p, "shape", where)),
                                  inputs, dict(_key(p, "params", where)), arrays, list(p.get("ir_nodes", [])),
                                  dict(p.get("resources", {}))))
-    desc = NetworkDescription(int(_key(doc, "steps", js)), procs, SEMANTICS_VERSION, dict(doc.get("meta", {})))
-    return desc.validate(str(js))
+    return procs
 
 
 def _key(d, key: str, where):

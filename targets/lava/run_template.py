@@ -18,17 +18,30 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
+def check_output(path: Path, inputs: list) -> None:
+    """The output rule: a new path or a regular file, never a symbolic link, device or one of the inputs."""
+    from lmhtc.targets.lava.description import LavaNetworkError
+
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise LavaNetworkError(f"{path}: exists and is not a regular file; choose another output")
+    for inp in inputs:
+        if path.resolve() == Path(inp).resolve() or (path.exists() and Path(inp).exists()
+                                                     and os.path.samefile(path, inp)):
+            raise LavaNetworkError(f"{path}: is also an input of this run ({inp}); choose another output")
+
+
 def write_npz_atomic(path: Path, arrays: dict) -> None:
     """Write to a temporary file next to ``path``, then rename: no partial file on failure."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        from lmhtc.npz_file import write_npz
+
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write_npz(f, arrays)
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
 
 
 def main() -> int:
@@ -42,34 +55,38 @@ def main() -> int:
     args = parser.parse_args()
 
     from lmhtc.targets.lava.description import LavaNetworkError
-    from lmhtc.targets.lava.network import run_description
 
     try:
-        with np.load(args.inputs, allow_pickle=False) as f:
-            if "x" not in f.files:
-                raise LavaNetworkError(f"{args.inputs}: no array 'x'")
-            x = f["x"]
-    except (OSError, ValueError) as exc:
-        print(f"error: {args.inputs}: cannot be read as .npz ({' '.join(str(exc).split())})", file=sys.stderr)
-        return 2
+        return run(args)
     except LavaNetworkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    try:
-        result = run_description(HERE, x, conv_model=args.conv_model, record_spikes=not args.no_spikes,
-                                 progress=args.progress)
-    except LavaNetworkError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"error: {exc.filename or args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001  (one line, never a traceback)
+        print(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} (please report it)",
+              file=sys.stderr)
+        return 3
+
+
+def run(args) -> int:
+    """Check the description, the inputs (lmhtc.array_gate) and the output before Lava starts, then run."""
+    from lmhtc.array_gate import read_inputs
+    from lmhtc.targets.lava.description import ARRAYS_NPZ, NETWORK_JSON, LavaNetworkError, load_description
+    from lmhtc.targets.lava.network import run_description
+
+    desc = load_description(HERE)
+    shape = tuple(desc.of_kind("input")[0].params["ir_shape"])
     out = Path(args.output)
+    check_output(out, [args.inputs, HERE / NETWORK_JSON, HERE / ARRAYS_NPZ, Path(__file__)])
+    x, _ = read_inputs(args.inputs, LavaNetworkError, shape=shape)
+    result = run_description(desc, x, conv_model=args.conv_model, record_spikes=not args.no_spikes,
+                             progress=args.progress)
     arrays = {"logits_int": result.logits_int, "outputs_int": result.outputs_int, "logits": result.logits,
               "layer_names": np.array(result.layer_names, dtype=str)}
     arrays.update({f"spikes/{name}": s for name, s in result.spikes.items()})
-    try:
-        write_npz_atomic(out, arrays)
-    except OSError as exc:
-        print(f"error: {out}: cannot be written ({exc.strerror or exc})", file=sys.stderr)
-        return 2
+    write_npz_atomic(out, arrays)
     print(f"{len(x)} images, {result.time_steps} Lava time-steps (latency {result.latency_steps} per image), "
           f"{result.wall_s:.1f} s -> {out}")
     return 0
