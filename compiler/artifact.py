@@ -34,7 +34,7 @@ from .atomic import atomic_write
 from .errors import LmhtcError
 from . import intir  # noqa: F401  (registers the integer node kinds with the loader)
 from .convert import msat_node  # noqa: F401  (registers the MSAT neuron kind with the loader)
-from .ir import NODE_TYPES, Graph, IRError, validate
+from .ir import NODE_TYPES, Graph, IRError, finalize
 
 FORMAT = "lmhtc-artifact"
 VERSION = 1
@@ -192,7 +192,7 @@ def load_artifact(path: str | os.PathLike) -> tuple[dict[str, Graph], dict]:
         for gname, gd in manifest["graphs"].items():
             graph = _graph_from_json(gd, tensors, src, gname)
             try:
-                validate(graph)
+                finalize(graph)
             except IRError as exc:
                 raise ArtifactError(f"{src}: graph {gname!r}: {exc}") from None
             graphs[gname] = graph

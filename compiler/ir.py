@@ -313,41 +313,65 @@ def _node_shape(node: Node, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
     raise ValueError(f"unknown node kind {node.kind!r}")
 
 
-def infer_shapes(graph: Graph) -> Graph:
-    """Set every node's ``shape`` (in place); raises IRError naming the first node that does not fit."""
+def _shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
+    """Every node's output shape from the input's, without writing them; each node's attributes are checked
+    (compiler/graph_checks.py) before its shape is computed, so a bad attribute never reaches the arithmetic."""
+    from .graph_checks import check_node
+
+    shapes: dict[str, tuple[int, ...]] = {}
     for node in graph.topo():
-        ins = [graph.node(i).shape for i in node.inputs]
+        for src in node.inputs:
+            if src not in graph:
+                raise IRError(f"node {node.name!r} ({node.kind}): input {src!r} does not exist")
+        check_node(node, graph)
         try:
-            node.shape = _node_shape(node, ins)
+            shapes[node.name] = _node_shape(node, [shapes[i] for i in node.inputs])
         except ValueError as exc:
             raise IRError(f"node {node.name!r} ({node.kind}): {exc}") from None
+    return shapes
+
+
+def infer_shapes(graph: Graph) -> Graph:
+    """Set every node's ``shape`` (in place); raises IRError naming the first node that does not fit."""
+    _check_structure(graph)
+    for name, shape in _shapes(graph).items():
+        graph.node(name).shape = shape
     return graph
 
 
 # -- validation ----------------------------------------------------------------
 
-def validate(graph: Graph) -> Graph:
-    """Check structure, parameters (compiler/graph_checks.py) and shapes; raises IRError naming the node."""
-    from .graph_checks import check_integer_ranges, check_node, check_steps
+def _check_structure(graph: Graph) -> None:
+    from .graph_checks import check_steps
 
     if not nx.is_directed_acyclic_graph(graph.g):
         cycle = nx.find_cycle(graph.g)
         raise IRError(f"graph has a cycle through node {cycle[0][0]!r}")
     check_steps(graph)
-    inputs = graph.nodes_of(Input)
-    readouts = graph.nodes_of(Readout)
+
+
+def _lint(graph: Graph, phase: str) -> Graph:
+    """The checks both validators share; the graph is not changed."""
+    _check_structure(graph)
+    actual = "integer" if graph.meta.get("integer") else "float"
+    if actual != phase:
+        raise IRError(f"expected a{'n' if phase == 'integer' else ''} {phase} graph, got a{'n' if actual == 'integer' else ''} "
+                      f"{actual} graph")
+    inputs = [n for n in graph.topo() if n.kind in ("input", "qinput")]
+    readouts = [n for n in graph.topo() if n.kind in ("readout", "qreadout")]
     if len(inputs) != 1:
         raise IRError(f"graph needs exactly one input node, has {len(inputs)}")
     if len(readouts) != 1:
         raise IRError(f"graph needs exactly one readout node, has {len(readouts)}")
     for node in graph.topo():
         where = f"node {node.name!r} ({node.kind})"
+        if phase not in node.phases:
+            raise IRError(f"{where}: a {'/'.join(sorted(node.phases))} node kind in a {phase} graph")
         if len(node.inputs) != node.arity:
             raise IRError(f"{where}: takes {node.arity} input(s), has {len(node.inputs)}")
-        for src in node.inputs:
-            if src not in graph:
-                raise IRError(f"{where}: input {src!r} does not exist")
-        check_node(node, graph)
+    shapes = _shapes(graph)
+    for node in graph.topo():
+        where = f"node {node.name!r} ({node.kind})"
         for key, arr in node.arrays().items():
             if not np.all(np.isfinite(arr)):
                 raise IRError(f"{where}: parameter {key!r} has non-finite values")
@@ -362,15 +386,48 @@ def validate(graph: Graph) -> Graph:
                 raise IRError(f"{where}: levels must be >= 1, got {node.levels}")
             if node.reset != "soft":
                 raise IRError(f"{where}: only soft reset is supported, got {node.reset!r}")
-        if isinstance(node, Conv2d) and (node.bias is not None and node.bias.shape != (node.weight.shape[0],)):
-            raise IRError(f"{where}: bias has shape {node.bias.shape}, expected ({node.weight.shape[0]},)")
-        if isinstance(node, Linear) and (node.bias is not None and node.bias.shape != (node.weight.shape[0],)):
+        if isinstance(node, (Conv2d, Linear)) and node.bias is not None and node.bias.shape != (node.weight.shape[0],):
             raise IRError(f"{where}: bias has shape {node.bias.shape}, expected ({node.weight.shape[0]},)")
     if graph.consumers(readouts[0].name):
         raise IRError(f"node {readouts[0].name!r} (readout) must be the last node")
-    infer_shapes(graph)
+    for node in graph.topo():
+        if node.shape is None or tuple(node.shape) != shapes[node.name]:
+            raise IRError(f"node {node.name!r} ({node.kind}): stored shape {node.shape} is not the inferred "
+                          f"{shapes[node.name]} (run infer_shapes after changing the graph)")
+    return graph
+
+
+def validate(graph: Graph) -> Graph:
+    """Lint a float graph (structure, attributes, stored shapes = inferred shapes); never changes it.
+
+    Raises IRError naming the offending node. Run after every pass by the pass runner.
+    """
+    return _lint(graph, "float")
+
+
+def validate_integer(graph: Graph) -> Graph:
+    """Lint an integer graph: ``validate``'s checks plus the integer ranges (weights within weight_bits,
+    acc_bound covering the range analysis, shifts and widths int64-exact) and the semantics version."""
+    from lmhtc.semantics import SEMANTICS_VERSION
+
+    from .graph_checks import check_integer_ranges
+
+    _lint(graph, "integer")
+    if graph.meta.get("semantics_version") != SEMANTICS_VERSION:
+        raise IRError(f"integer semantics version {graph.meta.get('semantics_version')} is not "
+                      f"{SEMANTICS_VERSION}")
     check_integer_ranges(graph)
     return graph
+
+
+def check(graph: Graph) -> Graph:
+    """The validator of the graph's phase: ``validate`` or ``validate_integer``."""
+    return validate_integer(graph) if graph.meta.get("integer") else validate(graph)
+
+
+def finalize(graph: Graph) -> Graph:
+    """What a graph builder ends with: infer the shapes, then check the graph with its phase's validator."""
+    return check(infer_shapes(graph))
 
 
 # -- analysis helpers ------------------------------------------------------------

@@ -12,13 +12,14 @@ import os
 from .checkpoint import ModelSpec
 from .frontends import checkpoint_to_ir
 from .ir import Graph
-from .passes import fold_batchnorm, reparameterize
+from .passes.manager import run_passes
 from .passes.reparameterize import DEFAULT_SCHEDULE
 
 
 def compile_graphs(source: Graph, reparam: bool = True, schedule: str = DEFAULT_SCHEDULE) -> dict[str, Graph]:
-    folded = fold_batchnorm(source)
-    compiled = reparameterize(folded, schedule) if reparam else folded
+    """``source`` BN-folded, and (``reparam``) reparameterized; each pass runs under its contract."""
+    folded = run_passes(source, [("fold_batchnorm", {})])
+    compiled = run_passes(folded, [("reparameterize", {"schedule": schedule})]) if reparam else folded
     return {"source": folded, "compiled": compiled}
 
 
@@ -44,14 +45,14 @@ def lower_integer(compiled: Graph, weight_bits: int | None = None, per_channel: 
     ``required`` None means: required when the caller asked for it explicitly (calibration data or a
     weight width given); otherwise a network the lowering does not cover gives no integer graph.
     """
-    from .passes.quantize import QuantConfig, QuantizeError, quantize
+    from .passes.quantize import QuantConfig, QuantizeError
 
     config = QuantConfig(weight_bits=8 if weight_bits is None else weight_bits, per_channel=per_channel)
     config.check()
     if required is None:
         required = calib is not None or weight_bits is not None
     try:
-        return quantize(compiled, config, calib=calib, progress=progress), None
+        return run_passes(compiled, [("quantize", {"config": config, "calib": calib, "progress": progress})]), None
     except QuantizeError as exc:
         if required:
             raise

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
-from lmhtc.compiler.ir import Add, Flatten, Graph, validate
+from lmhtc.compiler.ir import Add, Flatten, Graph, infer_shapes
 from int_reference import conv_cover, conv_sum, neuron, reference_run, rs, sat, temporal_mix
 
 I64 = np.int64
@@ -111,7 +111,7 @@ def linear_graph() -> Graph:
     g.add(QLinear("head", ["sn"], weight=np.array([[1, 5], [-2, 0], [3, -1]], np.int32), bias=arr(0, 1, -1),
                   shift=1))
     g.add(QReadout("readout", ["head"], scale=np.array([0.5, 0.25, 2.0])))
-    return validate(g)
+    return infer_shapes(g)
 
 
 def test_linear_graph_by_hand():
@@ -182,7 +182,7 @@ def conv_graph() -> Graph:
     g.add(Flatten("flat", ["pool"]))
     g.add(QLinear("fc", ["flat"], weight=np.array([[1, -1, 2, 0], [0, 1, 0, -3]], np.int32), bias=arr(1, 0)))
     g.add(QReadout("readout", ["fc"], scale=np.array([1.0, 1.0])))
-    return validate(g)
+    return infer_shapes(g)
 
 
 X0 = np.array([[1, 0, 2, 0],
@@ -277,7 +277,7 @@ def test_gain_add_and_global_sum_pool():
     g.add(Flatten("flat", ["gp"]))
     g.add(QLinear("fc", ["flat"], weight=np.array([[1, 1]], np.int32), bias=None))
     g.add(QReadout("readout", ["fc"], scale=np.array([1.0])))
-    validate(g)
+    infer_shapes(g)
     x = np.array([[[[1, 2], [3, 0]]]], np.float32)
     r = reference_run(g, x)
     v = r["values"]
@@ -312,7 +312,7 @@ def test_grouped_analog_conv_macs_and_values():
     g.add(Flatten("flat", ["n0"]))
     g.add(QLinear("fc", ["flat"], weight=np.ones((1, 16), np.int32), bias=None))
     g.add(QReadout("readout", ["fc"], scale=np.array([1.0])))
-    validate(g)
+    infer_shapes(g)
     x = np.zeros((1, 2, 3, 3), np.float32)
     x[0, 0] = np.arange(9).reshape(3, 3)          # 2×2 window sums: [[8, 12], [20, 24]]
     x[0, 1] = 1                                     # window sums 4

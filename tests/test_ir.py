@@ -9,7 +9,7 @@ from torch import nn
 from lmhtc.compiler.executor import run_float
 from lmhtc.compiler.frontends import FrontendError, trace_to_ir
 from lmhtc.compiler.ir import (Add, Conv2d, Flatten, Graph, Input, IRError, Linear, Neuron, Readout, TemporalMix,
-                         infer_shapes, receives_spikes, validate)
+                         finalize, infer_shapes, receives_spikes, validate)
 from lmhtc.compiler.neurons import QCFS, IFNeuron, LMHTNeuron, TimeDistributed, repeat_steps
 from lmhtc.compiler.zoo import build_snn
 from nets import TinyResNet, randomize
@@ -71,7 +71,7 @@ def test_executor_hand_computed():
     g.add(TemporalMix("mix", ["fc"], omega=np.eye(2)))
     g.add(Neuron("sn", ["mix"], threshold=1.0, levels=2, leak=np.ones(2)))
     g.add(Readout("out", ["sn"]))
-    validate(g)
+    finalize(g)
     r = run_float(g, np.ones((1, 1), np.float32))
     assert r.outputs[:, 0, 0].tolist() == [1.0, 2.0]
     assert r.logits[0, 0] == 1.5 and r.spike_counts.tolist() == [[3]]

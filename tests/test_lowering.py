@@ -10,7 +10,7 @@ import pytest
 from lmhtc.compiler import lowering
 from lmhtc.compiler.executor import run_float
 from lmhtc.compiler.intir import QInput, QNeuron, QReadout
-from lmhtc.compiler.ir import NODE_TYPES, Graph, Input, Linear, Neuron, Node, Readout, register_node_type
+from lmhtc.compiler.ir import NODE_TYPES, Graph, Input, Linear, Neuron, Node, Readout, TemporalMix, register_node_type
 from lmhtc.compiler.lowering import LoweringError
 from lmhtc.compiler.verify import VerifyError, check_runnable
 from lmhtc.runtime.simulator import IntegerGraphError, run_int
@@ -103,3 +103,47 @@ def test_targets_refuse_the_other_phase():
     ig.add(QReadout("out", ["input"], scale=np.ones(2)))
     with pytest.raises(LoweringError, match="target 'float' reads float graphs; this is an integer graph"):
         run_float(ig, np.zeros((1, 2), np.float32))
+
+
+# -- pass contracts: requirements checked before a pass, a lint after it -------------------------
+
+def test_validators_do_not_change_the_graph_and_name_stale_shapes():
+    from lmhtc.compiler.ir import finalize, validate
+
+    g = finalize(_float_graph(lambda name, inputs: Neuron(name, inputs, threshold=1.0, leak=np.ones(2))))
+    before = [(n.name, n.shape) for n in g.topo()]
+    validate(g)
+    assert [(n.name, n.shape) for n in g.topo()] == before
+    g.node("fc").weight = np.ones((4, 3), np.float32)                 # changes fc's output shape
+    with pytest.raises(Exception, match="node 'fc' \\(linear\\): stored shape \\(3,\\) is not the inferred \\(4,\\)"):
+        validate(g)
+
+
+def test_pass_runner_checks_requirements_and_guarantees():
+    from lmhtc.compiler.ir import finalize
+    from lmhtc.compiler.passes.manager import Pass, PassContractError, get_pass, properties, run_passes
+
+    g = Graph(steps=2)
+    g.add(Input("input", [], input_shape=(3,)))
+    g.add(Linear("fc", ["input"], weight=np.eye(3, dtype=np.float32), bias=None))
+    g.add(TemporalMix("mix", ["fc"], omega=np.eye(2)))
+    g.add(Neuron("sn", ["mix"], threshold=1.0, levels=2, leak=np.ones(2)))
+    g.add(Linear("head", ["sn"], weight=np.ones((2, 3), np.float32), bias=None))
+    g.add(Readout("out", ["head"]))
+    g = finalize(g)
+    assert properties(g) == {"float", "bn_free", "shaped"}
+    out = run_passes(g, [("fold_batchnorm", {}), ("reparameterize", {"schedule": "exact"})])
+    assert "reparameterized" in properties(out)
+    q = run_passes(out, [("quantize", {})])
+    assert properties(q) >= {"integer", "shaped"}
+    with pytest.raises(PassContractError, match="pass 'reparameterize' requires a graph that is float"):
+        get_pass("reparameterize")(q)
+    broken = Pass("drops_shapes", lambda graph: _unshaped(graph), frozenset({"float"}), frozenset({"shaped"}))
+    with pytest.raises(Exception, match="stored shape None"):
+        broken(g)                                                       # the lint after the pass catches it
+
+
+def _unshaped(graph):
+    out = graph.copy()
+    out.node("fc").shape = None
+    return out

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from lmhtc.compiler.exactness import exactness_report
 from lmhtc.compiler.executor import run_float
 from lmhtc.compiler.frontends import trace_to_ir
-from lmhtc.compiler.ir import BatchNorm, Graph, Input, Linear, Neuron, Readout, TemporalMix, validate
+from lmhtc.compiler.ir import BatchNorm, Graph, Input, Linear, Neuron, Readout, TemporalMix, finalize
 from lmhtc.compiler.passes import fold_batchnorm, reparameterize
 from lmhtc.compiler.passes.reparameterize import ReparamError
 from lmhtc.compiler.zoo import build_snn
@@ -72,7 +72,7 @@ def single_neuron_graph(omega, weight, leak, levels=2, threshold=1.0) -> Graph:
     g.add(TemporalMix("mix", ["fc"], omega=np.asarray(omega, np.float64)))
     g.add(Neuron("sn", ["mix"], threshold=threshold, levels=levels, leak=np.asarray(leak, np.float64)))
     g.add(Readout("out", ["sn"]))
-    return validate(g)
+    return finalize(g)
 
 
 def test_uniform_schedule_mismatch_outside_the_theorem_is_reported():
@@ -105,7 +105,7 @@ def test_mixed_levels_are_refused():
     g.g.remove_edge("sn", "out")
     g.g.add_edge("sn2", "out")
     with pytest.raises(ReparamError, match="different level counts"):
-        reparameterize(validate(g))
+        reparameterize(finalize(g))
 
 
 def test_reparameterizing_twice_is_refused():

@@ -22,7 +22,7 @@ from lmhtc.compiler.data import Split, load_digits_dataset
 from lmhtc.compiler.exactness import exactness_report
 from lmhtc.compiler.frontends import trace_to_ir
 from lmhtc.compiler.ir import (Add, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, MaxPool2d, Neuron, Readout,
-                         TemporalMix, validate)
+                         TemporalMix, finalize)
 from lmhtc.compiler.passes import reparameterize
 from lmhtc.compiler.passes.quantize import QuantConfig, quantize
 from lmhtc.compiler.pipeline import compile_checkpoint, compile_graphs
@@ -52,7 +52,7 @@ def hand_graph() -> Graph:
     g.add(Flatten("flat", ["pool"]))
     g.add(Linear("fc", ["flat"], weight=np.full((3, 4), 0.25, np.float32)))
     g.add(Readout("out", ["fc"]))
-    return validate(g)
+    return finalize(g)
 
 
 # the input; per pixel value, n0 emits levels (step 0, step 1): 0 → (0, 0); 0.5 → (0, 1); 1 → (1, 1); 2.5 → (2, 2)
@@ -113,7 +113,7 @@ def test_maxpool_of_spikes_counts_pooled_events():
     g.add(Flatten("flat", ["mp"]))
     g.add(Linear("fc", ["flat"], weight=np.ones((3, 4), np.float32)))
     g.add(Readout("out", ["fc"]))
-    a = measure_activity(validate(g), X_HAND, "float")
+    a = measure_activity(finalize(g), X_HAND, "float")
     # the pooled levels (max of each 2×2 block) per step, each reaching 3 classes
     img = X_HAND[0, 0]
     k0 = np.array([[[K0[float(v)][t] for v in row] for row in img] for t in range(2)])
@@ -131,7 +131,7 @@ def test_node_between_spikes_and_synapses_that_is_not_linear_is_named():
     g.add(Linear("l1", ["odd"], weight=np.eye(4, dtype=np.float32)))
     g.add(Readout("out", ["l1"]))
     with pytest.raises(CostError, match="'odd'"):
-        cost_graph(validate(g))
+        cost_graph(finalize(g))
 
 
 # -- fan-out maps against brute-force enumeration -------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 from lmhtc.compiler.executor import run_float
 from lmhtc.compiler.frontends import trace_to_ir
 from lmhtc.compiler.intir import QInput, QLinear, QNeuron, QReadout, QTemporalMix, rs
-from lmhtc.compiler.ir import Graph, validate
+from lmhtc.compiler.ir import Graph, finalize
 from lmhtc.compiler.passes.quantize import QuantConfig, quantize
 from lmhtc.compiler.pipeline import compile_graphs
 from nets import StridedNet, TinyResNet, randomize
@@ -68,7 +68,7 @@ def hand_graph(membrane_bits=24, leak=(4096, 4096), threshold=(10,), omega=((409
     g.add(QLinear("head", ["sn"], weight=np.array([[3]], np.int32), bias=np.array([1], np.int64), shift=1,
                   acc_bound=3 * levels))
     g.add(QReadout("out", ["head"], scale=np.array([0.25])))
-    return validate(g)
+    return finalize(g)
 
 
 def test_hand_computed_integer_semantics():

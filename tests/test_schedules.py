@@ -16,7 +16,7 @@ from lmhtc.compiler.cli import app
 from lmhtc.compiler.exactness import exactness_report
 from lmhtc.compiler.executor import run_float
 from lmhtc.compiler.frontends import checkpoint_to_ir, trace_to_ir
-from lmhtc.compiler.ir import Graph, Input, Linear, Neuron, Readout, TemporalMix, validate
+from lmhtc.compiler.ir import Graph, Input, Linear, Neuron, Readout, TemporalMix, finalize
 from lmhtc.compiler.passes import fold_batchnorm, reparameterize
 from lmhtc.compiler.passes.quantize import QuantConfig, quantize
 from lmhtc.compiler.pipeline import compile_graphs
@@ -44,7 +44,7 @@ def violating_net(seed: int, levels: int, steps: int) -> Graph:
         prev = f"sn{i}"
     g.add(Linear("head", [prev], weight=dy(-2, 2, (3, sizes[-1])).astype(np.float32), bias=None))
     g.add(Readout("out", ["head"]))
-    return validate(g)
+    return finalize(g)
 
 
 def dyadic_vectors(seed: int, n: int = 16) -> np.ndarray:
@@ -81,7 +81,7 @@ def test_design_counter_example_is_exact_with_front_loading():
     g.add(TemporalMix("mix", ["fc"], omega=np.array([[1.6, 0.0], [-0.2, 0.0]])))
     g.add(Neuron("sn", ["mix"], threshold=1.0, levels=2, leak=np.ones(2)))
     g.add(Readout("out", ["sn"]))
-    g = validate(g)
+    g = finalize(g)
     x = np.ones((1, 1), np.float32)
     r = reparameterize(g, "exact")
     assert run_float(r, x).outputs[:, 0, 0].tolist() == [1.0, 1.0, 0.0, 0.0]     # window counts 2, 0

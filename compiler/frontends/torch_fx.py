@@ -209,9 +209,9 @@ def trace_to_ir(model: nn.Module, input_shape: tuple[int, int, int], steps: int 
     graph.meta.update(meta or {})
     graph.meta.setdefault("steps_original", graph.steps)
     try:
-        from ..ir import validate
+        from ..ir import finalize
 
-        validate(graph)
+        finalize(graph)
     except IRError as exc:
         raise FrontendError(str(exc)) from None
     return graph

@@ -34,7 +34,7 @@ from lmhtc.semantics import SEMANTICS_VERSION
 from ..intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
                      QTemporalMix, SumPool2d)
 from ..ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Input, IRError, Linear,
-                  MaxPool2d, Neuron, Node, Readout, TemporalMix, validate)
+                  MaxPool2d, Neuron, Node, Readout, TemporalMix, finalize)
 
 
 class QuantizeError(IRError):
@@ -327,7 +327,7 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
                                       "membrane_bits": config.membrane, "default_shift": config.shift,
                                       "calibration_images": 0 if calib is None else int(len(calib))}})
     out.meta.setdefault("passes", []).append(f"quantize[w{config.weight_bits}]")
-    return validate(out)
+    return finalize(out)
 
 
 def _sum_bound(leaves) -> int:

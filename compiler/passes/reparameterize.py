@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import BatchNorm, Conv2d, Graph, IRError, Linear, Neuron, TemporalMix, receives_spikes, validate
+from ..ir import BatchNorm, Conv2d, Graph, IRError, Linear, Neuron, TemporalMix, receives_spikes, finalize
 
 
 SCHEDULES = ("uniform", "exact")
@@ -100,4 +100,4 @@ def reparameterize(graph: Graph, schedule: str = DEFAULT_SCHEDULE) -> Graph:
     g.steps = Tp
     g.meta.update({"reparameterized": True, "reparam_levels": levels, "schedule": schedule})
     g.meta.setdefault("passes", []).append(f"reparameterize[{schedule}]")
-    return validate(g)
+    return finalize(g)
