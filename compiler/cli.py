@@ -471,16 +471,40 @@ def sweep(
         atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
 
 
-EXPORT_TARGETS = ("onnx", "onnx-int", "lava")
+@app.command("import-nir")
+@user_errors
+def import_nir(
+    model: Path = typer.Argument(..., help="NIR graph (.nir, HDF5)"),
+    output: Path = typer.Option(..., "-o", "--output", help="artifact file to write (.lmhtc)"),
+    dialect: Optional[str] = typer.Option(None, help="how the graph was discretized: snntorch, norse, sinabs or "
+                                                     "generic (see docs/nir.md)"),
+    dt: Optional[float] = typer.Option(None, "--dt", help="step length in seconds (generic: required)"),
+    reset: Optional[str] = typer.Option(None, help="subtract or zero (default: the dialect's)"),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="per-sample input shape, e.g. 2,8,8"),
+    steps: int = typer.Option(16, "--steps", help="time-steps the artifact runs"),
+    calib: Optional[Path] = typer.Option(None, help=".npz with x: calibration data for the integer lowering"),
+    calib_limit: int = typer.Option(256, help="inputs of --calib to use"),
+    weight_bits: Optional[int] = typer.Option(None, help="integer weight mantissa bits, 2-16 (default 8)"),
+    progress: ProgressOpt = True,
+):
+    """Import a NIR graph (snnTorch, Norse, sinabs, ...) into an lmhtc artifact."""
+    from .nir_commands import import_nir_command
+
+    import_nir_command(model, output, dialect, dt, reset, input_shape, steps, calib, calib_limit, weight_bits,
+                       progress, load_inputs, _limited)
+
+
+EXPORT_TARGETS = ("onnx", "onnx-int", "lava", "nir")
 
 
 @app.command()
 @user_errors
 def export(
     artifact: Path = typer.Argument(..., help="compiled artifact"),
-    target: str = typer.Option(..., help="onnx (float graph), onnx-int (integer graph) or lava (integer graph)"),
-    output: Path = typer.Option(..., "-o", "--output", help="file to write (.onnx), or a directory for lava"),
-    graph: str = typer.Option("compiled", help="float graph for --target onnx: compiled or source"),
+    target: str = typer.Option(..., help="onnx (float graph), onnx-int (integer graph), lava (integer graph) "
+                                         "or nir (float graph NIR expresses exactly)"),
+    output: Path = typer.Option(..., "-o", "--output", help="file to write (.onnx, .nir), or a directory for lava"),
+    graph: str = typer.Option("compiled", help="float graph for --target onnx/nir: compiled or source"),
     spikes: bool = typer.Option(False, "--spikes", help="onnx-int: also output every neuron layer's spike train"),
 ):
     """Emit an artifact's network for a target: ONNX (float or integer) or Lava."""
@@ -493,6 +517,13 @@ def export(
     spec = meta.get("model_spec", {})
     info = {"arch": spec.get("arch", ""), "recipe": spec.get("recipe", ""),
             "timesteps_trained": spec.get("timesteps", "")}
+    if target == "nir":
+        from lmhtc.targets.nir_export import write_nir
+
+        g = _float_graph(graphs, graph, artifact)
+        atomic_write(output, lambda tmp: write_nir(g, tmp))
+        typer.echo(f"wrote {output}: NIR graph ({len(g)} nodes, dialect {g.meta.get('dialect', 'generic')})")
+        return
     if target == "onnx":
         _float_graph(graphs, graph, artifact)
         from lmhtc.targets.onnx_float import export_float_onnx

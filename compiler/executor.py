@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .errors import LmhtcError
 from .ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Input, Linear, MaxPool2d,
                  Neuron, Readout, TemporalMix)
 from .convert.msat import MSATNeuron, run_msat_neuron   # the MSAT neuron kind (ANN→SNN conversion)
@@ -87,7 +88,8 @@ def _channel_view(p: torch.Tensor, ndim: int) -> torch.Tensor:
 
 
 def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set[str] = frozenset()):
-    """Run one batch ``x`` [B, C, H, W]; returns (outputs [steps,B,classes], counts [B,layers], captured)."""
+    """Run one batch ``x`` [B, C, H, W] (or a sequence [steps, B, ...]); returns (outputs [steps,B,classes],
+    counts [B,layers], captured)."""
     steps = graph.steps
     order = list(graph.topo())
     last_use: dict[str, int] = {}
@@ -100,7 +102,8 @@ def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set
         ins = [values[s] for s in node.inputs]
         v = ins[0] if ins else None
         if isinstance(node, Input):
-            out = x.to(params.dtype).unsqueeze(0)
+            out = x.to(params.dtype)
+            out = out.unsqueeze(0) if out.dim() == len(node.input_shape) + 1 else out   # static: one step
         elif isinstance(node, Conv2d):
             w, b = params(node, "weight"), params(node, "bias")
             out = _per_step(v, lambda t: F.conv2d(t, w, b, node.stride, node.padding, node.dilation, node.groups))
@@ -139,6 +142,10 @@ def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set
         elif isinstance(node, Readout):
             outputs = v.expand(steps, *v.shape[1:]) if v.shape[0] == 1 else v
             out = outputs
+        elif hasattr(node, "run_float"):   # kinds that carry their own float semantics (e.g. ``lif``)
+            out, k = node.run_float(v, steps, params)
+            if k is not None:
+                counts.append(k.sum(dim=tuple(d for d in range(k.dim()) if d != 1)))
         else:
             raise TypeError(f"executor: unknown node kind {node.kind!r} ({node.name})")
         if node.name in capture:
@@ -147,30 +154,46 @@ def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set
         for src in set(node.inputs):
             if last_use.get(src) == i:
                 del values[src]
-    count_t = torch.stack(counts, dim=1) if counts else torch.zeros(x.shape[0], 0)
+    count_t = torch.stack(counts, dim=1) if counts else torch.zeros(outputs.shape[1], 0)
     return outputs, count_t, captured
+
+
+def is_sequence(graph: Graph, x) -> bool:
+    """True when ``x`` is a per-step input sequence [steps, N, *input_shape] rather than [N, *input_shape]."""
+    return np.ndim(x) == len(graph.input.input_shape) + 2
+
+
+def spiking_layer_names(graph: Graph) -> list[str]:
+    """The layers whose spikes the executor counts, in the order of ``spike_counts``' columns."""
+    return [n.name for n in graph.topo()
+            if isinstance(n, (Neuron, MSATNeuron)) or (hasattr(n, "run_float") and getattr(n, "spiking", False))]
 
 
 def run_float(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, dtype: torch.dtype = torch.float32,
               device: str = "cpu", progress: bool = False, capture: set[str] = frozenset(),
               desc: str = "simulate (float)") -> RunResult:
-    """Run the graph in floating point on ``x`` [N, C, H, W]; outputs, logits and spike counts."""
+    """Run the graph in floating point on ``x`` [N, *input_shape] (the same input at every step) or on a
+    per-step sequence [steps, N, *input_shape]; outputs, logits and spike counts."""
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     expected = tuple(graph.input.input_shape)
-    if tuple(x.shape[1:]) != expected:
-        from .errors import LmhtcError
-
-        raise LmhtcError(f"inputs have per-sample shape {tuple(x.shape[1:])}, the network expects {expected}")
+    sequence = is_sequence(graph, x)
+    if sequence and x.shape[0] != graph.steps:
+        raise LmhtcError(f"input sequence has {x.shape[0]} steps, the network runs {graph.steps}")
+    if tuple(x.shape[1 + sequence:]) != expected:
+        raise LmhtcError(f"inputs have per-sample shape {tuple(x.shape[1 + sequence:])}, the network expects {expected}")
+    if sequence:   # batches along the sample axis; each batch is [steps, B, ...]
+        x = x.transpose(0, 1)
     params = _Params(dtype, device)
     outs, cnts, caps = [], [], {name: [] for name in capture}
     with torch.no_grad():
         for i in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, unit="batch"):
-            o, c, cap = run_graph_batch(graph, x[i:i + batch_size].to(device), params, capture)
+            xb = x[i:i + batch_size].to(device)
+            o, c, cap = run_graph_batch(graph, xb.transpose(0, 1) if sequence else xb, params, capture)
             outs.append(o.cpu())
             cnts.append(c.cpu())
             for name, val in cap.items():
                 caps[name].append(val.cpu())
     outputs = torch.cat(outs, dim=1).numpy()
     return RunResult(outputs=outputs, logits=outputs.mean(axis=0), spike_counts=torch.cat(cnts).numpy(),
-                     layer_names=[n.name for n in graph.nodes_of(Neuron, MSATNeuron)],
+                     layer_names=spiking_layer_names(graph),
                      captured={k: torch.cat(v, dim=1).numpy() for k, v in caps.items()})

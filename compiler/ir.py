@@ -305,6 +305,8 @@ def _node_shape(node: Node, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
         return x
     if isinstance(node, Flatten):
         return (int(np.prod(x)),)
+    if hasattr(node, "out_shape"):   # kinds defined outside this module give their own shape rule
+        return node.out_shape(ins)
     if node.elementwise:
         return x
     raise ValueError(f"unknown node kind {node.kind!r}")
@@ -364,6 +366,9 @@ def validate(graph: Graph) -> Graph:
     if graph.consumers(readouts[0].name):
         raise IRError(f"node {readouts[0].name!r} (readout) must be the last node")
     infer_shapes(graph)
+    for node in graph.topo():
+        if hasattr(node, "check"):   # kinds defined outside this module check their own parameters
+            node.check()
     return graph
 
 
