@@ -55,8 +55,9 @@ def parse_shape(text: Optional[str]) -> Optional[tuple[int, int, int]]:
     return shape
 
 
-def load_inputs(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """``x`` [N,C,H,W] float32 (and ``y`` if present) from an .npz file."""
+def load_inputs(path: Path, any_rank: bool = False) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """``x`` [N,C,H,W] float32 (and ``y`` if present) from an .npz file; with ``any_rank`` also
+    [N, *input_shape] or a per-step sequence [steps, N, *input_shape] (checked against the network later)."""
     if not path.is_file():
         raise LmhtcError(f"{path}: no such file")
     try:
@@ -69,7 +70,7 @@ def load_inputs(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
         raise
     except Exception as exc:  # numpy raises many types for a bad file
         raise LmhtcError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
-    if x.ndim != 4:
+    if x.ndim < 2 if any_rank else x.ndim != 4:
         raise LmhtcError(f"{path}: 'x' must be [N,C,H,W], got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.floating):
         raise LmhtcError(f"{path}: 'x' must be floating point, got {x.dtype}")
@@ -387,11 +388,19 @@ def simulate(
     graphs, _ = load_artifact(artifact)
     if mode == "int":
         if "integer" not in graphs:
+            from .target_support import refuse_unsupported
+
+            refuse_unsupported(graphs.get("compiled"), "int")
             raise LmhtcError(f"{artifact}: has no integer network (compiled with --no-int, or not lowerable)")
         graph = "integer"
     else:
         _float_graph(graphs, graph, artifact)
-    x, y = _limited(*load_inputs(inputs), limit)
+    x, y = load_inputs(inputs, any_rank=mode == "float")
+    from .executor import is_sequence
+
+    seq = is_sequence(graphs[graph], x)   # a per-step sequence [steps, N, ...]: --limit counts samples (axis 1)
+    x, y = _limited(x.swapaxes(0, 1) if seq else x, y, limit)
+    x = x.swapaxes(0, 1) if seq else x
     if mode == "int":
         from lmhtc.runtime.simulator import run_int
 
@@ -525,7 +534,9 @@ def export(
         typer.echo(f"wrote {output}: NIR graph ({len(g)} nodes, dialect {g.meta.get('dialect', 'generic')})")
         return
     if target == "onnx":
-        _float_graph(graphs, graph, artifact)
+        from .target_support import refuse_unsupported
+
+        refuse_unsupported(_float_graph(graphs, graph, artifact), target)
         from lmhtc.targets.onnx_float import export_float_onnx
 
         g = graphs[graph]
@@ -548,6 +559,9 @@ def export(
 
 def _integer_graph(graphs: dict, artifact: Path, what: str):
     if "integer" not in graphs:
+        from .target_support import refuse_unsupported
+
+        refuse_unsupported(graphs.get("compiled"), what)
         raise LmhtcError(f"{artifact}: {what} needs the integer graph, and this artifact has none "
                          f"(compiled with --no-int, or a network the integer lowering does not cover)")
     return graphs["integer"]
@@ -573,10 +587,17 @@ def verify(
 
     from .artifact import load_artifact
     from .atomic import atomic_write
-    from lmhtc.targets.verify import default_targets, parse_targets, verify as run_verify
+    from lmhtc.targets.verify import check_runnable, default_targets, parse_targets, verify as run_verify
 
     graphs, _ = load_artifact(artifact)
     names = parse_targets(targets) if targets is not None else default_targets(graphs)
+    if len(names) < 2:
+        from .target_support import refuse_unsupported
+
+        refuse_unsupported(graphs.get("compiled"), "onnx")   # names the kind that leaves only one target
+        raise LmhtcError(f"{artifact}: only the {names[0]} target runs this artifact; nothing to compare")
+    for name in names:
+        check_runnable(name, graphs)    # a target that cannot run this artifact is refused before any work
     x, _ = _limited(*load_inputs(inputs), limit)
     runs, pairs = run_verify(graphs, x, names, progress=progress)
     console = Console(width=120)

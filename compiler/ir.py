@@ -167,7 +167,9 @@ NODE_TYPES: dict[str, type[Node]] = {t.kind: t for t in
 
 
 def register_node_type(cls: type[Node]) -> type[Node]:
-    """Make a node kind known to the artifact loader (used by the integer kinds)."""
+    """Make a node kind known to the artifact loader (used by the integer kinds); a kind name is unique."""
+    if NODE_TYPES.get(cls.kind, cls) is not cls:
+        raise TypeError(f"node kind {cls.kind!r} is already registered by {NODE_TYPES[cls.kind].__name__}")
     NODE_TYPES[cls.kind] = cls
     return cls
 

@@ -2,7 +2,7 @@
 
 Every parameter is constant in time and given per neuron (an array that
 broadcasts to the node's shape). With ``v`` the membrane left by the previous
-step (``v = 0`` and ``i = 0`` before step 0) and ``x(t)`` the input, step t is::
+step (``v = v_init``, 0 when unset, and ``i = 0`` before step 0) and ``x(t)`` the input, step t is::
 
     drive = x(t)                                   (no synapse: alpha is None)
     i     = alpha·i + w_in·x(t); drive = i         (CubaLIF's synaptic current)
@@ -12,6 +12,9 @@ step (``v = 0`` and ``i = 0`` before step 0) and ``x(t)`` the input, step t is::
     v     = v_reset where s, else u                (reset "zero": hard reset to v_reset)
     v     = u                                      (reset "none")
     v     = max(v, v_min)                          (when v_min is set)
+
+With ``multi_spike`` (sinabs' MultiSpike) ``s = trunc(u/θ)`` for u > 0, else 0,
+several spikes in one step; reset "subtract" removes ``s·θ``.
 
 and the output is ``s`` (one spike per step at most), or ``u`` for a
 non-spiking leaky integrator (``spiking`` false; NIR's LI and I).
@@ -34,7 +37,7 @@ from .ir import IRError, Node, register_node_type
 RESETS = ("subtract", "zero", "none")
 COMPARES = (">", ">=")
 TIMINGS = ("same-step", "snntorch")
-PARAMS = ("beta", "scale", "bias", "threshold", "v_reset", "v_min", "alpha", "w_in")
+PARAMS = ("beta", "scale", "bias", "threshold", "v_reset", "v_min", "alpha", "w_in", "v_init")
 
 
 @register_node_type
@@ -48,10 +51,12 @@ class LIFNeuron(Node):
     v_min: np.ndarray | None = None   # membrane floor (None: none)
     alpha: np.ndarray | None = None   # synaptic current decay (None: no synapse)
     w_in: np.ndarray | None = None    # synaptic input weight
+    v_init: np.ndarray | None = None  # membrane before step 0 (None: 0)
     reset: str = "zero"
     compare: str = ">"
     reset_timing: str = "same-step"
     spiking: bool = True
+    multi_spike: bool = False
     kind = "lif"
     elementwise = True
     linear = False
@@ -70,6 +75,8 @@ class LIFNeuron(Node):
                 raise IRError(f"{where}: parameter {key!r} is missing")
         if not self.spiking and self.reset != "none":
             raise IRError(f"{where}: a non-spiking integrator has reset 'none', got {self.reset!r}")
+        if self.multi_spike and (self.reset == "none" or self.reset_timing != "same-step"):
+            raise IRError(f"{where}: several spikes per step need reset subtract or zero at the same step")
         if self.reset_timing == "snntorch" and self.reset == "none":
             raise IRError(f"{where}: snnTorch's reset timing needs reset subtract or zero")
         if self.shape is not None:
@@ -98,7 +105,7 @@ def lif_dynamics(current: torch.Tensor, node: LIFNeuron, params) -> tuple[torch.
     ``params(node, key)`` gives a parameter as a tensor of the run's dtype (None when unset).
     """
     p = {key: params(node, key) for key in PARAMS}
-    v = torch.zeros_like(current[0])
+    v = torch.zeros_like(current[0]) + (0 if p["v_init"] is None else p["v_init"])
     i = torch.zeros_like(current[0])
     spikes, membranes = torch.zeros_like(current), torch.empty_like(current)
     snn_torch = node.reset_timing == "snntorch"
@@ -117,7 +124,10 @@ def lif_dynamics(current: torch.Tensor, node: LIFNeuron, params) -> tuple[torch.
         if not node.spiking:
             v = u
         else:
-            s = _spike(u, p["threshold"], node.compare)
+            if node.multi_spike:
+                s = (u > 0).to(u.dtype) * torch.div(u, p["threshold"], rounding_mode="trunc")
+            else:
+                s = _spike(u, p["threshold"], node.compare)
             spikes[t] = s
             if snn_torch:
                 v = u - (s - r) * (p["threshold"] if node.reset == "subtract" else u)

@@ -53,6 +53,7 @@ def import_nir_command(model: Path, output: Path, dialect: Optional[str], dt: Op
     from .frontends.checkpoint import file_sha256
     from .frontends.nir import nir_to_ir, read_nir
     from .passes.quantize import QuantConfig, QuantizeError, quantize
+    from .target_support import first_unsupported
 
     if steps < 1:
         raise LmhtcError(f"--steps must be >= 1, got {steps}")
@@ -71,6 +72,10 @@ def import_nir_command(model: Path, output: Path, dialect: Optional[str], dt: Op
     typer.echo(f"{model.name}: {len(graph)} nodes, dialect {d.name} (dt {d.dt:g} s, reset {d.reset}, "
                f"spike v {d.compare} θ), {steps} steps")
     try:
+        unsupported = first_unsupported(graph)
+        if unsupported is not None:
+            raise QuantizeError(f"node {unsupported.name!r}: the {unsupported.kind} kind has no integer "
+                                f"lowering yet")
         graphs["integer"] = quantize(graph, config, calib=cx, progress=progress)
     except QuantizeError as exc:
         if calib is not None or weight_bits is not None:

@@ -1,9 +1,9 @@
-"""Stateless per-step operations that NIR has and the core IR lacks: ``scale`` and ``sumpool2d``.
+"""Stateless per-step operations that NIR has and the core IR lacks: ``scale`` and ``sum_pool2d``.
 
 Both act on every step independently and carry their float semantics for the
 executor (``run_float``) and their shape rule (``out_shape``).
 ``scale``: ``y = scale ⊙ x`` (NIR ``Scale``, ``scale`` broadcasts to the shape).
-``sumpool2d``: the sum over each window, zero padding (NIR ``SumPool2d``).
+``sum_pool2d``: the sum over each window, zero padding (NIR ``SumPool2d``).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class SumPool2d(Node):
     kernel: tuple[int, int] = (2, 2)
     stride: tuple[int, int] = (2, 2)
     padding: tuple[int, int] = (0, 0)
-    kind = "sumpool2d"
+    kind = "sum_pool2d"
 
     def out_shape(self, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
         """The shape rule of average pooling (same windows)."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from lmhtc.compiler.errors import LmhtcError
 from lmhtc.compiler.ir import Graph
+from lmhtc.compiler.target_support import first_unsupported, refuse_unsupported
 
 TARGETS = ("float", "int", "onnx", "onnx-int", "lava")
 INTEGER_TARGETS = frozenset({"int", "onnx-int", "lava"})
@@ -123,6 +124,11 @@ def check_runnable(name: str, graphs: dict[str, Graph]) -> None:
     """A one-line VerifyError naming the target when it cannot run on this artifact with what is installed."""
     if name not in TARGETS:
         raise VerifyError(f"unknown target {name!r}")
+    if name == "onnx" or (name in INTEGER_TARGETS and graphs.get("integer") is None):
+        try:
+            refuse_unsupported(graphs.get("compiled"), name)
+        except LmhtcError as exc:
+            raise VerifyError(str(exc)) from None
     if name in INTEGER_TARGETS and graphs.get("integer") is None:
         raise VerifyError(f"target {name!r} cannot run: the artifact has no integer graph "
                           f"(it was compiled with --no-int or holds max-pool)")
@@ -168,7 +174,7 @@ def verify(graphs: dict[str, Graph], x: np.ndarray, targets: list[str], progress
 
 def default_targets(graphs: dict[str, Graph]) -> list[str]:
     """Every target this artifact can run with what is installed."""
-    names = ["float", "onnx"]
+    names = ["float"] + ([] if first_unsupported(graphs.get("compiled")) else ["onnx"])
     if graphs.get("integer") is not None:
         names += ["int", "onnx-int"]
         if importlib.util.find_spec("lmhtc.targets.lava") is not None:

@@ -239,3 +239,145 @@ def test_bad_flags_and_files(tmp_path):
     assert_one_line_error(*cli("import-nir", tmp_path / "junk.nir", "--dialect", "snntorch", "-o", tmp_path / "a"),
                           "junk.nir")
     assert not (tmp_path / "a").exists()
+
+
+def test_generic_dialect_follows_forward_euler(tmp_path):
+    """Conv2d → LIF (v_leak, v_reset ≠ 0) → SumPool2d → Scale → Flatten → Affine (+ a second edge: summed) → IF,
+    imported with --dialect generic --dt, against NIR's equations stepped by forward Euler in numpy float64."""
+    rng = np.random.default_rng(4)
+    w = rng.integers(-4, 5, size=(2, 1, 3, 3)) / 4
+    tau, r, v_leak, th, v_reset = 4e-3, 2.0, 0.25, 1.0, -0.5
+    fc = rng.integers(-4, 5, size=(3, 8)) / 4
+    skip = rng.integers(-2, 3, size=(3, 8)) / 4
+    scale = np.array([1.0, 0.5]).reshape(2, 1, 1) * np.ones((2, 2, 2))
+    full = lambda v: np.full((2, 4, 4), v, np.float32)   # noqa: E731
+    nodes = {"input": nir.Input({"input": np.array([1, 4, 4])}),
+             "conv": nir.Conv2d((4, 4), w.astype(np.float32), 1, 1, 1, 1, np.zeros(2, np.float32)),
+             "lif": nir.LIF(full(tau), full(r), full(v_leak), full(th), full(v_reset)),
+             "pool": nir.SumPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0])),
+             "scale": nir.Scale(scale.astype(np.float32)),
+             "flat": nir.Flatten({"input": np.array([2, 2, 2])}, 0, -1),
+             "fc": nir.Linear(fc.astype(np.float32)), "skip": nir.Linear(skip.astype(np.float32)),
+             "if": nir.IF(np.full(3, 500, np.float32), np.full(3, 0.5, np.float32), np.zeros(3, np.float32)),
+             "output": nir.Output({"output": np.array([3])})}
+    edges = [("input", "conv"), ("conv", "lif"), ("lif", "pool"), ("pool", "scale"), ("scale", "flat"),
+             ("flat", "fc"), ("flat", "skip"), ("fc", "if"), ("skip", "if"), ("if", "output")]
+    nir.write(tmp_path / "g.nir", nir.NIRGraph(nodes=nodes, edges=edges, type_check=False))
+    dt = 1e-3
+    code, out = cli("import-nir", tmp_path / "g.nir", "--dialect", "generic", "--dt", dt, "-o", tmp_path / "g.lmhtc",
+                    "--no-progress")
+    assert code == 0, out
+    graph = load_artifact(tmp_path / "g.lmhtc")[0]["compiled"]
+    x = (rng.integers(0, 17, size=(STEPS, 5, 1, 4, 4)) / 4).astype(np.float64)
+    got = run_float(graph, x, dtype=torch.float64).outputs
+
+    conv = torch.nn.functional.conv2d(torch.as_tensor(x.reshape(-1, 1, 4, 4)), torch.as_tensor(w), padding=1)
+    cur = conv.numpy().reshape(STEPS, 5, 2, 4, 4)
+    v, v2, ref = np.zeros((5, 2, 4, 4)), np.zeros((5, 3)), []
+    for t in range(STEPS):
+        v = v + dt / tau * (v_leak - v + r * cur[t])          # τ dv/dt = (v_leak − v) + R·I
+        s = (v > th).astype(np.float64)
+        v = np.where(s > 0, v_reset, v)
+        pooled = s.reshape(5, 2, 2, 2, 2, 2).sum(axis=(3, 5)) * scale
+        i2 = pooled.reshape(5, 8) @ (fc + skip).T
+        v2 = v2 + dt * 500 * i2                                # dv/dt = R·I
+        s2 = (v2 > 0.5).astype(np.float64)
+        v2 = np.where(s2 > 0, 0.0, v2)
+        ref.append(s2)
+    ref = np.stack(ref)
+    assert 0 < ref.sum() < ref.size            # dt/τ = 1/4 and dt·R = 1/2: every value is exact, so any
+    assert np.array_equal(got, ref)            # order of the float64 operations gives these spikes
+
+
+def test_targets_without_the_lif_kind_refuse_it_before_running(tmp_path):
+    net, shape = mlp("zero")
+    _, art = import_net(tmp_path, net, shape, "zero")
+    x = tmp_path / "x.npz"
+    np.savez(x, x=inputs(shape)[0])
+    for args, target in [(("export", art, "--target", "onnx", "-o", tmp_path / "m.onnx"), "onnx"),
+                         (("export", art, "--target", "onnx-int", "-o", tmp_path / "m.onnx"), "onnx-int"),
+                         (("export", art, "--target", "lava", "-o", tmp_path / "lava"), "lava"),
+                         (("simulate", art, "--inputs", x, "--mode", "int", "-o", tmp_path / "o.npz"), "int"),
+                         (("verify", art, "--inputs", x, "--targets", "float,onnx"), "onnx")]:
+        assert_one_line_error(*cli(*args), f"target {target!r}", "lif")
+    assert not any(tmp_path.glob("m.onnx*")) and not (tmp_path / "lava").exists()
+
+
+def test_simulate_takes_a_per_step_sequence(tmp_path):
+    net, shape = mlp("subtract", seed=7)
+    _, art = import_net(tmp_path, net, shape, "subtract")
+    x = inputs(shape, seed=2)
+    np.savez(tmp_path / "seq.npz", x=x, y=np.zeros(x.shape[1], np.int64))
+    code, out = cli("simulate", art, "--inputs", tmp_path / "seq.npz", "--limit", 5, "-o", tmp_path / "o.npz",
+                    "--no-progress")
+    assert code == 0, out
+    with np.load(tmp_path / "o.npz") as f:
+        outputs, counts = f["outputs"], f["spike_counts"]
+    ref = run_snntorch(net, x[:, :5])
+    assert outputs.shape == (STEPS, 5, 3) and np.array_equal(outputs, ref[3])   # the Output node, per step
+    assert counts.shape == (5, 2) and np.array_equal(counts[:, 1], ref[3].sum(axis=(0, 2)))
+    np.savez(tmp_path / "short.npz", x=x[:5])
+    assert_one_line_error(*cli("simulate", art, "--inputs", tmp_path / "short.npz", "-o", tmp_path / "p.npz"),
+                          "5 steps", "runs 16")
+
+
+def test_sinabs_dialect_multispike_and_floor(tmp_path):
+    """sinabs: LIF with α = exp(−1/τ) (τ in steps), IF floored at −θ, both MultiSpike with subtract reset."""
+    n = 4
+    tau = np.array([2.0, 4.0, 8.0, 16.0])
+    nodes = {"input": nir.Input({"input": np.array([n])}), "w": _affine(n),
+             "lif": nir.LIF(tau.astype(np.float32), np.ones(n, np.float32), np.zeros(n, np.float32),
+                            np.full(n, 0.75, np.float32), np.zeros(n, np.float32)),
+             "w2": nir.Affine(-np.eye(n, dtype=np.float32), np.full(n, 1.5, np.float32)),
+             "if": nir.IF(np.ones(n, np.float32), np.ones(n, np.float32), np.zeros(n, np.float32)),
+             "output": nir.Output({"output": np.array([n])})}
+    edges = [("input", "w"), ("w", "lif"), ("lif", "w2"), ("w2", "if"), ("if", "output")]
+    nir.write(tmp_path / "s.nir", _graph(nodes, edges))
+    code, out = cli("import-nir", tmp_path / "s.nir", "--dialect", "sinabs", "-o", tmp_path / "s.lmhtc", "--no-progress")
+    assert code == 0, out
+    graph = load_artifact(tmp_path / "s.lmhtc")[0]["compiled"]
+    x = np.random.default_rng(3).uniform(0, 2.5, size=(STEPS, 3, n))
+    run = run_float(graph, x, dtype=torch.float64, capture={"lif"})
+    alpha = np.exp(-1 / tau.astype(np.float32).astype(np.float64))
+    v, v2, s1, s2 = np.zeros((3, n)), np.zeros((3, n)), [], []
+    for t in range(STEPS):
+        v = alpha * v + x[t]
+        s = np.where(v > 0, np.trunc(v / 0.75), 0)
+        v = v - s * 0.75
+        v2 = v2 + (1.5 - s)
+        z = np.where(v2 > 0, np.trunc(v2), 0)
+        v2 = np.maximum(v2 - z, -1.0)
+        s1.append(s), s2.append(z)
+    s1, s2 = np.stack(s1), np.stack(s2)
+    floored = copy.deepcopy(graph)
+    floored.node("if").v_min = None
+    assert s1.max() >= 2 and (s2 > 0).any()            # several spikes in one step; the floor matters:
+    assert not np.array_equal(run_float(floored, x, dtype=torch.float64).outputs, s2)
+    assert np.array_equal(run.captured["lif"], s1)
+    assert np.array_equal(run.outputs, s2)
+
+
+def test_norse_dialect_matches_norse(tmp_path):
+    """Norse (if installed: 1.1.0 builds from its sdist) runs the same LIF graph to the same spikes."""
+    norse = pytest.importorskip("norse.torch")
+    n = 6
+    rng = np.random.default_rng(8)
+    nodes = {"input": nir.Input({"input": np.array([n])}),
+             "w": nir.Affine(rng.normal(size=(n, n)).astype(np.float32), rng.normal(size=n).astype(np.float32)),
+             "lif": nir.LIF(np.linspace(2e-3, 2e-2, n).astype(np.float32), np.ones(n, np.float32),
+                            np.full(n, 0.3, np.float32), np.ones(n, np.float32), np.zeros(n, np.float32)),
+             "output": nir.Output({"output": np.array([n])})}
+    graph = _graph(nodes, [("input", "w"), ("w", "lif"), ("lif", "output")])
+    nir.write(tmp_path / "n.nir", graph)
+    code, out = cli("import-nir", tmp_path / "n.nir", "--dialect", "norse", "--dt", 1e-3, "-o", tmp_path / "n.lmhtc",
+                    "--no-progress")
+    assert code == 0, out
+    x = rng.uniform(0, 6, size=(STEPS, 8, n)).astype(np.float32)   # continuous: no membrane lands on θ exactly
+    got = run_float(load_artifact(tmp_path / "n.lmhtc")[0]["compiled"], x).outputs
+    module, state, ref = norse.from_nir(nir.read(tmp_path / "n.nir"), dt=1e-3), None, []
+    with torch.no_grad():
+        for t in range(STEPS):
+            o, state = module(torch.as_tensor(x[t]), state)
+            ref.append(o.numpy())
+    ref = np.stack(ref)
+    assert 0 < ref.sum() < ref.size and np.array_equal(got, ref)

@@ -9,10 +9,11 @@ keyword arguments; ``export_params`` inverts it for ``export --target nir``.
   default reset "zero" (what snnTorch's importer forces); reset timing of
   ``Leaky(reset_delay=False)``.
 * ``norse``: forward Euler with dt (default 1e-3): β = 1 − dt/τ, scale dt/τ,
-  bias (dt/τ)·v_leak; v > θ; reset to v_reset; Norse ignores r and v_reset, so
-  values other than 1 and 0 are refused.
-* ``sinabs``: τ counted in steps (dt = 1): β = exp(−dt/τ), scale 1; v ≥ θ;
-  reset subtract; r ≠ 1 and v_leak ≠ 0 are refused, as sinabs does.
+  bias (dt/τ)·v_leak, membrane starting at v_leak (Norse's initial state); v > θ;
+  reset to 0; Norse ignores r and v_reset, so values other than 1 and 0 are refused.
+* ``sinabs``: τ counted in steps (dt = 1): β = exp(−dt/τ), scale 1; MultiSpike
+  (trunc(v/θ) spikes per step), reset subtract; IF's membrane floored at −θ;
+  r ≠ 1 and v_leak ≠ 0 are refused.
 * ``generic``: forward Euler with an explicit ``--dt``: β = 1 − dt/τ, scale r·dt/τ,
   bias (dt/τ)·v_leak; v > θ; reset "zero" to v_reset unless ``--reset subtract``.
 """
@@ -97,8 +98,6 @@ def neuron_params(d: Dialect, node, where: str) -> dict:
                     v_reset=np.zeros_like(th), reset="zero", reset_timing="same-step")
     if kind in ("IF", "I"):
         r = _arr(node, "r")
-        _require(where, d.name != "sinabs" or kind != "IF",
-                 "sinabs imports IF as IAF with MultiSpike (several spikes per step), which the lif kind does not express")
         _require(where, d.name not in ("norse", "sinabs") or bool(np.all(r == 1)), f"the {d.name} dialect needs r = 1")
         scale = r * d.dt if d.name == "generic" else r
         out.update(beta=np.ones_like(r), scale=scale, bias=np.zeros_like(r))
@@ -108,6 +107,8 @@ def neuron_params(d: Dialect, node, where: str) -> dict:
         _require(where, d.name not in ("sinabs", "snntorch") or bool(np.all(v_leak == 0)),
                  f"the {d.name} dialect needs v_leak = 0")
         out.update(beta=beta, scale=scale, bias=(1 - beta) * v_leak)
+        if d.name == "norse" and np.any(v_leak != 0):   # LIBoxCell/LIFBoxCell start at v = v_leak
+            out.update(v_init=v_leak)
     elif kind in ("CubaLIF", "CubaLI"):
         _require(where, d.name in ("snntorch", "generic"), f"the {d.name} dialect has no CubaLIF mapping")
         tau_syn, w_in = _arr(node, "tau_syn"), _arr(node, "w_in")
@@ -124,6 +125,8 @@ def neuron_params(d: Dialect, node, where: str) -> dict:
         _require(where, d.name not in ("norse", "sinabs") or bool(np.all(v_reset == 0)),
                  f"the {d.name} dialect resets to 0 and cannot honour v_reset = {v_reset.ravel()[:1]}")
         out.update(threshold=th, v_reset=v_reset)
+        if d.name == "sinabs" and kind in ("IF", "LIF"):   # IAFSqueeze/LIFSqueeze: MultiSpike, MembraneSubtract
+            out.update(multi_spike=True, v_min=-th if kind == "IF" else None)
     return out
 
 
@@ -133,6 +136,9 @@ def export_params(d: Dialect, node) -> tuple[str, dict]:
     where = f"node {node.name!r} (lif)"
     _require(where, node.alpha is None, "CubaLIF export is not supported")
     _require(where, node.v_min is None, "NIR 1.0 cannot express a membrane floor (v_min)")
+    _require(where, not node.multi_spike, "NIR 1.0 neurons emit one spike per step, not several")
+    _require(where, node.v_init is None or d.name == "norse",
+             "NIR 1.0 neurons start at 0 (only the norse dialect starts them at v_leak)")
     _require(where, d.name == "generic" or d.name in ("snntorch", "norse", "sinabs"), f"unknown dialect {d.name}")
     if np.all(beta == 1) and np.all(bias == 0):
         r = scale / d.dt if d.name == "generic" else scale
