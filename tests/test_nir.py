@@ -45,6 +45,18 @@ def mlp(reset, seed=0):
     return torch.nn.Sequential(fc1, _leaky((8,), reset), fc2, _leaky((3,), reset, output=True)), (4,)
 
 
+def synaptic_mlp(reset, seed=0):
+    """Linear → Synaptic → Linear → Synaptic (snnTorch exports Synaptic as NIR CubaLIF)."""
+    fc1, fc2 = torch.nn.Linear(4, 8), torch.nn.Linear(8, 3)
+    _dyadic_(fc1, seed)
+    _dyadic_(fc2, seed + 1, scale=2)
+
+    def syn(n, output=False):
+        return snn.Synaptic(alpha=torch.full((n,), 0.75), beta=torch.full((n,), BETA), threshold=torch.ones(n),
+                            init_hidden=True, reset_mechanism=reset, reset_delay=False, output=output)
+    return torch.nn.Sequential(fc1, syn(8), fc2, syn(3, output=True)), (4,)
+
+
 def convnet(reset, seed=0):
     conv, fc = torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.Linear(8, 3)
     _dyadic_(conv, seed)
@@ -59,7 +71,7 @@ def run_snntorch(net, x):
     import snntorch.utils
 
     snntorch.utils.reset(net)
-    leakies = {i: m for i, m in enumerate(net) if isinstance(m, snn.Leaky)}
+    leakies = {i: m for i, m in enumerate(net) if isinstance(m, (snn.Leaky, snn.Synaptic))}
     seen = {i: [] for i in leakies}
     hooks = [m.register_forward_hook(lambda m, a, out, i=i: seen[i].append(out[0] if isinstance(out, tuple) else out))
              for i, m in leakies.items()]
@@ -86,7 +98,7 @@ def import_net(tmp_path, net, shape, reset, name="m"):
     return model, art
 
 
-@pytest.mark.parametrize("build", [mlp, convnet])
+@pytest.mark.parametrize("build", [mlp, convnet, synaptic_mlp])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 def test_snntorch_spikes_equal_at_every_step_and_layer(tmp_path, build, reset):
     net, shape = build(reset)
@@ -94,6 +106,7 @@ def test_snntorch_spikes_equal_at_every_step_and_layer(tmp_path, build, reset):
     graph = load_artifact(art)[0]["compiled"]
     lifs = graph.nodes_of(LIFNeuron)
     assert len(lifs) == 2 and all(n.reset == reset and n.reset_timing == "snntorch" for n in lifs)
+    assert all((n.alpha is not None) == (build is synaptic_mlp) for n in lifs)
     x = inputs(shape)
     currents = {n.inputs[0] for n in lifs}
     run = run_float(graph, x, capture={n.name for n in lifs} | currents)
@@ -108,8 +121,9 @@ def test_snntorch_spikes_equal_at_every_step_and_layer(tmp_path, build, reset):
     for node in lifs:
         cur = torch.as_tensor(run.captured[node.inputs[0]])
         s, u = lif_dynamics(cur, node, params)
-        at_theta += int((u == 1).sum())
-        beyond += int((u > 2).sum())
+        theta = torch.as_tensor(node.threshold, dtype=u.dtype)
+        at_theta += int((u == theta).sum())
+        beyond += int((u > 2 * theta).sum())
         plain = copy.copy(node)
         plain.reset_timing = "same-step"
         same = np.array_equal(lif_dynamics(cur, plain, params)[0].numpy(), s.numpy())
@@ -381,3 +395,29 @@ def test_norse_dialect_matches_norse(tmp_path):
             ref.append(o.numpy())
     ref = np.stack(ref)
     assert 0 < ref.sum() < ref.size and np.array_equal(got, ref)
+
+
+def test_threshold_and_leaky_integrator_readout(tmp_path):
+    """Threshold (stateless v > θ) and LI (non-spiking: its membrane is the output), generic dialect."""
+    n, dt, tau, r, v_leak = 3, 0.125, 0.5, 2.0, 0.5     # dt/τ = 1/4: every value below is exact
+    rng = np.random.default_rng(5)
+    w1, w2 = rng.integers(-4, 5, size=(n, n)) / 4, rng.integers(-4, 5, size=(2, n)) / 4
+    nodes = {"input": nir.Input({"input": np.array([n])}), "w1": nir.Linear(w1.astype(np.float32)),
+             "th": nir.Threshold(np.full(n, 0.5, np.float32)), "w2": nir.Linear(w2.astype(np.float32)),
+             "li": nir.LI(np.full(2, tau, np.float32), np.full(2, r, np.float32), np.full(2, v_leak, np.float32)),
+             "output": nir.Output({"output": np.array([2])})}
+    edges = [("input", "w1"), ("w1", "th"), ("th", "w2"), ("w2", "li"), ("li", "output")]
+    nir.write(tmp_path / "t.nir", _graph(nodes, edges))
+    code, out = cli("import-nir", tmp_path / "t.nir", "--dialect", "generic", "--dt", dt, "-o", tmp_path / "t.lmhtc",
+                    "--no-progress")
+    assert code == 0, out
+    graph = load_artifact(tmp_path / "t.lmhtc")[0]["compiled"]
+    x = rng.integers(-8, 9, size=(STEPS, 4, n)) / 8
+    got = run_float(graph, x, dtype=torch.float64)
+    v, ref = np.zeros((4, 2)), []
+    for t in range(STEPS):
+        s = (x[t] @ w1.T > 0.5).astype(np.float64)
+        v = v + dt / tau * (v_leak - v + r * (s @ w2.T))
+        ref.append(v)
+    assert np.array_equal(got.outputs, np.stack(ref)) and np.ptp(got.outputs) > 0
+    assert got.spike_counts.shape == (4, 1)            # the Threshold layer spikes; the LI does not
