@@ -351,6 +351,9 @@ def inspect(artifact: Path = typer.Argument(..., help="compiled artifact"),
     rows = summary_rows(g)
     title = (f"{artifact.name}: {spec.get('arch', '?')} ({spec.get('recipe', '?')} recipe), {graph} graph, "
              f"{g.steps} steps, {'reparameterized, ' + str(g.meta.get('schedule')) + ' schedule' if g.meta.get('reparameterized') else 'M-HT neurons'}")
+    if "nir" in meta:   # imported with import-nir
+        title = (f"{artifact.name}: NIR graph ({meta['nir']['dialect']} dialect, dt {meta['nir']['dt']:g} s, "
+                 f"reset {meta['nir']['reset']}), {graph} graph, {g.steps} steps")
     table = Table(title=title)
     for col in ("node", "kind", "shape", "neurons", "synapses", "L", "T'", "threshold", "leak schedule"):
         table.add_column(col, justify="right" if col in ("neurons", "synapses", "L", "T'") else "left")

@@ -429,6 +429,13 @@ def summary_rows(graph: Graph) -> list[dict]:
             th = np.asarray(node.threshold)
             row["threshold"] = f"{th.item():.4g}" if th.size == 1 else f"{th.min()}..{th.max()} (int)"
             row["leak"] = leak_summary(node.leak)
+        elif getattr(node, "spiking", False):   # kinds defined elsewhere (``lif``): constant per-neuron β and θ
+            row["neurons"] = int(np.prod(node.shape))
+            row["levels"] = 1
+            th, beta = np.asarray(node.threshold), np.asarray(node.beta)
+            row["threshold"] = f"{th.min():.4g}" if th.min() == th.max() else f"{th.min():.4g}..{th.max():.4g}"
+            row["leak"] = f"β {beta.min():.4g} (all steps)" if beta.min() == beta.max() else \
+                f"β {beta.min():.4g}..{beta.max():.4g} (all steps)"
         rows.append(row)
     return rows
 

@@ -135,6 +135,8 @@ def test_snntorch_spikes_equal_at_every_step_and_layer(tmp_path, build, reset):
 def test_round_trip_import_export_read(tmp_path):
     net, shape = mlp("subtract", seed=3)
     model, art = import_net(tmp_path, net, shape, "subtract")
+    code, out = cli("inspect", art)
+    assert code == 0 and "snntorch dialect" in out and "β 0.875" in out, out
     back = tmp_path / "back.nir"
     code, out = cli("export", art, "--target", "nir", "-o", back)
     assert code == 0, out
@@ -421,3 +423,23 @@ def test_threshold_and_leaky_integrator_readout(tmp_path):
         ref.append(v)
     assert np.array_equal(got.outputs, np.stack(ref)) and np.ptp(got.outputs) > 0
     assert got.spike_counts.shape == (4, 1)            # the Threshold layer spikes; the LI does not
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0.0625, 0.9990234375, width=32), st.floats(0.25, 4.0, width=32))
+def test_snntorch_dialect_export_then_import_is_the_identity(beta, theta):
+    """After one import, export → import returns the same float32 β and input scale (β → τ → β is idempotent)."""
+    from lmhtc.compiler.frontends.nir_dialects import export_params, make_dialect, neuron_params
+
+    d = make_dialect("snntorch", None, "subtract")
+    dt = np.float32(1e-4)
+    first = _lif(2)
+    first.tau = np.full(2, dt / (np.float32(1) - np.float32(beta)), np.float32)   # what snnTorch's export writes
+    first.r = first.tau / dt
+    first.v_threshold = np.full(2, theta, np.float32)
+    node = LIFNeuron("n", [], shape=(2,), **neuron_params(d, first, "n"))
+    kind, arrays = export_params(d, node)
+    again = getattr(nir, kind)(**{k: np.asarray(v, np.float32) for k, v in arrays.items()})
+    back = neuron_params(d, again, "n")
+    for key in ("beta", "scale", "bias", "threshold", "v_reset"):
+        assert np.array_equal(back[key], getattr(node, key)), key
