@@ -1,4 +1,4 @@
-"""Which targets run the NIR kinds (``lif``, ``scale``, ``sum_pool2d``): a target that does not refuses them
+"""Which targets run the NIR kinds (``lif``, ``scale``, ``sum_pool2d``, ``conv1d``): a target that does not refuses them
 before anything runs, with one line naming the node, its kind and the target.
 
 Today only the float executor (``simulate --mode float``, verify's ``float``) and ``export --target nir``
@@ -9,7 +9,7 @@ from __future__ import annotations
 from .errors import LmhtcError
 from .ir import Graph
 
-FLOAT_EXECUTOR_ONLY = ("lif", "scale", "sum_pool2d")
+FLOAT_EXECUTOR_ONLY = ("lif", "scale", "sum_pool2d", "conv1d")
 
 
 def first_unsupported(graph: Graph | None):

@@ -18,7 +18,7 @@ from lmhtc.compiler.frontends.nir_dialects import Dialect, export_params, make_d
 from lmhtc.compiler.ir import (Add, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Neuron, Readout,
                                TemporalMix)
 from lmhtc.compiler.lif_node import LIFNeuron
-from lmhtc.compiler.nir_ops import Scale, SumPool2d
+from lmhtc.compiler.nir_ops import Conv1d, Scale, SumPool2d
 
 
 class NIRExportError(LmhtcError):
@@ -86,6 +86,12 @@ def to_nir(graph: Graph):
             nodes[name] = nir.Conv2d(input_shape=tuple(cin_shape[1:]), weight=np.asarray(node.weight, np.float32),
                                      stride=node.stride, padding=node.padding, dilation=node.dilation,
                                      groups=node.groups, bias=np.asarray(bias, np.float32))
+        elif isinstance(node, Conv1d):
+            bias = np.zeros(node.weight.shape[0], np.float32) if node.bias is None else node.bias
+            nodes[name] = nir.Conv1d(input_shape=graph.node(node.inputs[0]).shape[1],
+                                     weight=np.asarray(node.weight, np.float32), stride=node.stride,
+                                     padding=node.padding, dilation=node.dilation, groups=node.groups,
+                                     bias=np.asarray(bias, np.float32))
         elif isinstance(node, (AvgPool2d, SumPool2d)):
             cls = nir.AvgPool2d if isinstance(node, AvgPool2d) else nir.SumPool2d
             nodes[name] = cls(kernel_size=np.array(node.kernel), stride=np.array(node.stride),

@@ -443,3 +443,33 @@ def test_snntorch_dialect_export_then_import_is_the_identity(beta, theta):
     back = neuron_params(d, again, "n")
     for key in ("beta", "scale", "bias", "threshold", "v_reset"):
         assert np.array_equal(back[key], getattr(node, key)), key
+
+
+def test_conv1d_graph_imports_runs_and_round_trips(tmp_path):
+    rng = np.random.default_rng(6)
+    w = (rng.integers(-4, 5, size=(3, 2, 3)) / 4).astype(np.float32)
+    b = (rng.integers(-2, 3, size=3) / 4).astype(np.float32)
+    nodes = {"input": nir.Input({"input": np.array([2, 10])}),
+             "conv": nir.Conv1d(10, w, 2, 1, 1, 1, b),
+             "if": nir.IF(np.ones((3, 5), np.float32), np.ones((3, 5), np.float32), np.zeros((3, 5), np.float32)),
+             "output": nir.Output({"output": np.array([3, 5])})}
+    nir.write(tmp_path / "c.nir", _graph(nodes, [("input", "conv"), ("conv", "if"), ("if", "output")]))
+    code, out = cli("import-nir", tmp_path / "c.nir", "--dialect", "snntorch", "-o", tmp_path / "c.lmhtc", "--no-progress")
+    assert code == 0, out
+    graph = load_artifact(tmp_path / "c.lmhtc")[0]["compiled"]
+    x = (rng.integers(0, 9, size=(6, 2, 10)) / 8).astype(np.float64)       # static: the same input at every step
+    got = run_float(graph, x, dtype=torch.float64).outputs
+    cur = torch.nn.functional.conv1d(torch.as_tensor(x), torch.as_tensor(w, dtype=torch.float64),
+                                     torch.as_tensor(b, dtype=torch.float64), stride=2, padding=1).numpy()
+    v, ref = np.zeros_like(cur), []
+    for _ in range(STEPS):                      # IF: v += x; spike v > 1; zero reset (snnTorch's rule)
+        v = v + cur
+        s = (v > 1).astype(np.float64)
+        v = np.where(s > 0, 0.0, v)
+        ref.append(s)
+    assert np.array_equal(got, np.stack(ref)) and 0 < got.sum() < got.size
+    code, out = cli("export", tmp_path / "c.lmhtc", "--target", "nir", "-o", tmp_path / "c2.nir")
+    assert code == 0, out
+    back = nir.read(tmp_path / "c2.nir")
+    assert type(back.nodes["conv"]).__name__ == "Conv1d" and np.array_equal(back.nodes["conv"].weight, w)
+    assert type(back.nodes["if"]).__name__ == "IF"

@@ -1,7 +1,7 @@
 """NIR frontend: a ``.nir`` file (read with ``nir.read``, HDF5, no pickle) → an IR graph.
 
 Maps Input, Output (→ Readout: per-step values, their mean as logits), Affine,
-Linear, Conv2d, SumPool2d, AvgPool2d, Flatten (to a vector), Scale, Threshold,
+Linear, Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten (to a vector), Scale, Threshold,
 IF, LIF, LI, I, CubaLIF and CubaLI; neurons become the ``lif`` kind through the
 chosen dialect (``nir_dialects``). Edges into one node are summed (NIR's rule).
 Any other node type, a nested graph, a cycle, or a second Input/Output is
@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import LmhtcError
 from ..ir import Add, AvgPool2d, Conv2d, Flatten, Graph, Input, IRError, Linear, Readout, infer_shapes, validate
 from ..lif_node import LIFNeuron
-from ..nir_ops import Scale, SumPool2d
+from ..nir_ops import Conv1d, Scale, SumPool2d
 from .nir_dialects import Dialect, neuron_params
 
 NEURONS = ("IF", "LIF", "LI", "I", "CubaLIF", "CubaLI", "Threshold")
@@ -80,6 +80,13 @@ def _layer(name: str, node, src: list[str], d: Dialect, where: str):
         return Conv2d(name, src, weight=_f32(node.weight), bias=bias, stride=_two(node.stride),
                       padding=_padding(node, where), dilation=_two(node.dilation),
                       groups=int(node.groups))
+    if kind == "Conv1d":
+        pad = node.padding if isinstance(node.padding, (str, bytes)) else _two(node.padding)[0]
+        if isinstance(pad, (str, bytes)):
+            raise NIRImportError(f"{where}: padding {pad!r} is not supported (use an explicit size)")
+        bias = None if node.bias is None else _f32(np.broadcast_to(node.bias, (node.weight.shape[0],)))
+        return Conv1d(name, src, weight=_f32(node.weight), bias=bias, stride=_two(node.stride)[0], padding=pad,
+                      dilation=_two(node.dilation)[0], groups=int(node.groups))
     if kind in ("SumPool2d", "AvgPool2d"):
         cls = SumPool2d if kind == "SumPool2d" else AvgPool2d
         return cls(name, src, kernel=_two(node.kernel_size), stride=_two(node.stride), padding=_two(node.padding))
