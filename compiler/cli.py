@@ -709,6 +709,9 @@ def report(
         if graph is not None:
             raise LmhtcError("--graph selects a float graph; it applies to --mode float only")
         if "integer" not in graphs:
+            from .target_support import refuse_unsupported
+
+            refuse_unsupported(graphs.get("compiled"), "int")
             raise LmhtcError(f"{artifact}: has no integer network (compiled with --no-int, or not lowerable); "
                              f"use --mode float")
         graph = "integer"

@@ -473,3 +473,23 @@ def test_conv1d_graph_imports_runs_and_round_trips(tmp_path):
     back = nir.read(tmp_path / "c2.nir")
     assert type(back.nodes["conv"]).__name__ == "Conv1d" and np.array_equal(back.nodes["conv"].weight, w)
     assert type(back.nodes["if"]).__name__ == "IF"
+
+
+def test_report_counts_sops_of_an_imported_network(tmp_path):
+    """SOPs from the cost passes = an independent count: every spike of the conv-layer LIF reaches one pooled
+    position and from there the Linear's 3 outputs (3 SOPs); the last LIF feeds no synapse."""
+    import json
+
+    net, shape = convnet("subtract")
+    _, art = import_net(tmp_path, net, shape, "subtract")
+    x = np.random.default_rng(1).uniform(0, 2, size=(8, *shape)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    code, out = cli("report", art, "--inputs", tmp_path / "x.npz", "--mode", "float", "--json", tmp_path / "r.json",
+                    "--no-progress")
+    assert code == 0, out
+    doc = json.loads((tmp_path / "r.json").read_text())
+    graph = load_artifact(art)[0]["compiled"]
+    counts = run_float(graph, x).spike_counts           # [N, 2 layers]
+    assert counts[:, 0].sum() > 0
+    assert doc["totals"]["sops_per_image"] == pytest.approx(3 * counts[:, 0].mean(), rel=1e-12)
+    assert_one_line_error(*cli("report", art, "--inputs", tmp_path / "x.npz", "--mode", "int"), "target 'int'", "lif")
