@@ -71,7 +71,8 @@ def load_inputs(path: Path, any_rank: bool = False) -> tuple[np.ndarray, Optiona
     except Exception as exc:  # numpy raises many types for a bad file
         raise LmhtcError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
     if x.ndim < 2 if any_rank else x.ndim != 4:
-        raise LmhtcError(f"{path}: 'x' must be [N,C,H,W], got shape {x.shape}")
+        form = "[N, *input_shape] or [steps, N, *input_shape]" if any_rank else "[N,C,H,W]"
+        raise LmhtcError(f"{path}: 'x' must be {form}, got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.floating):
         raise LmhtcError(f"{path}: 'x' must be floating point, got {x.dtype}")
     return x.astype(np.float32, copy=False), y

@@ -473,6 +473,9 @@ def test_conv1d_graph_imports_runs_and_round_trips(tmp_path):
     back = nir.read(tmp_path / "c2.nir")
     assert type(back.nodes["conv"]).__name__ == "Conv1d" and np.array_equal(back.nodes["conv"].weight, w)
     assert type(back.nodes["if"]).__name__ == "IF"
+    np.savez(tmp_path / "x.npz", x=np.zeros((2, 1, 2, 10), np.float32))   # report takes [N,C,H,W] only
+    code, out = cli("report", tmp_path / "c.lmhtc", "--inputs", tmp_path / "x.npz", "--mode", "float")
+    assert_one_line_error(code, out, "'conv'", "conv1d", "fan-out")   # not a silent fan-out of 1
 
 
 def test_report_counts_sops_of_an_imported_network(tmp_path):
