@@ -496,3 +496,30 @@ def test_report_counts_sops_of_an_imported_network(tmp_path):
     assert counts[:, 0].sum() > 0
     assert doc["totals"]["sops_per_image"] == pytest.approx(3 * counts[:, 0].mean(), rel=1e-12)
     assert_one_line_error(*cli("report", art, "--inputs", tmp_path / "x.npz", "--mode", "int"), "target 'int'", "lif")
+
+
+def _eye_affine():
+    return nir.Affine(np.eye(3, dtype=np.float32), np.zeros(3, np.float32))
+
+
+def _lif3(tau=1e-3, th=1.0):
+    return nir.LIF(np.full(3, tau, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32),
+                   np.full(3, th, np.float32), np.zeros(3, np.float32))
+
+
+@pytest.mark.parametrize("mid, fragments", [
+    ({"a": nir.Affine(np.full((3, 3), np.nan, np.float32), np.zeros(3, np.float32))}, ("'a'", "non-finite")),
+    ({"a": nir.Affine(np.ones((3, 4), np.float32), np.zeros(3, np.float32))}, ("not a readable NIR file",)),
+    ({"a": _eye_affine(), "l": _lif3(tau=-1.0)}, ("'l'", "LIF", "tau")),
+    ({"a": _eye_affine(), "l": _lif3(tau=np.nan)}, ("'l'", "LIF", "tau")),
+    ({"a": _eye_affine(), "l": _lif3(th=0.0)}, ("'l'", "threshold")),
+    ({"p": nir.SumPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0]))}, ("'p'", "feature map")),
+])
+def test_malformed_nir_graphs_are_one_line_errors(tmp_path, mid, fragments):
+    keys = list(mid)
+    nodes = {"input": nir.Input({"input": np.array([3])}), **mid, "output": nir.Output({"output": np.array([3])})}
+    edges = [("input", keys[0])] + list(zip(keys, keys[1:])) + [(keys[-1], "output")]
+    nir.write(tmp_path / "bad.nir", _graph(nodes, edges))
+    code, out = cli("import-nir", tmp_path / "bad.nir", "--dialect", "generic", "--dt", 1e-4, "-o", tmp_path / "b.lmhtc")
+    assert_one_line_error(code, out, "bad.nir", *fragments)
+    assert not (tmp_path / "b.lmhtc").exists()

@@ -72,7 +72,7 @@ def _require(where: str, cond: bool, what: str) -> None:
 
 def _leak(d: Dialect, tau: np.ndarray, r: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     """(β, input scale) for a membrane with time constant τ and resistance r under ``d``."""
-    _require(where, bool(np.all(tau > 0)), "tau must be > 0")
+    _require(where, bool(np.all(tau > 0)) and bool(np.all(np.isfinite(tau))), "tau must be positive and finite")
     if d.name == "snntorch":
         tau32, dt32 = tau.astype(np.float32), np.float32(d.dt)
         beta = np.clip(np.float32(1) - dt32 / tau32, 0, 1)
