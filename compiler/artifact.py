@@ -34,6 +34,7 @@ from .atomic import atomic_write
 from .errors import LmhtcError
 from . import intir  # noqa: F401  (registers the integer node kinds with the loader)
 from .convert import msat_node  # noqa: F401  (registers the MSAT neuron kind with the loader)
+from . import lif_node, nir_ops  # noqa: F401  (register the NIR kinds lif, scale, sum_pool2d, conv1d)
 from .ir import NODE_TYPES, Graph, IRError, finalize
 
 FORMAT = "lmhtc-artifact"

@@ -14,6 +14,7 @@ import typer
 
 from . import __version__
 from .errors import LmhtcError
+from .lowering import require_graph
 
 ArchOpt = Annotated[Optional[str], typer.Option("--arch", help="architecture (needed without a sidecar; see `lmhtc zoo`)")]
 LevelsOpt = Annotated[Optional[int], typer.Option("--levels", "-L", help="threshold levels L")]
@@ -70,17 +71,22 @@ def parse_shape(text: Optional[str]) -> Optional[tuple[int, int, int]]:
 
 
 def load_inputs(path: Path, limit: Optional[int] = None, shape=None, classes: Optional[int] = None,
-                need_labels: bool = False) -> tuple[np.ndarray, Optional[np.ndarray]]:
+                need_labels: bool = False, steps: Optional[int] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """``x`` [N,C,H,W] float32 (and ``y`` if present) from an .npz file, through the input gate
-    (lmhtc/array_gate.py): finite, N >= 1, the network's ``shape``, labels checked, ``limit`` rows read."""
+    (lmhtc/array_gate.py): finite, N >= 1, the network's ``shape``, labels checked, ``limit`` samples read.
+    With ``steps``, a per-step sequence [steps, N, *shape] is accepted too."""
     from lmhtc.array_gate import read_inputs
 
-    return read_inputs(path, LmhtcError, limit=limit, shape=shape, classes=classes, need_labels=need_labels)
+    return read_inputs(path, LmhtcError, limit=limit, shape=shape, classes=classes, need_labels=need_labels,
+                       steps=steps)
 
 
-def _artifact_inputs(path: Path, graph, limit: Optional[int] = None, need_labels: bool = False):
-    """``load_inputs`` against an artifact graph's input shape and number of classes."""
-    return load_inputs(path, limit, tuple(graph.input.input_shape), graph.readout.shape[0], need_labels)
+def _artifact_inputs(path: Path, graph, limit: Optional[int] = None, need_labels: bool = False,
+                     sequences: bool = False):
+    """``load_inputs`` against an artifact graph's input shape and number of classes (and, with
+    ``sequences``, its number of steps for a per-step input sequence)."""
+    return load_inputs(path, limit, tuple(graph.input.input_shape), graph.readout.shape[0], need_labels,
+                       steps=graph.steps if sequences else None)
 
 
 @app.command()
@@ -344,6 +350,9 @@ def inspect(artifact: Path = typer.Argument(..., help="compiled artifact"),
     rows = summary_rows(g)
     title = (f"{artifact.name}: {spec.get('arch', '?')} ({spec.get('recipe', '?')} recipe), {graph} graph, "
              f"{g.steps} steps, {'reparameterized, ' + str(g.meta.get('schedule')) + ' schedule' if g.meta.get('reparameterized') else 'M-HT neurons'}")
+    if "nir" in meta:   # imported with import-nir
+        title = (f"{artifact.name}: NIR graph ({meta['nir']['dialect']} dialect, dt {meta['nir']['dt']:g} s, "
+                 f"reset {meta['nir']['reset']}), {graph} graph, {g.steps} steps")
     table = Table(title=title)
     for col in ("node", "kind", "shape", "neurons", "synapses", "L", "T'", "threshold", "leak schedule"):
         table.add_column(col, justify="right" if col in ("neurons", "synapses", "L", "T'") else "left")
@@ -374,15 +383,13 @@ def simulate(
     """Run an artifact on inputs; write logits, per-step outputs and per-layer spike counts."""
     from .artifact import load_artifact
     from .atomic import save_npz_atomic
-    from .pipeline import float_graph_name, simulate_arrays
+    from .pipeline import simulate_arrays
 
     if mode not in ("float", "int"):
         raise LmhtcError(f"--mode must be float or int, got {mode!r}")
     graphs, _ = load_artifact(artifact)
-    if mode == "int" and "integer" not in graphs:
-        raise LmhtcError(f"{artifact}: has no integer network (compiled with --no-int, or not lowerable)")
-    run_graph = graphs["integer"] if mode == "int" else graphs[float_graph_name(graphs, graph, artifact)]
-    x, y = _artifact_inputs(inputs, run_graph, limit)
+    run_graph = require_graph(graphs, "int" if mode == "int" else "float", artifact, float_graph=graph)
+    x, y = _artifact_inputs(inputs, run_graph, limit, sequences=mode == "float")
     arrays, logits = simulate_arrays(graphs, x, mode, graph, batch_size, artifact, progress=progress)
     if mode == "int" and arrays["saturation"].sum():
         sat = arrays["saturation"]
@@ -449,31 +456,49 @@ def sweep(
         atomic_write(json_out, lambda tmp: Path(tmp).write_text(text))
 
 
+@app.command("import-nir")
+@user_errors
+def import_nir(
+    model: Path = typer.Argument(..., help="NIR graph (.nir, HDF5)"),
+    output: Path = typer.Option(..., "-o", "--output", help="artifact file to write (.lmhtc)"),
+    dialect: Optional[str] = typer.Option(None, help="how the graph was discretized: snntorch, norse, sinabs or "
+                                                     "generic (see docs/nir.md)"),
+    dt: Optional[float] = typer.Option(None, "--dt", help="step length in seconds (generic: required)"),
+    reset: Optional[str] = typer.Option(None, help="subtract or zero (default: the dialect's)"),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="per-sample input shape, e.g. 2,8,8"),
+    steps: int = typer.Option(16, "--steps", help="time-steps the artifact runs"),
+    calib: Optional[Path] = typer.Option(None, help=".npz with x: calibration data for the integer lowering"),
+    calib_limit: int = typer.Option(256, help="inputs of --calib to use"),
+    weight_bits: Optional[int] = typer.Option(None, help="integer weight mantissa bits, 2-16 (default 8)"),
+    progress: ProgressOpt = True,
+):
+    """Import a NIR graph (snnTorch, Norse, sinabs, ...) into an lmhtc artifact."""
+    from .nir_commands import import_nir_command
+
+    import_nir_command(model, output, dialect, dt, reset, input_shape, steps, calib, calib_limit, weight_bits,
+                       progress, load_inputs, _limited)
+
+
 @app.command()
 @user_errors
 def export(
     artifact: Path = typer.Argument(..., help="compiled artifact"),
-    target: str = typer.Option(..., help="onnx (float graph), onnx-int (integer graph) or lava (integer graph)"),
-    output: Path = typer.Option(..., "-o", "--output", help="file to write (.onnx), or a directory for lava"),
-    graph: str = typer.Option("compiled", help="float graph for --target onnx: compiled or source"),
+    target: str = typer.Option(..., help="onnx (float graph), onnx-int (integer graph), lava (integer graph) "
+                                         "or nir (float graph NIR expresses exactly)"),
+    output: Path = typer.Option(..., "-o", "--output", help="file to write (.onnx, .nir), or a directory for lava"),
+    graph: str = typer.Option("compiled", help="float graph for --target onnx/nir: compiled or source"),
     spikes: bool = typer.Option(False, "--spikes", help="onnx-int: also output every neuron layer's spike train"),
 ):
     """Emit an artifact's network for a target: ONNX (float or integer) or Lava."""
     from .artifact import load_artifact
-    from .atomic import atomic_write
     from .lowering import names
-    from .pipeline import export_model
+    from .pipeline import describe_export, export_model
 
     if target not in names(exportable=True):
         raise LmhtcError(f"--target {target!r}: choose one of {', '.join(names(exportable=True))}")
     graphs, meta = load_artifact(artifact)
-    model, g = export_model(graphs, meta, target, output, artifact, graph=graph, spikes=spikes)
-    if target == "lava":
-        typer.echo(f"wrote {model}: Lava network ({g.steps} steps); run it with python {model}/run.py")
-        return
-    atomic_write(output, lambda tmp: Path(tmp).write_bytes(model.SerializeToString()))
-    typer.echo(f"wrote {output}: ONNX opset {model.opset_import[0].version}, IR version {model.ir_version}, "
-               f"{len(model.graph.node)} nodes, {g.steps} steps unrolled")
+    out, g = export_model(graphs, meta, target, output, artifact, graph=graph, spikes=spikes)
+    typer.echo(f"wrote {out}: {describe_export(target, out, g)}")
 
 
 @app.command()
@@ -496,10 +521,15 @@ def verify(
 
     from .artifact import load_artifact
     from .atomic import atomic_write
-    from .verify import default_targets, parse_targets, verify as run_verify
+    from .verify import check_runnable, default_targets, parse_targets, verify as run_verify
 
     graphs, _ = load_artifact(artifact)
     names = parse_targets(targets) if targets is not None else default_targets(graphs)
+    if len(names) < 2:
+        check_runnable("onnx", graphs)      # names the kind that leaves only one target
+        raise LmhtcError(f"{artifact}: only the {names[0]} target runs this artifact; nothing to compare")
+    for name in names:
+        check_runnable(name, graphs)        # a target that cannot run this artifact is refused before any work
     x, _ = _artifact_inputs(inputs, next(iter(graphs.values())), limit)
     runs, pairs = run_verify(graphs, x, names, progress=progress)
     console = Console(width=120)
@@ -608,6 +638,7 @@ def report(
         if graph is not None:
             raise LmhtcError("--graph selects a float graph; it applies to --mode float only")
         if "integer" not in graphs:
+            require_graph(graphs, "int", artifact)                 # names a node kind without integer lowering
             raise LmhtcError(f"{artifact}: has no integer network (compiled with --no-int, or not lowerable); "
                              f"use --mode float")
         graph = "integer"

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .convert.msat import MSATNeuron, run_msat_neuron   # the MSAT neuron kind (ANN→SNN conversion)
+from .errors import LmhtcError
 from .ir import Graph, Neuron
 from .lowering import check_lowerable
 
@@ -136,6 +137,19 @@ def _msat_neuron(node, ins, ctx):
     return out
 
 
+def _input(node, ins, ctx):
+    x = ctx.x.to(ctx.params.dtype)
+    return x.unsqueeze(0) if x.dim() == len(node.input_shape) + 1 else x     # static input: one step
+
+
+def _own_semantics(node, ins, ctx):
+    """Kinds that carry their float semantics themselves (the NIR kinds: ``lif``, ``scale``, ...)."""
+    out, k = node.run_float(ins[0], ctx.steps, ctx.params)
+    if k is not None:
+        ctx.count(k)
+    return out
+
+
 def _readout(node, ins, ctx):
     v = ins[0]
     ctx.outputs = v.expand(ctx.steps, *v.shape[1:]) if v.shape[0] == 1 else v
@@ -144,7 +158,7 @@ def _readout(node, ins, ctx):
 
 # The float executor's lowering table: node kind → (node, input sequences, context) → output sequence.
 LOWERING = {
-    "input": lambda node, ins, ctx: ctx.x.to(ctx.params.dtype).unsqueeze(0),
+    "input": _input,
     "conv2d": _conv,
     "linear": _linear,
     "batchnorm": _batchnorm,
@@ -159,12 +173,14 @@ LOWERING = {
     "neuron": _neuron,
     MSATNeuron.kind: _msat_neuron,
     "readout": _readout,
+    **{kind: _own_semantics for kind in ("lif", "scale", "sum_pool2d", "conv1d")},   # compiler/lif_node.py, nir_ops.py
 }
 
 
 def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set[str] = frozenset(),
                     table: dict | None = None):
-    """Run one batch ``x`` [B, C, H, W]; returns (outputs [steps,B,classes], counts [B,layers], captured)."""
+    """Run one batch ``x`` [B, C, H, W] (or a sequence [steps, B, ...]); returns (outputs [steps,B,classes],
+    counts [B,layers], captured)."""
     table = table or check_lowerable(graph, "float")
     steps = graph.steps
     order = list(graph.topo())
@@ -183,31 +199,47 @@ def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set
         for src in set(node.inputs):
             if last_use.get(src) == i:
                 del values[src]
-    count_t = torch.stack(ctx.counts, dim=1) if ctx.counts else torch.zeros(x.shape[0], 0)
+    count_t = torch.stack(ctx.counts, dim=1) if ctx.counts else torch.zeros(ctx.outputs.shape[1], 0)
     return ctx.outputs, count_t, captured
+
+
+def is_sequence(graph: Graph, x) -> bool:
+    """True when ``x`` is a per-step input sequence [steps, N, *input_shape] rather than [N, *input_shape]."""
+    return np.ndim(x) == len(graph.input.input_shape) + 2
+
+
+def spiking_layer_names(graph: Graph) -> list[str]:
+    """The layers whose spikes the executor counts, in the order of ``spike_counts``' columns."""
+    return [n.name for n in graph.topo()
+            if isinstance(n, (Neuron, MSATNeuron)) or (hasattr(n, "run_float") and getattr(n, "spiking", False))]
 
 
 def run_float(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, dtype: torch.dtype = torch.float32,
               device: str = "cpu", progress: bool = False, capture: set[str] = frozenset(),
               desc: str = "simulate (float)") -> RunResult:
-    """Run the graph in floating point on ``x`` [N, C, H, W]; outputs, logits and spike counts."""
+    """Run the graph in floating point on ``x`` [N, *input_shape] (the same input at every step) or on a
+    per-step sequence [steps, N, *input_shape]; outputs, logits and spike counts."""
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     expected = tuple(graph.input.input_shape)
-    if tuple(x.shape[1:]) != expected:
-        from .errors import LmhtcError
-
-        raise LmhtcError(f"inputs have per-sample shape {tuple(x.shape[1:])}, the network expects {expected}")
+    sequence = is_sequence(graph, x)
+    if sequence and x.shape[0] != graph.steps:
+        raise LmhtcError(f"input sequence has {x.shape[0]} steps, the network runs {graph.steps}")
+    if tuple(x.shape[1 + sequence:]) != expected:
+        raise LmhtcError(f"inputs have per-sample shape {tuple(x.shape[1 + sequence:])}, the network expects {expected}")
     table = check_lowerable(graph, "float")      # before anything runs: the phase and every node kind
+    if sequence:   # batches along the sample axis; each batch is [steps, B, ...]
+        x = x.transpose(0, 1)
     params = _Params(dtype, device)
     outs, cnts, caps = [], [], {name: [] for name in capture}
     with torch.no_grad():
         for i in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, unit="batch"):
-            o, c, cap = run_graph_batch(graph, x[i:i + batch_size].to(device), params, capture, table)
+            xb = x[i:i + batch_size].to(device)
+            o, c, cap = run_graph_batch(graph, xb.transpose(0, 1) if sequence else xb, params, capture, table)
             outs.append(o.cpu())
             cnts.append(c.cpu())
             for name, val in cap.items():
                 caps[name].append(val.cpu())
     outputs = torch.cat(outs, dim=1).numpy()
     return RunResult(outputs=outputs, logits=outputs.mean(axis=0), spike_counts=torch.cat(cnts).numpy(),
-                     layer_names=[n.name for n in graph.nodes_of(Neuron, MSATNeuron)],
+                     layer_names=spiking_layer_names(graph),
                      captured={k: torch.cat(v, dim=1).numpy() for k, v in caps.items()})

@@ -85,12 +85,13 @@ def check_node(node, graph) -> None:
     steps, kind = graph.steps, node.kind
     if kind in ("input", "qinput"):
         shape = node.input_shape
-        if not isinstance(shape, (tuple, list)) or len(shape) not in (1, 3) or \
+        if not isinstance(shape, (tuple, list)) or len(shape) not in (1, 2, 3) or \
                 not all(_is_int(s) and s >= 1 for s in shape) or math.prod(shape) > MAX_ELEMENTS:
-            raise IRError(f"{_where(node)}: input_shape must be (C,H,W) or (N,) of positive sizes with at most "
-                          f"{MAX_ELEMENTS} values, got {shape!r}")
-        if node.encoding != "direct":
-            raise IRError(f"{_where(node)}: only direct encoding is supported, got {node.encoding!r}")
+            raise IRError(f"{_where(node)}: input_shape must be (C,H,W), (C,L) or (N,) of positive sizes with at "
+                          f"most {MAX_ELEMENTS} values, got {shape!r}")
+        if node.encoding not in ("direct", "sequence"):
+            raise IRError(f"{_where(node)}: encoding must be direct (the same input at every step) or sequence "
+                          f"(one input per step), got {node.encoding!r}")
         if kind == "qinput":
             _real(node, "scale", positive=True)
             _int(node, "bits", 2, 32)

@@ -170,7 +170,9 @@ NODE_TYPES: dict[str, type[Node]] = {t.kind: t for t in
 
 
 def register_node_type(cls: type[Node]) -> type[Node]:
-    """Make a node kind known to the artifact loader (used by the integer kinds)."""
+    """Make a node kind known to the artifact loader (used by the integer kinds); a kind name is unique."""
+    if NODE_TYPES.get(cls.kind, cls) is not cls:
+        raise TypeError(f"node kind {cls.kind!r} is already registered by {NODE_TYPES[cls.kind].__name__}")
     NODE_TYPES[cls.kind] = cls
     return cls
 
@@ -308,6 +310,8 @@ def _node_shape(node: Node, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
         return x
     if isinstance(node, Flatten):
         return (int(np.prod(x)),)
+    if hasattr(node, "out_shape"):   # kinds defined outside this module give their own shape rule
+        return node.out_shape(ins)
     if node.elementwise:
         return x
     raise ValueError(f"unknown node kind {node.kind!r}")
@@ -391,6 +395,8 @@ def _lint(graph: Graph, phase: str) -> Graph:
     if graph.consumers(readouts[0].name):
         raise IRError(f"node {readouts[0].name!r} (readout) must be the last node")
     for node in graph.topo():
+        if hasattr(node, "check"):   # kinds defined outside this module check their own parameters
+            node.check()
         if node.shape is None or tuple(node.shape) != shapes[node.name]:
             raise IRError(f"node {node.name!r} ({node.kind}): stored shape {node.shape} is not the inferred "
                           f"{shapes[node.name]} (run infer_shapes after changing the graph)")
@@ -485,6 +491,13 @@ def summary_rows(graph: Graph) -> list[dict]:
             th = np.asarray(node.threshold)
             row["threshold"] = f"{th.item():.4g}" if th.size == 1 else f"{th.min()}..{th.max()} (int)"
             row["leak"] = leak_summary(node.leak)
+        elif getattr(node, "spiking", False):   # kinds defined elsewhere (``lif``): constant per-neuron β and θ
+            row["neurons"] = int(np.prod(node.shape))
+            row["levels"] = 1
+            th, beta = np.asarray(node.threshold), np.asarray(node.beta)
+            row["threshold"] = f"{th.min():.4g}" if th.min() == th.max() else f"{th.min():.4g}..{th.max():.4g}"
+            row["leak"] = f"β {beta.min():.4g} (all steps)" if beta.min() == beta.max() else \
+                f"β {beta.min():.4g}..{beta.max():.4g} (all steps)"
         rows.append(row)
     return rows
 

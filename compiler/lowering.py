@@ -41,7 +41,7 @@ class Target:
     table: str                    # "module:attribute" of its LOWERING table (node kind → lowering)
     run: str | None = None        # "module:function": (graphs, x, progress) → verify.TargetRun
     export: str | None = None     # "module:function": (graph, metadata) → ONNX model (file targets)
-    writes_directory: bool = False
+    output: str = "onnx"          # what its export gives: an ONNX "onnx" model, a "file" it writes, a "directory"
     export_options: tuple[str, ...] = ()   # keyword options its export takes (e.g. "spikes")
     requires: str | None = None   # a module that must be importable for the target to run (e.g. lava)
     description: str = ""
@@ -92,8 +92,11 @@ register_target(Target("onnx-int", "integer", "lmhtc.targets.onnx_int:LOWERING",
                        description="integer ONNX, bit-exact with the runtime (onnxruntime)"))
 register_target(Target("lava", "integer", "lmhtc.targets.lava.lowering:LOWERING",
                        run="lmhtc.compiler.verify:run_lava_target", export="lmhtc.targets.lava:export_lava",
-                       writes_directory=True, requires="lmhtc.targets.lava",
+                       output="directory", requires="lmhtc.targets.lava",
                        description="Lava processes (lava-nc, Loihi2SimCfg fixed point)"))
+
+register_target(Target("nir", "float", "lmhtc.targets.nir_export:LOWERING", export="lmhtc.targets.nir_export:write_nir",
+                       output="file", description="NIR 1.0 graph (HDF5), for graphs NIR expresses exactly"))
 
 
 def get_target(name: str) -> Target:
@@ -114,14 +117,17 @@ def target_function(name: str, which: str) -> Callable:
     return _load(ref)
 
 
-def names(*, phase: str | None = None, exportable: bool | None = None) -> list[str]:
-    """Registered target names (in registration order), optionally of one phase or with an export."""
+def names(*, phase: str | None = None, exportable: bool | None = None, runnable: bool | None = None) -> list[str]:
+    """Registered target names (in registration order), optionally of one phase, with an export or a run."""
     return [t.name for t in TARGETS.values() if (phase is None or t.phase == phase)
-            and (exportable is None or (t.export is not None) == exportable)]
+            and (exportable is None or (t.export is not None) == exportable)
+            and (runnable is None or (t.run is not None) == runnable)]
 
 
 def kinds_of_phase(phase: str) -> set[str]:
     """Every registered node kind that a graph of ``phase`` can contain (a node type's ``phases``)."""
+    from . import artifact  # noqa: F401  (imports every module that registers node kinds)
+
     return {kind for kind, cls in NODE_TYPES.items() if phase in cls.phases}
 
 
@@ -155,3 +161,36 @@ def check_lowerable(graph: Graph, target: str) -> dict:
         if isinstance(entry, _Refusal):
             raise LoweringError(f"target {target!r} cannot lower node {node.name!r} ({node.kind}): {entry.reason}")
     return table
+
+
+def integer_lowering_gap(graph: Graph | None):
+    """The first node of a float ``graph`` whose kind the integer lowering (the quantize pass) does not
+    cover, or None: why an artifact has no integer graph."""
+    from .passes.quantize import LOWERED_KINDS
+
+    if graph is None:
+        return None
+    return next((n for n in graph.topo() if n.kind not in LOWERED_KINDS), None)
+
+
+def require_graph(graphs: dict[str, Graph], target: str, artifact, float_graph: str = "compiled") -> Graph:
+    """The graph of an artifact that ``target`` reads (``float_graph`` for a float target), checked by
+    ``check_lowerable``; a one-line LoweringError naming the target otherwise, and, where the integer
+    graph is missing because a node kind has no integer lowering, that node and its kind."""
+    t = get_target(target)
+    if t.phase == "float":
+        if float_graph not in graphs or float_graph == "integer":
+            raise LoweringError(f"{artifact}: no float graph {float_graph!r} "
+                                f"(has: {', '.join(g for g in graphs if g != 'integer')})")
+        graph = graphs[float_graph]
+    else:
+        graph = graphs.get("integer")
+        if graph is None:
+            gap = integer_lowering_gap(graphs.get("compiled"))
+            if gap is not None:
+                raise LoweringError(f"target {target!r} cannot run node {gap.name!r}: the {gap.kind} kind has no "
+                                    f"integer lowering yet (the float executor runs it)")
+            raise LoweringError(f"{artifact}: target {target!r} needs the integer graph, and this artifact has none "
+                                f"(compiled with --no-int, or a network the integer lowering does not cover)")
+    check_lowerable(graph, target)
+    return graph

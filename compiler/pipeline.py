@@ -68,16 +68,6 @@ def float_graph_name(graphs: dict[str, Graph], name: str, artifact) -> str:
     return name
 
 
-def integer_graph(graphs: dict[str, Graph], artifact, what: str) -> Graph:
-    """The artifact's integer graph; a one-line error naming ``what`` needs it otherwise."""
-    from .errors import LmhtcError
-
-    if "integer" not in graphs:
-        raise LmhtcError(f"{artifact}: {what} needs the integer graph, and this artifact has none "
-                         f"(compiled with --no-int, or a network the integer lowering does not cover)")
-    return graphs["integer"]
-
-
 def simulate_arrays(graphs: dict[str, Graph], x, mode: str, graph: str, batch_size: int, artifact,
                     progress: bool = False) -> tuple[dict, object]:
     """What ``lmhtc simulate`` writes: (the arrays of one run of ``mode`` on ``x``, the run's own logits).
@@ -123,9 +113,14 @@ def _run_arrays(graphs, x, mode, graph, batch_size, artifact, progress):
 
 def export_model(graphs: dict[str, Graph], meta: dict, target: str, output, artifact, graph: str = "compiled",
                  spikes: bool = False) -> tuple[object, Graph]:
-    """Emit ``target`` (a registered target with an export): an ONNX ModelProto for the caller to write, or,
-    for a directory target (lava), the written directory."""
+    """Emit ``target`` (a registered target with an export) to ``output``: (the written path, the graph).
+
+    Every refusal (no graph of the target's phase, a node kind it cannot lower) happens before anything
+    is written; files are written atomically, directories appear whole."""
+    from pathlib import Path
+
     from . import lowering
+    from .atomic import atomic_write
     from .errors import LmhtcError
 
     exportable = lowering.names(exportable=True)
@@ -135,12 +130,28 @@ def export_model(graphs: dict[str, Graph], meta: dict, target: str, output, arti
     info = {"arch": spec.get("arch", ""), "recipe": spec.get("recipe", ""),
             "timesteps_trained": spec.get("timesteps", "")}
     t = lowering.get_target(target)
-    if t.phase == "float":
-        g = graphs[float_graph_name(graphs, graph, artifact)]
-    else:
-        g = integer_graph(graphs, artifact, target)
+    g = lowering.require_graph(graphs, target, artifact, float_graph=graph)
     emit = lowering.target_function(target, "export")
-    if t.writes_directory:
+    if t.output == "directory":
         return emit(g, output, info), g
+    if t.output == "file":
+        return atomic_write(output, lambda tmp: emit(g, tmp)), g
     options = {k: v for k, v in {"spikes": spikes}.items() if k in t.export_options}
-    return emit(g, info, **options), g
+    model = emit(g, info, **options)
+    return atomic_write(output, lambda tmp: Path(tmp).write_bytes(model.SerializeToString())), g
+
+
+def describe_export(target: str, out, graph: Graph) -> str:
+    """The one-line summary ``lmhtc export`` prints for what it wrote."""
+    from . import lowering
+
+    t = lowering.get_target(target)
+    if t.output == "directory":
+        return f"Lava network ({graph.steps} steps); run it with python {out}/run.py"
+    if t.output == "file":
+        return f"{t.description}; {len(graph)} nodes"
+    import onnx
+
+    model = onnx.load(str(out), load_external_data=False)
+    return (f"ONNX opset {model.opset_import[0].version}, IR version {model.ir_version}, {len(model.graph.node)} "
+            f"nodes, {graph.steps} steps unrolled")

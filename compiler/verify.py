@@ -59,8 +59,8 @@ class PairResult:
 def parse_targets(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     for t in names:
-        if t not in lowering.TARGETS:
-            raise VerifyError(f"--targets: unknown target {t!r} (choose from {', '.join(lowering.TARGETS)})")
+        if t not in lowering.names(runnable=True):
+            raise VerifyError(f"--targets: unknown target {t!r} (choose from {', '.join(lowering.names(runnable=True))})")
     if len(names) < 2 or len(set(names)) != len(names):
         raise VerifyError(f"--targets needs at least two distinct targets, got {text!r}")
     return names
@@ -123,25 +123,16 @@ def run_target(name: str, graphs: dict[str, Graph], x: np.ndarray, meta: dict | 
     return run
 
 
-def _graph_for(name: str, graphs: dict[str, Graph]) -> Graph | None:
-    return graphs.get("integer" if lowering.get_target(name).phase == "integer" else "compiled")
-
-
 def check_runnable(name: str, graphs: dict[str, Graph]) -> None:
     """A one-line VerifyError naming the target when it cannot run on this artifact with what is installed:
     no graph of its phase, a node kind it cannot lower, or a missing package."""
-    if name not in lowering.TARGETS:
-        raise VerifyError(f"unknown target {name!r}")
+    if name not in lowering.names(runnable=True):
+        raise VerifyError(f"unknown target {name!r} (choose from {', '.join(lowering.names(runnable=True))})")
     target = lowering.get_target(name)
-    graph = _graph_for(name, graphs)
-    if graph is None:
-        raise VerifyError(f"target {name!r} cannot run: the artifact has no integer graph "
-                          f"(it was compiled with --no-int or holds max-pool)" if target.phase == "integer" else
-                          f"target {name!r} cannot run: the artifact has no compiled float graph")
     if target.requires and importlib.util.find_spec(target.requires) is None:
         raise VerifyError(f"target {name!r} cannot run: {target.requires} is not installed")
     try:
-        lowering.check_lowerable(graph, name)
+        lowering.require_graph(graphs, name, "artifact")
     except lowering.LoweringError as exc:
         raise VerifyError(str(exc)) from None
 
@@ -184,7 +175,7 @@ def verify(graphs: dict[str, Graph], x: np.ndarray, targets: list[str], progress
 def default_targets(graphs: dict[str, Graph]) -> list[str]:
     """Every registered target this artifact can run with what is installed."""
     names = []
-    for name in lowering.TARGETS:
+    for name in lowering.names(runnable=True):
         try:
             check_runnable(name, graphs)
         except VerifyError:

@@ -70,14 +70,12 @@ class Artifact:
         return Simulation(**arrays)
 
     def export(self, target: str, path: str | os.PathLike, *, graph: str = "compiled", spikes: bool = False) -> Path:
-        """Write the network for ``target``: ``onnx`` (float), ``onnx-int`` (file) or ``lava`` (directory)."""
-        from lmhtc.compiler.atomic import atomic_write
+        """Write the network for a registered target: ``onnx`` (float), ``onnx-int``, ``nir`` (files) or
+        ``lava`` (a directory); refused, naming the node kind, when the target cannot express the network."""
         from lmhtc.compiler.pipeline import export_model
 
-        model, _ = export_model(self.graphs, self.meta, target, path, self._name(), graph=graph, spikes=spikes)
-        if target == "lava":
-            return Path(model)
-        return atomic_write(path, lambda tmp: Path(tmp).write_bytes(model.SerializeToString()))
+        out, _ = export_model(self.graphs, self.meta, target, path, self._name(), graph=graph, spikes=spikes)
+        return Path(out)
 
     def verify(self, x: np.ndarray, targets: list[str] | None = None, progress: bool = False) -> list[dict]:
         """Run the targets on ``x`` and compare every pair: the ``pairs`` of ``lmhtc verify --json``."""
@@ -93,18 +91,15 @@ class Artifact:
         """SOPs, energy and chip resources measured on ``x``: the record ``lmhtc report --json`` writes."""
         from lmhtc.compiler.cost.energy import load_energy_model
         from lmhtc.compiler.cost.hardware import load_hardware
-        from lmhtc.compiler.pipeline import float_graph_name, integer_graph
+        from lmhtc.compiler.lowering import require_graph
         from lmhtc.compiler.report import build_report
 
         energy, core = load_energy_model(energy_model), load_hardware(hardware)
         mode = mode or ("int" if "integer" in self.graphs else "float")
         if mode not in ("int", "float"):
             raise LmhtcError(f"mode must be int or float, got {mode!r}")
-        if mode == "int":
-            integer_graph(self.graphs, self._name(), "mode 'int'")
-            name = "integer"
-        else:
-            name = float_graph_name(self.graphs, graph or "compiled", self._name())
+        name = "integer" if mode == "int" else graph or "compiled"
+        require_graph(self.graphs, "int" if mode == "int" else "float", self._name(), float_graph=name)
         arch = self.meta.get("model_spec", {}).get("arch")
         artifact_name = self.path.name if self.path is not None else None
         return build_report(self.graphs[name], _images(x), mode, energy, core, y=y, graph_name=name,

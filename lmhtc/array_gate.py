@@ -31,7 +31,8 @@ def _header(f, src: str, key: str, error):
 
 
 def _read_rows(z: zipfile.ZipFile, src: str, key: str, rows: int | None, error, check):
-    """Header of member ``key`` checked by ``check(shape, dtype)``, then its first ``rows`` rows."""
+    """Header of member ``key`` checked by ``check(shape, dtype)``, then its first ``rows`` rows (all rows
+    when ``check`` returns True: a per-step sequence, whose samples lie along the second axis)."""
     member = f"{key}.npy"
     if [i.filename for i in z.infolist()].count(member) > 1:
         raise error(f"{src}: array {key!r} appears more than once in the archive")
@@ -39,8 +40,8 @@ def _read_rows(z: zipfile.ZipFile, src: str, key: str, rows: int | None, error, 
         shape, fortran, dtype = _header(f, src, key, error)
         if dtype.hasobject or dtype.fields is not None:
             raise error(f"{src}: array {key!r} has dtype {dtype}; expected plain numbers")
-        check(shape, dtype)
-        n = shape[0] if rows is None else min(rows, shape[0])
+        read_all = check(shape, dtype) is True
+        n = shape[0] if rows is None or read_all else min(rows, shape[0])
         per = math.prod(shape[1:])
         nbytes = (math.prod(shape) if fortran else n * per) * dtype.itemsize
         if nbytes > MAX_BYTES:
@@ -56,18 +57,31 @@ def _read_rows(z: zipfile.ZipFile, src: str, key: str, rows: int | None, error, 
 
 def read_inputs(path: str | os.PathLike, error: type[Exception], limit: int | None = None,
                 shape: tuple[int, ...] | None = None, classes: int | None = None,
-                need_labels: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """``x`` (and ``y``) of ``path`` under the gate's checks; ``shape`` is the network's per-sample input."""
+                need_labels: bool = False, steps: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``x`` (and ``y``) of ``path`` under the gate's checks; ``shape`` is the network's per-sample input.
+
+    With ``steps`` (and ``shape``), ``x`` may also be a per-step sequence [steps, N, *shape] (spikes or
+    currents at every step); then ``limit`` counts samples along its second axis."""
     src = str(path)
     if limit is not None and limit < 1:
         raise error(f"--limit must be >= 1, got {limit}")
     if not Path(path).is_file():
         raise error(f"{src}: no such file")
     full_n = []
+    sequence = []
 
     def check_x(xs, dtype):
         if not np.issubdtype(dtype, np.floating):
             raise error(f"{src}: 'x' must be floating point, got {dtype}")
+        if steps is not None and shape is not None and len(xs) == len(shape) + 2:
+            if xs[0] != steps:
+                raise error(f"{src}: 'x' is a sequence of {xs[0]} steps, the network runs {steps}")
+            if xs[1] < 1 or tuple(xs[2:]) != tuple(shape):
+                raise error(f"{src}: 'x' has shape {tuple(xs)}, the network expects [{steps}, N, "
+                            f"{', '.join(map(str, shape))}] with N >= 1")
+            sequence.append(True)
+            full_n.append(xs[1])
+            return True
         if len(xs) != (len(shape) + 1 if shape is not None else 4):
             raise error(f"{src}: 'x' must be [N,{','.join('CHW') if shape is None or len(shape) == 3 else 'F'}], "
                         f"got shape {tuple(xs)}")
@@ -89,6 +103,8 @@ def read_inputs(path: str | os.PathLike, error: type[Exception], limit: int | No
             if "x" not in names:
                 raise error(f"{src}: no array 'x' (found: {', '.join(names) or 'nothing'})")
             x = _read_rows(z, src, "x", limit, error, check_x)
+            if sequence:
+                x = x[:, :limit]
             y = _read_rows(z, src, "y", limit, error, check_y) if "y" in names else None
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
         if isinstance(exc, error):

@@ -140,4 +140,6 @@ LOWERING = {
     "readout": _readout,
     "msat_neuron": refuse("the MSAT neuron's adaptive threshold has no float ONNX lowering; "
                           "run it with the float executor (simulate --mode float)"),
+    **{kind: refuse(f"the {kind} kind (imported from NIR) has no float ONNX lowering yet; the float executor "
+                    f"and --target nir run it") for kind in ("lif", "scale", "sum_pool2d", "conv1d")},
 }

@@ -19,7 +19,8 @@ from lmhtc.runtime.simulator import IntegerGraphError, run_int
 def test_every_target_covers_every_kind_of_its_phase():
     lowering.check_tables()
     assert lowering.names(phase="integer") == ["int", "onnx-int", "lava"]
-    assert lowering.names(exportable=True) == ["onnx", "onnx-int", "lava"]
+    assert lowering.names(exportable=True) == ["onnx", "onnx-int", "lava", "nir"]
+    assert lowering.names(runnable=True) == ["float", "int", "onnx", "onnx-int", "lava"]
     assert {"qconv2d", "qneuron", "add", "flatten"} <= lowering.kinds_of_phase("integer")
     assert "conv2d" not in lowering.kinds_of_phase("integer") and "qconv2d" not in lowering.kinds_of_phase("float")
 
@@ -68,7 +69,7 @@ def test_a_new_kind_fails_in_every_target_naming_kind_and_target(toy_kinds, tmp_
     toy, qtoy = toy_kinds
     with pytest.raises(LoweringError) as info:
         lowering.check_tables()
-    for target in ("float", "onnx"):
+    for target in ("float", "onnx", "nir"):
         assert f"target {target!r} has no lowering for node kind 'toy_float'" in str(info.value)
     for target in ("int", "onnx-int", "lava"):
         assert f"target {target!r} has no lowering for node kind 'toy_int'" in str(info.value)

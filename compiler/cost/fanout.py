@@ -128,7 +128,9 @@ def unit_input_fanout(node: Node, in_shape: tuple[int, ...]) -> np.ndarray:
         return np.broadcast_to(cover * (cout // node.groups), in_shape).copy()
     if isinstance(node, Linear):
         return np.full(in_shape, node.weight.shape[0], dtype=np.int64)
-    return np.ones(in_shape, dtype=np.int64)        # qgain / identity: fan-out 1
+    if node.kind == "qgain":
+        return np.ones(in_shape, dtype=np.int64)    # identity: fan-out 1
+    raise CostError(f"node {node.name!r} ({node.kind}): the cost passes have no fan-out rule for this kind")
 
 
 def _fold(graph: Graph, name: str, fmap: np.ndarray, acc: dict[str, np.ndarray], unit: str) -> None:

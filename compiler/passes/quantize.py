@@ -352,3 +352,9 @@ def _conv_in(u: np.ndarray, conv: Conv2d) -> np.ndarray:
 
 def _pool_unit(u: np.ndarray, out_shape) -> np.ndarray:
     return np.broadcast_to(u.reshape(u.shape[0], -1)[:, :1].reshape(-1, *([1] * (len(out_shape) - 1))), out_shape)
+
+
+# The float node kinds the integer lowering covers (BatchNorm must be folded first; the MSAT and NIR
+# neuron kinds, max-pool and the NIR-only kinds have no integer lowering yet).
+LOWERED_KINDS = frozenset({"input", "conv2d", "linear", "avgpool2d", "globalavgpool", "add", "flatten",
+                           "temporal_mix", "neuron", "readout"})
