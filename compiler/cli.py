@@ -576,6 +576,12 @@ def verify(
     names = parse_targets(targets) if targets is not None else default_targets(graphs)
     for name in names:
         check_runnable(name, graphs)
+    if targets is None and "lava" in names and (workers is not None or scheduler is not None):
+        names.remove("lava")
+        typer.echo("note: lava is left out on Dask workers (it needs the 'fork' start method); verify it in-process")
+    if "lava" in names and (workers is not None or scheduler is not None):
+        raise LmhtcError("--targets lava cannot run on Dask workers (Lava's runtime needs the 'fork' start method, "
+                         "Dask workers use 'spawn'); verify lava in-process, or leave it out of --targets")
     source = open_inputs(inputs, limit)
     record = sharded(Verify(tuple(names)), artifact, source, batch_size, workers, scheduler, resume, progress, graphs)
     runs = [TargetRun(**record[name]) for name in names]

@@ -102,7 +102,7 @@ def test_report_verify_sweep_exactness_on_local_cluster_are_identical(art, local
     for cmd, extra in (("report", ["--mode", "int", "--batch-size", "4"]),
                        ("report", ["--mode", "float", "--batch-size", "16"]),
                        ("verify", ["--targets", "float,int,onnx,onnx-int", "--batch-size", "8"]),
-                       ("sweep", ["--bits", "4,8", "--batch-size", "16"]),
+                       ("sweep", ["--bits", "4,8", "--batch-size", "16", "--calib", art / "x.npz", "--calib-limit", "16"]),
                        ("exactness", ["--batch-size", "8"])):
         docs = []
         for i, where in enumerate(([], ["--scheduler", local])):
@@ -216,6 +216,8 @@ def test_bad_flags_are_one_line_errors(art, tmp_path):
     base = ["simulate", art / "a.lmhtc", "--inputs", art / "x.npz", "-o", tmp_path / "o.npz", "--no-progress"]
     assert_one_line_error(*cli(*base, "--workers", "0"), "--workers must be >= 1")
     assert_one_line_error(*cli(*base, "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"), "exclude each other")
+    assert_one_line_error(*cli("verify", art / "a.lmhtc", "--inputs", art / "x.npz", "--targets", "int,lava",
+                               "--workers", "2"), "--targets lava cannot run on Dask workers")
     (tmp_path / "f").write_text("")
     assert_one_line_error(*cli(*base, "--resume", tmp_path / "f"), "--resume needs a directory")
 
