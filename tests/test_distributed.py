@@ -231,6 +231,34 @@ def test_artifact_unreadable_or_different_on_workers(art, local):
         run_job(Simulate("int", "integer"), ArtifactRef(real.path, "0" * 64), src, 8, scheduler=local)
 
 
+def test_worker_that_cannot_import_lmhtc_is_one_line_error(art, tmp_path):
+    from distributed import Client
+
+    script = tmp_path / "worker.py"
+    script.write_text("import sys\nsys.modules['lmhtc'] = None   # this worker cannot import lmhtc\n"
+                      "from distributed.cli.dask_worker import main\n"
+                      "sys.argv = ['dask-worker', *sys.argv[1:]]\nmain()\n")
+    port = _free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    kw = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    procs = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], **kw)]
+    try:
+        procs.append(subprocess.Popen([sys.executable, script, addr, "--nthreads", "1", "--no-dashboard",
+                                       "--no-nanny", "--death-timeout", "60"], **kw))
+        with Client(addr, timeout=60) as c:
+            c.wait_for_workers(1, timeout=120)
+        code, out = cli("simulate", art / "a.lmhtc", "--inputs", art / "x.npz", "-o", tmp_path / "o.npz",
+                        "--no-progress", "--scheduler", addr)
+        assert_one_line_error(code, out, "Dask worker tcp://127.0.0.1:", "cannot run lmhtc",
+                              "No module named 'lmhtc.compiler'")
+        assert not (tmp_path / "o.npz").exists()
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
 def test_worker_versions_are_checked():
     here = worker_info()
     check_workers({"tcp://a:1": here["lmhtc"]}, {"tcp://a:1": here})           # matching: no error
