@@ -98,6 +98,23 @@ def test_simulate_on_local_cluster_is_identical(art, local, mode):
     assert out.splitlines()[-1] == out2.splitlines()[-1] and out.splitlines()[-1].startswith("accuracy:")
 
 
+def test_directory_of_shards_and_npy_inputs_give_the_same_output(art, local):
+    with np.load(art / "x.npz") as f:
+        x, y = f["x"], f["y"]
+    (art / "parts").mkdir(exist_ok=True)
+    for i, (a, b) in enumerate([(0, 10), (10, 11), (11, 44)]):      # shard borders off the batch borders
+        np.savez(art / "parts" / f"p{i}.npz", x=x[a:b], y=y[a:b])
+    np.save(art / "x.npy", x)
+    base = ["simulate", art / "a.lmhtc", "--mode", "int", "--batch-size", "8", "--no-progress"]
+    assert cli(*base, "--inputs", art / "x.npz", "-o", art / "ref.npz")[0] == 0
+    code, out = cli(*base, "--inputs", art / "parts", "-o", art / "parts.npz", "--scheduler", local)
+    assert code == 0 and "accuracy:" in out, out
+    code, out = cli(*base, "--inputs", art / "x.npy", "-o", art / "npy.npz", "--scheduler", local)
+    assert code == 0 and "accuracy:" not in out, out
+    _assert_same_npz(art / "ref.npz", art / "parts.npz")
+    _assert_same_npz(art / "ref.npz", art / "npy.npz")
+
+
 def test_report_verify_sweep_exactness_on_local_cluster_are_identical(art, local):
     for cmd, extra in (("report", ["--mode", "int", "--batch-size", "4"]),
                        ("report", ["--mode", "float", "--batch-size", "16"]),
