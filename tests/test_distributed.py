@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from lmhtc.compiler.artifact import save_artifact
-from lmhtc.compiler.distributed import ArtifactRef, artifact_ref, check_workers, dask_client, run_job, worker_info
+from lmhtc.compiler.distributed import (ArtifactRef, artifact_ref, check_workers, dask_client, run_job, run_sharded,
+                                        worker_info)
 from lmhtc.compiler.errors import LmhtcError
 from lmhtc.compiler.frontends import trace_to_ir
 from lmhtc.compiler.jobs import Simulate
@@ -113,6 +114,15 @@ def test_directory_of_shards_and_npy_inputs_give_the_same_output(art, local):
     assert code == 0 and "accuracy:" not in out, out
     _assert_same_npz(art / "ref.npz", art / "parts.npz")
     _assert_same_npz(art / "ref.npz", art / "npy.npz")
+
+
+def test_python_api_run_sharded(art, local):
+    ref = run_sharded(art / "a.lmhtc", art / "x.npz", "float", 8)
+    got = run_sharded(art / "a.lmhtc", art / "x.npz", "float", 8, scheduler=local, limit=24)   # whole batches
+    assert set(got) == {"logits", "outputs", "spike_counts", "layer_names"} and got["logits"].shape[0] == 24
+    assert np.array_equal(got["logits"], ref["logits"][:24]) and np.array_equal(got["outputs"], ref["outputs"][:, :24])
+    with pytest.raises(LmhtcError, match="mode must be int or float"):
+        run_sharded(art / "a.lmhtc", art / "x.npz", "half", 8)
 
 
 def test_report_verify_sweep_exactness_on_local_cluster_are_identical(art, local):
