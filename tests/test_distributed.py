@@ -93,7 +93,8 @@ def test_simulate_on_local_cluster_is_identical(art, local, mode):
             "--no-progress"]
     code, out = cli(*base, "-o", art / f"in_{mode}.npz")
     assert code == 0, out
-    code, out2 = cli(*base, "-o", art / f"dask_{mode}.npz", "--scheduler", local)
+    where = ["--workers", "2"] if mode == "int" else ["--scheduler", local]    # --workers: its own LocalCluster
+    code, out2 = cli(*base, "-o", art / f"dask_{mode}.npz", *where)
     assert code == 0, out2
     _assert_same_npz(art / f"in_{mode}.npz", art / f"dask_{mode}.npz")
     assert out.splitlines()[-1] == out2.splitlines()[-1] and out.splitlines()[-1].startswith("accuracy:")
