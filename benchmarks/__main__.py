@@ -4,7 +4,8 @@
   (target: >= 95 % test accuracy in under 2 minutes on this 2-core machine);
 * ``runtime`` — the bit-accurate integer runtime and the float/integer ONNX models in onnxruntime vs
   the PyTorch float LM-HT model on ResNet-18 digits (batch 1 and 64), and compile time/peak memory;
-* ``lava`` — the Lava processes vs the integer runtime on the hybrid ResNet-20 (per image, bit-exact check).
+* ``lava`` — the Lava processes vs the integer runtime on the hybrid ResNet-20 (per image, bit-exact check);
+* ``distributed`` — in-process vs a 1- and 2-worker Dask LocalCluster on the same shards, and the overhead per shard.
 """
 from __future__ import annotations
 
@@ -37,10 +38,12 @@ def bench_training(console: Console) -> None:
 def main() -> None:
     import sys
 
+    from benchmarks.distributed import bench_distributed
     from benchmarks.lava import bench_lava
     from benchmarks.runtime import bench_runtime
 
-    benches = {"training": bench_training, "runtime": bench_runtime, "lava": bench_lava}
+    benches = {"training": bench_training, "runtime": bench_runtime, "lava": bench_lava,
+               "distributed": bench_distributed}
     names = sys.argv[1:] or list(benches)
     unknown = [n for n in names if n not in benches]
     if unknown:

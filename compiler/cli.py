@@ -23,6 +23,12 @@ RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", help="direct or hy
 ClassesOpt = Annotated[Optional[int], typer.Option("--num-classes", help="number of classes (default 10)")]
 ShapeOpt = Annotated[Optional[str], typer.Option("--input-shape", help="C,H,W (default: the arch's, 3,32,32 for CIFAR nets)")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="run on a local Dask cluster of N worker "
+                                                                     "processes (one thread each)")]
+SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help="run on the Dask scheduler at ADDRESS "
+                                                                         "(e.g. tcp://127.0.0.1:8786)")]
+ResumeOpt = Annotated[Optional[Path], typer.Option("--resume", help="keep finished shards in DIR; a re-run "
+                                                                    "computes only the missing ones")]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="lmhtc: deployment compiler for LM-HT spiking neural networks.")
@@ -52,6 +58,27 @@ def user_errors(fn):
             raise typer.Exit(code) from None
 
     return wrapper
+
+
+def _on_dask(workers, scheduler, resume) -> bool:
+    """Whether a command runs through Dask shards (--workers, --scheduler or --resume given)."""
+    return workers is not None or scheduler is not None or resume is not None
+
+
+def sharded(job, artifact: Path, source, batch_size: int, workers, scheduler, resume, progress: bool,
+            graphs=None) -> dict:
+    """Run ``job`` over the inputs in batches, in-process or on Dask (--workers/--scheduler); the combined record."""
+    from .distributed import run_job
+
+    expected = next((tuple(n.input_shape) for g in (graphs or {}).values() for n in g.topo()
+                     if hasattr(n, "input_shape")), None)
+    if expected is not None and tuple(source.sample_shape) != expected:
+        raise LmhtcError(f"inputs have per-sample shape {tuple(source.sample_shape)}, the network expects {expected}")
+    record, stats = run_job(job, artifact, source, batch_size, workers=workers, scheduler=scheduler,
+                            resume=resume, progress=progress, graphs=graphs)
+    if resume is not None:
+        typer.echo(f"resume: {stats.reused} of {stats.shards} shards from {resume}, computed {stats.computed}")
+    return record
 
 
 def parse_shape(text: Optional[str]) -> Optional[tuple[int, int, int]]:
@@ -299,29 +326,35 @@ def exactness(
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the report as JSON"),
     compare_schedules: bool = typer.Option(True, "--compare-schedules/--no-compare-schedules",
                                            help="also measure the other window schedule(s) on the same data"),
+    batch_size: int = typer.Option(32),
     progress: ProgressOpt = True,
+    workers: WorkersOpt = None, scheduler: SchedulerOpt = None, resume: ResumeOpt = None,
 ):
     """Measure how exact an artifact's reparameterization is, layer by layer, on data."""
     import json
 
     from .artifact import load_artifact
     from .atomic import atomic_write
-    from .exactness import exactness_report
-
-    from .passes.reparameterize import SCHEDULES, reparameterize
+    from .exactness import finish_exactness
+    from .jobs import Exactness
+    from .passes.reparameterize import SCHEDULES
+    from .sources import open_inputs
 
     graphs, _ = load_artifact(artifact)
     if "compiled" not in graphs or "source" not in graphs or not graphs["compiled"].meta.get("reparameterized"):
         raise LmhtcError(f"{artifact}: was compiled with --no-reparam; there is no reparameterization to measure")
-    x, _ = _artifact_inputs(inputs, graphs["compiled"], limit)
-    report = exactness_report(graphs["source"], graphs["compiled"], x, progress=progress)
+    if _on_dask(workers, scheduler, resume):
+        source = open_inputs(inputs, limit)
+    else:
+        _artifact_inputs(inputs, graphs["compiled"], limit)          # the input gate, before any work
+        source = open_inputs(inputs, limit)
+    schedule = str(graphs["compiled"].meta.get("schedule"))
+    job = Exactness(tuple(n for n in SCHEDULES if n != schedule) if compare_schedules else ())
+    rec = sharded(job, artifact, source, batch_size, workers, scheduler, resume, progress, graphs)
+    report = finish_exactness(rec["main"])
     _print_exactness(report)
-    others = {}
+    others = {name: finish_exactness(r) for name, r in rec["others"].items()}
     if compare_schedules:
-        for name in SCHEDULES:
-            if name != report.schedule:
-                others[name] = exactness_report(graphs["source"], reparameterize(graphs["source"], name), x,
-                                                progress=progress)
         _print_schedule_comparison({report.schedule: report, **others})
     if json_out is not None:
         doc = report.to_json()
@@ -379,18 +412,30 @@ def simulate(
     limit: Optional[int] = typer.Option(None, help="simulate the first N images only"),
     batch_size: int = typer.Option(64),
     progress: ProgressOpt = True,
+    workers: WorkersOpt = None, scheduler: SchedulerOpt = None, resume: ResumeOpt = None,
 ):
     """Run an artifact on inputs; write logits, per-step outputs and per-layer spike counts."""
     from .artifact import load_artifact
     from .atomic import save_npz_atomic
+    from .jobs import Simulate
     from .pipeline import simulate_arrays
+    from .sources import open_inputs
 
     if mode not in ("float", "int"):
         raise LmhtcError(f"--mode must be float or int, got {mode!r}")
     graphs, _ = load_artifact(artifact)
     run_graph = require_graph(graphs, "int" if mode == "int" else "float", artifact, float_graph=graph)
-    x, y = _artifact_inputs(inputs, run_graph, limit, sequences=mode == "float")
-    arrays, logits = simulate_arrays(graphs, x, mode, graph, batch_size, artifact, progress=progress)
+    if _on_dask(workers, scheduler, resume):     # whole batches as shards; the same integers, the same floats
+        source = open_inputs(inputs, limit)
+        y = source.labels()
+        r = sharded(Simulate(mode, "integer" if mode == "int" else graph), artifact, source, batch_size, workers,
+                    scheduler, resume, progress, graphs)
+        r.pop("kernels", None)
+        arrays = {k: np.array(v) if isinstance(v, list) else v for k, v in r.items()}
+        logits = arrays["logits"]
+    else:
+        x, y = _artifact_inputs(inputs, run_graph, limit, sequences=mode == "float")
+        arrays, logits = simulate_arrays(graphs, x, mode, graph, batch_size, artifact, progress=progress)
     if mode == "int" and arrays["saturation"].sum():
         sat = arrays["saturation"]
         typer.echo(f"warning: {int(sat.sum())} membrane saturation events "
@@ -413,7 +458,9 @@ def sweep(
     limit: Optional[int] = typer.Option(None, help="use the first N images only"),
     plot: Optional[Path] = typer.Option(None, help="write the accuracy-vs-bits plot (PNG)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the table as JSON"),
+    batch_size: int = typer.Option(64),
     progress: ProgressOpt = True,
+    workers: WorkersOpt = None, scheduler: SchedulerOpt = None, resume: ResumeOpt = None,
 ):
     """Integer accuracy vs float LM-HT accuracy over weight widths, plus the widest setting."""
     import json
@@ -423,8 +470,10 @@ def sweep(
 
     from .artifact import load_artifact
     from .atomic import atomic_write
+    from .jobs import Sweep
     from .pipeline import float_graph_name
-    from .sweep import bits_sweep
+    from .sources import open_inputs
+    from .sweep import finish_sweep
 
     try:
         widths = sorted({int(b) for b in bits.split(",") if b.strip()})
@@ -434,9 +483,17 @@ def sweep(
         raise LmhtcError(f"--bits must lie between 2 and 16, got {bits!r}")
     graphs, meta = load_artifact(artifact)
     base = graphs[float_graph_name(graphs, "compiled", artifact)]
-    x, y = _artifact_inputs(inputs, base, limit, need_labels=True)
-    cx = None if calib is None else load_inputs(calib, calib_limit, tuple(base.input.input_shape))[0]
-    result = bits_sweep(graphs, x, y, widths, cx, progress=progress)
+    if not _on_dask(workers, scheduler, resume):
+        _artifact_inputs(inputs, base, limit, need_labels=True)        # the input gate, before any work
+        if calib is not None:
+            load_inputs(calib, calib_limit, tuple(base.input.input_shape))
+    source = open_inputs(inputs, limit)
+    y = source.labels()
+    if y is None:
+        raise LmhtcError(f"{inputs}: no labels 'y' to measure accuracy against")
+    job = Sweep(tuple(widths), True, None if calib is None else open_inputs(calib, calib_limit))
+    rec = sharded(job, artifact, source, batch_size, workers, scheduler, resume, progress, graphs)
+    result = finish_sweep(rec, y, job.configs())
     table = Table(title=f"{artifact.name}: integer runtime vs float LM-HT on {result.images} images "
                         f"(float LM-HT {100 * result.float_source_accuracy:.2f} %, "
                         f"float compiled {100 * result.float_compiled_accuracy:.2f} %)")
@@ -511,7 +568,9 @@ def verify(
                                                "(default: every target the artifact can run)"),
     limit: Optional[int] = typer.Option(None, help="use the first N inputs"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the comparison as JSON"),
+    batch_size: int = typer.Option(64),
     progress: ProgressOpt = True,
+    workers: WorkersOpt = None, scheduler: SchedulerOpt = None, resume: ResumeOpt = None,
 ):
     """Run the targets on the same inputs and compare them pair by pair; exit 1 if a bit-exact pair differs."""
     import json
@@ -521,7 +580,9 @@ def verify(
 
     from .artifact import load_artifact
     from .atomic import atomic_write
-    from .verify import check_runnable, default_targets, parse_targets, verify as run_verify
+    from .jobs import Verify
+    from .sources import open_inputs
+    from .verify import TargetRun, check_runnable, compare_runs, default_targets, parse_targets
 
     graphs, _ = load_artifact(artifact)
     names = parse_targets(targets) if targets is not None else default_targets(graphs)
@@ -530,10 +591,21 @@ def verify(
         raise LmhtcError(f"{artifact}: only the {names[0]} target runs this artifact; nothing to compare")
     for name in names:
         check_runnable(name, graphs)        # a target that cannot run this artifact is refused before any work
-    x, _ = _artifact_inputs(inputs, next(iter(graphs.values())), limit)
-    runs, pairs = run_verify(graphs, x, names, progress=progress)
+    dask = _on_dask(workers, scheduler, resume)
+    if targets is None and "lava" in names and dask:
+        names.remove("lava")
+        typer.echo("note: lava is left out on Dask workers (it needs the 'fork' start method); verify it in-process")
+    if "lava" in names and dask:
+        raise LmhtcError("--targets lava cannot run on Dask workers (Lava's runtime needs the 'fork' start method, "
+                         "Dask workers use 'spawn'); verify lava in-process, or leave it out of --targets")
+    if not dask:
+        _artifact_inputs(inputs, next(iter(graphs.values())), limit)      # the input gate, before any work
+    source = open_inputs(inputs, limit)
+    record = sharded(Verify(tuple(names)), artifact, source, batch_size, workers, scheduler, resume, progress, graphs)
+    runs = [TargetRun(**record[name]) for name in names]
+    pairs = compare_runs(runs)
     console = Console(width=120)
-    console.print(f"{len(x)} inputs; " + ", ".join(f"{r.name} {r.seconds:.2f} s" for r in runs))
+    console.print(f"{len(source)} inputs; " + ", ".join(f"{r.name} {r.seconds:.2f} s" for r in runs))
     table = Table(title="pairs")
     for col in ("a", "b", "argmax agreement", "max |Δlogits|", "spikes equal", "bit-exact", "required"):
         table.add_column(col)
@@ -553,7 +625,7 @@ def verify(
                                      else str(p.layer_mismatches.get(layer))) for p in spike_pairs])
         console.print(layers)
     if json_out is not None:
-        doc = {"artifact": str(artifact), "inputs": len(x), "targets": names,
+        doc = {"artifact": str(artifact), "inputs": len(source), "targets": names,
                "seconds": {r.name: r.seconds for r in runs}, "pairs": [p.to_json() for p in pairs]}
         atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2)))
     failed = [f"{p.a} vs {p.b}" for p in pairs if p.failed]
@@ -616,6 +688,7 @@ def report(
     plots: Optional[Path] = typer.Option(None, help="directory for the PNG plots"),
     batch_size: int = typer.Option(16),
     progress: ProgressOpt = True,
+    workers: WorkersOpt = None, scheduler: SchedulerOpt = None, resume: ResumeOpt = None,
 ):
     """SOPs, energy and hardware resources of an artifact's network, per layer and in total, measured on inputs."""
     import json
@@ -624,7 +697,10 @@ def report(
     from .atomic import atomic_write
     from .cost.energy import load_energy_model
     from .cost.hardware import load_hardware
-    from .report import build_report, print_report
+    from .cost.dynamic import Activity
+    from .jobs import Report
+    from .report import print_report, report_from_activity
+    from .sources import open_inputs
 
     energy = load_energy_model(energy_model)      # bad options fail before any work
     core = load_hardware(hardware)
@@ -646,10 +722,14 @@ def report(
         from .pipeline import float_graph_name
 
         graph = float_graph_name(graphs, graph or "compiled", artifact)
-    x, y = _artifact_inputs(inputs, graphs[graph], limit)
+    if not _on_dask(workers, scheduler, resume):
+        _artifact_inputs(inputs, graphs[graph], limit)                     # the input gate, before any work
+    source = open_inputs(inputs, limit)
     spec = meta.get("model_spec", {})
-    result = build_report(graphs[graph], x, mode, energy, core, y=y, graph_name=graph, batch_size=batch_size,
-                          progress=progress, meta={"artifact": artifact.name, "arch": spec.get("arch")})
+    activity = Activity(**sharded(Report(mode, graph), artifact, source, batch_size, workers, scheduler, resume,
+                                  progress, graphs))
+    result = report_from_activity(graphs[graph], activity, energy, core, y=source.labels(), graph_name=graph,
+                                  meta={"artifact": artifact.name, "arch": spec.get("arch")})
     print_report(result)
     if plots is not None:
         from .report_plots import write_report_plots

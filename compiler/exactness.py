@@ -73,36 +73,48 @@ def _mix(omega: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.einsum("tj,j...->t...", omega, x)
 
 
-def exactness_report(source: Graph, compiled: Graph, x: np.ndarray, batch_size: int = 32,
-                     progress: bool = False) -> ExactnessReport:
-    """Compare ``compiled`` (reparameterized) with ``source`` (M-HT) per layer and end to end on ``x``."""
+def exactness_batch(source: Graph, compiled: Graph, x: np.ndarray, batch_size: int = 32) -> dict:
+    """One batch's per-image figures: per layer (neuron, window) pairs, matches and max |c − k|; both logits."""
     levels = int(compiled.meta["reparam_levels"])
     neurons = source.neuron_layers()
     mix_inputs = {n.name: source.node(n.inputs[0]).inputs[0] for n in neurons}
-    stats = {n.name: [0, 0, 0] for n in neurons}   # pairs, matching, max |c − k|
-    src_logits = []
-    for i in tqdm(range(0, len(x), batch_size), desc="exactness: per layer", disable=not progress, unit="batch"):
-        src_run = run_float(source, x[i:i + batch_size], batch_size, torch.float64, capture=set(mix_inputs.values()))
-        src_logits.append(src_run.logits)
-        for n in neurons:
-            X = src_run.captured[mix_inputs[n.name]].astype(np.float64)            # [T, B, ...]
-            k = _run_neuron(n, _mix(source.node(n.inputs[0]).omega, X))             # levels [T, B, ...]
-            new = compiled.node(n.name)
-            new_mix = compiled.node(new.inputs[0])
-            spiking = receives_spikes(compiled, new_mix.name)
-            Xp = np.repeat(X, levels, axis=0) / (levels if spiking else 1)          # window sums equal X
-            spikes = _run_neuron(new, _mix(new_mix.omega, Xp))                      # [L·T, B, ...]
-            counts = spikes.reshape(X.shape[0], levels, *spikes.shape[1:]).sum(axis=1)
-            diff = np.abs(counts - k)
-            st = stats[n.name]
-            st[0] += int(diff.size)
-            st[1] += int((diff == 0).sum())
-            st[2] = max(st[2], int(diff.max(initial=0)))
-    layers = [LayerExactness(name, *st) for name, st in stats.items()]
-    comp_run = run_float(compiled, x, batch_size, torch.float64, progress=progress, desc="exactness: LIF")
-    ref, out = np.concatenate(src_logits), comp_run.logits * levels
+    src_run = run_float(source, x, batch_size, torch.float64, capture=set(mix_inputs.values()))
+    layers = {}
+    for n in neurons:
+        X = src_run.captured[mix_inputs[n.name]].astype(np.float64)            # [T, B, ...]
+        k = _run_neuron(n, _mix(source.node(n.inputs[0]).omega, X))             # levels [T, B, ...]
+        new = compiled.node(n.name)
+        new_mix = compiled.node(new.inputs[0])
+        spiking = receives_spikes(compiled, new_mix.name)
+        Xp = np.repeat(X, levels, axis=0) / (levels if spiking else 1)          # window sums equal X
+        spikes = _run_neuron(new, _mix(new_mix.omega, Xp))                      # [L·T, B, ...]
+        counts = spikes.reshape(X.shape[0], levels, *spikes.shape[1:]).sum(axis=1)
+        diff = np.moveaxis(np.abs(counts - k), 1, 0).reshape(len(x), -1)       # [B, pairs per image]
+        layers[n.name] = {"pairs": np.full(len(x), diff.shape[1], dtype=np.int64),
+                          "matching": (diff == 0).sum(1).astype(np.int64),
+                          "max_abs_diff": diff.max(1, initial=0).astype(np.int64)}
+    comp_run = run_float(compiled, x, batch_size, torch.float64)
+    return {"schedule": str(compiled.meta.get("schedule")), "levels": levels, "layers": layers,
+            "source_logits": src_run.logits, "compiled_logits": comp_run.logits}
+
+
+def finish_exactness(rec: dict) -> ExactnessReport:
+    """The report from the combined per-image record of all batches."""
+    layers = [LayerExactness(name, int(st["pairs"].sum()), int(st["matching"].sum()),
+                             int(st["max_abs_diff"].max(initial=0))) for name, st in rec["layers"].items()]
+    ref, out = rec["source_logits"], rec["compiled_logits"] * rec["levels"]
     d = np.abs(out - ref)
-    return ExactnessReport(schedule=str(compiled.meta.get("schedule")), levels=levels, images=len(x), layers=layers,
+    return ExactnessReport(schedule=rec["schedule"], levels=rec["levels"], images=len(ref), layers=layers,
                            argmax_agreement=float((out.argmax(1) == ref.argmax(1)).mean()),
                            mean_abs_dlogits=float(d.mean()),
                            within_tol=float((d <= 1e-3 * (1 + np.abs(ref))).mean()))
+
+
+def exactness_report(source: Graph, compiled: Graph, x: np.ndarray, batch_size: int = 32,
+                     progress: bool = False) -> ExactnessReport:
+    """Compare ``compiled`` (reparameterized) with ``source`` (M-HT) per layer and end to end on ``x``."""
+    from .records import combine
+
+    records = [exactness_batch(source, compiled, x[i:i + batch_size], batch_size)
+               for i in tqdm(range(0, len(x), batch_size), desc="exactness", disable=not progress, unit="batch")]
+    return finish_exactness(combine(records))

@@ -78,20 +78,20 @@ def register_target(target: Target) -> Target:
 
 
 register_target(Target("float", "float", "lmhtc.compiler.executor:LOWERING",
-                       run="lmhtc.compiler.verify:run_float_target",
+                       run="lmhtc.compiler.verify:float_runner",
                        description="the float reference executor (torch)"))
 register_target(Target("int", "integer", "lmhtc.runtime.simulator:LOWERING",
-                       run="lmhtc.compiler.verify:run_int_target",
+                       run="lmhtc.compiler.verify:int_runner",
                        description="the bit-accurate integer runtime"))
 register_target(Target("onnx", "float", "lmhtc.targets.onnx_float:LOWERING",
-                       run="lmhtc.compiler.verify:run_onnx_target", export="lmhtc.targets.onnx_float:export_float_onnx",
+                       run="lmhtc.compiler.verify:onnx_runner", export="lmhtc.targets.onnx_float:export_float_onnx",
                        description="float ONNX (onnxruntime)"))
 register_target(Target("onnx-int", "integer", "lmhtc.targets.onnx_int:LOWERING",
-                       run="lmhtc.compiler.verify:run_onnx_int_target", export="lmhtc.targets.onnx_int:export_int_onnx",
+                       run="lmhtc.compiler.verify:onnx_int_runner", export="lmhtc.targets.onnx_int:export_int_onnx",
                        export_options=("spikes",),
                        description="integer ONNX, bit-exact with the runtime (onnxruntime)"))
 register_target(Target("lava", "integer", "lmhtc.targets.lava.lowering:LOWERING",
-                       run="lmhtc.compiler.verify:run_lava_target", export="lmhtc.targets.lava:export_lava",
+                       run="lmhtc.compiler.verify:lava_runner", export="lmhtc.targets.lava:export_lava",
                        output="directory", requires="lmhtc.targets.lava",
                        description="Lava processes (lava-nc, Loihi2SimCfg fixed point)"))
 

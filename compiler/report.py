@@ -46,8 +46,15 @@ def build_report(graph: Graph, x: np.ndarray, mode: str, energy: EnergyModel, ha
                  progress: bool = False, meta: dict | None = None) -> dict:
     """Run the cost passes on ``graph`` with inputs ``x``; the whole report as a JSON-ready dict."""
     cg = cost_graph(graph)
-    static = static_costs(graph, cg)
     activity = measure_activity(graph, x, mode, batch_size=batch_size, progress=progress, cg=cg)
+    return report_from_activity(graph, activity, energy, hardware, y=y, graph_name=graph_name, meta=meta, cg=cg)
+
+
+def report_from_activity(graph: Graph, activity: Activity, energy: EnergyModel, hardware: CoreSpec,
+                         y: np.ndarray | None = None, graph_name: str = "", meta: dict | None = None,
+                         cg=None) -> dict:
+    """The report of ``graph`` from activity measured elsewhere (in shards, on Dask workers)."""
+    static = static_costs(graph, cg or cost_graph(graph))
     resources = estimate_resources(static, hardware)
     return assemble(graph, static, activity, resources, energy, y=y, graph_name=graph_name, meta=meta)
 

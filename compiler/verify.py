@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from itertools import combinations
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 from . import lowering
 from .errors import LmhtcError
 from .ir import Graph
+from .records import combine
 
 
 class VerifyError(LmhtcError):
@@ -76,51 +77,88 @@ def _neuron_names(graph: Graph) -> list[str]:
     return [n.name for n in graph.topo() if n.kind == "qneuron"]
 
 
-def run_float_target(graphs: dict[str, Graph], x: np.ndarray, progress: bool = False) -> TargetRun:
+# Each target's runner factory (the registry's ``run`` entry): (graphs, progress) → (x → TargetRun), with the
+# target's one-time set-up (ONNX export, inference session) done once.
+
+def float_runner(graphs: dict[str, Graph], progress: bool = False):
     from .executor import run_float
 
-    return TargetRun("float", run_float(graphs["compiled"], x, progress=progress).logits.astype(np.float64))
+    def run(x):
+        return TargetRun("float", run_float(graphs["compiled"], x, progress=progress).logits.astype(np.float64))
+    return run
 
 
-def run_onnx_target(graphs: dict[str, Graph], x: np.ndarray, progress: bool = False) -> TargetRun:
+def onnx_runner(graphs: dict[str, Graph], progress: bool = False):
     from lmhtc.targets.onnx_float import export_float_onnx
 
-    logits, = _ort_session(export_float_onnx(graphs["compiled"])).run(["logits"], {"x": x})
-    return TargetRun("onnx", logits.astype(np.float64))
+    sess = _ort_session(export_float_onnx(graphs["compiled"]))
+
+    def run(x):
+        logits, = sess.run(["logits"], {"x": x})
+        return TargetRun("onnx", logits.astype(np.float64))
+    return run
 
 
-def run_int_target(graphs: dict[str, Graph], x: np.ndarray, progress: bool = False) -> TargetRun:
+def int_runner(graphs: dict[str, Graph], progress: bool = False):
     from lmhtc.runtime.simulator import run_int
 
-    neurons = _neuron_names(graphs["integer"])
-    r = run_int(graphs["integer"], x, capture=set(neurons), windows=False, progress=progress)
-    return TargetRun("int", r.logits, r.logits_int, {n: r.captured[n] for n in neurons})
+    integer = graphs["integer"]
+    neurons = _neuron_names(integer)
+
+    def run(x):
+        r = run_int(integer, x, capture=set(neurons), windows=False, progress=progress)
+        return TargetRun("int", r.logits, r.logits_int, {n: r.captured[n] for n in neurons})
+    return run
 
 
-def run_onnx_int_target(graphs: dict[str, Graph], x: np.ndarray, progress: bool = False) -> TargetRun:
+def onnx_int_runner(graphs: dict[str, Graph], progress: bool = False):
     from lmhtc.targets.onnx_int import export_int_onnx
 
-    neurons = _neuron_names(graphs["integer"])
-    sess = _ort_session(export_int_onnx(graphs["integer"], spikes=True))
-    outs = sess.run(["logits", "logits_int", *[f"spikes/{n}" for n in neurons]], {"x": x})
-    return TargetRun("onnx-int", outs[0], outs[1], {n: s.astype(np.int64) for n, s in zip(neurons, outs[2:])})
+    integer = graphs["integer"]
+    sess = _ort_session(export_int_onnx(integer, spikes=True))
+    neurons = _neuron_names(integer)
+
+    def run(x):
+        outs = sess.run(["logits", "logits_int", *[f"spikes/{n}" for n in neurons]], {"x": x})
+        return TargetRun("onnx-int", outs[0], outs[1], {n: s.astype(np.int64) for n, s in zip(neurons, outs[2:])})
+    return run
 
 
-def run_lava_target(graphs: dict[str, Graph], x: np.ndarray, progress: bool = False) -> TargetRun:
+def lava_runner(graphs: dict[str, Graph], progress: bool = False):
     from lmhtc.targets.lava import run_lava
 
-    r = run_lava(graphs["integer"], x, progress=progress)
-    return TargetRun("lava", r.logits, r.logits_int, dict(r.spikes))
+    def run(x):
+        r = run_lava(graphs["integer"], x, progress=progress)
+        return TargetRun("lava", r.logits, r.logits_int, dict(r.spikes))
+    return run
 
 
 def run_target(name: str, graphs: dict[str, Graph], x: np.ndarray, meta: dict | None = None,
-               progress: bool = False) -> TargetRun:
-    """Run one registered target on ``x``; raises VerifyError naming the target when it cannot run here."""
+               progress: bool = False, memo: dict | None = None) -> TargetRun:
+    """Run one registered target on ``x``; raises VerifyError naming the target when it cannot run here.
+
+    ``memo`` (a dict) keeps each target's set-up between calls on batches of the same graphs.
+    """
     check_runnable(name, graphs)
+    memo = {} if memo is None else memo
+    if name not in memo:
+        memo[name] = lowering.target_function(name, "run")(graphs, progress)
     t0 = time.perf_counter()
-    run = lowering.target_function(name, "run")(graphs, x, progress)
+    run = memo[name](x)
     run.seconds = time.perf_counter() - t0
     return run
+
+
+def run_batch(graphs: dict[str, Graph], x: np.ndarray, targets: list[str], memo: dict,
+              progress: bool = False) -> dict:
+    """One batch through every target: the per-batch record {target: TargetRun fields}."""
+    return {t: asdict(run_target(t, graphs, x, progress=progress, memo=memo)) for t in targets}
+
+
+def join_runs(records: list[dict], targets: list[str]) -> list[TargetRun]:
+    """The whole run of every target from its per-batch records, in input order (seconds add up)."""
+    whole = combine(records, axes={"spikes": 1}, sums={"seconds"})
+    return [TargetRun(**whole[t]) for t in targets]
 
 
 def check_runnable(name: str, graphs: dict[str, Graph]) -> None:
@@ -163,13 +201,22 @@ def compare(a: TargetRun, b: TargetRun) -> PairResult:
     return PairResult(a.name, b.name, required, bit_exact, spikes_equal, agree, float(d.max(initial=0.0)), mism)
 
 
-def verify(graphs: dict[str, Graph], x: np.ndarray, targets: list[str], progress: bool = False):
-    """Run ``targets`` on ``x`` and compare every pair; returns (runs, pairs). Checks every target first."""
+def verify(graphs: dict[str, Graph], x: np.ndarray, targets: list[str], progress: bool = False,
+           batch_size: int | None = None):
+    """Run ``targets`` on ``x`` (in batches of ``batch_size``; default one batch) and compare every pair;
+    returns (runs, pairs). Checks every target first."""
     for t in targets:
         check_runnable(t, graphs)
-    runs = [run_target(t, graphs, x, progress=progress) for t in targets]
-    pairs = [compare(a, b) for a, b in combinations(runs, 2)]
-    return runs, pairs
+    step = len(x) if batch_size is None else batch_size
+    memo: dict = {}
+    records = [run_batch(graphs, x[i:i + step], targets, memo, progress) for i in range(0, len(x), max(step, 1))]
+    runs = join_runs(records, targets)
+    return runs, compare_runs(runs)
+
+
+def compare_runs(runs: list[TargetRun]) -> list[PairResult]:
+    """Every pair of runs compared, in target order."""
+    return [compare(a, b) for a, b in combinations(runs, 2)]
 
 
 def default_targets(graphs: dict[str, Graph]) -> list[str]:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..errors import LmhtcError
 from ..ir import Graph
+from ..records import combine
 from .fanout import CostGraph, cost_graph
 
 
@@ -108,34 +109,40 @@ def measure_activity(graph: Graph, x: np.ndarray, mode: str, batch_size: int = 1
     names = [layer.name for layer in layers]
     capture = set(cg.sources)
     macs_per_image = sum(u.ann_macs for u in cg.units if u.analog) * cg.input_frames
-    spikes, sops, logits = [], [], []
-    for i in tqdm(range(0, len(x), batch_size), desc=f"report ({mode})", disable=not progress, unit="batch"):
-        xb = x[i:i + batch_size]
-        if mode == "int":
-            from lmhtc.runtime.simulator import run_int
+    records = [_batch_record(graph, x[i:i + batch_size], mode, cg, counter, names, layers, capture, macs_per_image)
+               for i in tqdm(range(0, len(x), batch_size), desc=f"report ({mode})", disable=not progress,
+                             unit="batch")]
+    if not records:
+        return Activity(mode=mode, steps=cg.steps, layer_names=names, neurons=[layer.neurons for layer in layers],
+                        spikes=np.zeros((0, len(names), cg.steps), np.int64), unit_names=counter.units,
+                        sops=np.zeros((0, len(counter.units), cg.steps), np.int64),
+                        macs=np.zeros(0, dtype=np.int64), logits=np.zeros((0, 0)))
+    return Activity(**combine(records))
 
-            r = run_int(graph, xb, batch_size=len(xb), capture=capture, windows=False)
-            events = r.captured
-            counted = counter.count(events)
-            _check_against_runtime(r, counter.units, counted, names, _layer_events(events, names))
-            if not np.array_equal(r.macs, np.full(len(xb), macs_per_image)):
-                raise RuntimeError(f"internal: analog MACs {r.macs[:1]} differ from the cost graph's {macs_per_image}")
-        else:
-            from ..executor import run_float
 
-            r = run_float(graph, xb, batch_size=len(xb), capture=capture)
-            events = {name: _float_events(r.captured[name], cg.sources[name].threshold) for name in capture}
-            counted = counter.count(events)
-        spikes.append(_layer_events(events, names))
-        sops.append(counted)
-        logits.append(np.asarray(r.logits, dtype=np.float64))
-    n_layers, n_units = len(names), len(counter.units)
-    return Activity(mode=mode, steps=cg.steps, layer_names=names, neurons=[layer.neurons for layer in layers],
-                    spikes=np.concatenate(spikes) if spikes else np.zeros((0, n_layers, cg.steps), np.int64),
-                    unit_names=counter.units,
-                    sops=np.concatenate(sops) if sops else np.zeros((0, n_units, cg.steps), np.int64),
-                    macs=np.full(len(x), macs_per_image, dtype=np.int64),
-                    logits=np.concatenate(logits) if logits else np.zeros((0, 0)))
+def _batch_record(graph: Graph, xb: np.ndarray, mode: str, cg: CostGraph, counter: SopCounter, names: list[str],
+                  layers: list, capture: set[str], macs_per_image: int) -> dict:
+    """The Activity fields of one batch (joined over batches by ``records.combine``)."""
+    if mode == "int":
+        from lmhtc.runtime.simulator import run_int
+
+        r = run_int(graph, xb, batch_size=len(xb), capture=capture, windows=False)
+        events = r.captured
+        counted = counter.count(events)
+        _check_against_runtime(r, counter.units, counted, names, _layer_events(events, names))
+        if not np.array_equal(r.macs, np.full(len(xb), macs_per_image)):
+            raise RuntimeError(f"internal: analog MACs {r.macs[:1]} differ from the cost graph's {macs_per_image}")
+    else:
+        from ..executor import run_float
+
+        r = run_float(graph, xb, batch_size=len(xb), capture=capture)
+        events = {name: _float_events(r.captured[name], cg.sources[name].threshold) for name in capture}
+        counted = counter.count(events)
+    return {"mode": mode, "steps": int(cg.steps), "layer_names": list(names),
+            "neurons": [int(layer.neurons) for layer in layers], "spikes": _layer_events(events, names),
+            "unit_names": list(counter.units), "sops": counted,
+            "macs": np.full(len(xb), macs_per_image, dtype=np.int64),
+            "logits": np.asarray(r.logits, dtype=np.float64)}
 
 
 def _check_against_runtime(r, units: list[str], counted: np.ndarray, layer_names: list[str],
