@@ -190,7 +190,7 @@ def require_graph(graphs: dict[str, Graph], target: str, artifact, float_graph: 
             if gap is not None:
                 raise LoweringError(f"target {target!r} cannot run node {gap.name!r}: the {gap.kind} kind has no "
                                     f"integer lowering yet (the float executor runs it)")
-            raise LoweringError(f"{artifact}: target {target!r} needs the integer graph, and this artifact has none "
+            raise LoweringError(f"{artifact}: target {target!r} cannot run: the artifact has no integer graph "
                                 f"(compiled with --no-int, or a network the integer lowering does not cover)")
     check_lowerable(graph, target)
     return graph
