@@ -189,6 +189,15 @@ def _limited(x, y, limit):
     return x, y
 
 
+def _limited_samples(graph, x, y, limit):
+    """``--limit`` on samples: axis 0 of [N, ...], axis 1 of a per-step sequence [steps, N, ...]."""
+    from .executor import is_sequence
+
+    seq = is_sequence(graph, x)
+    x, y = _limited(x.swapaxes(0, 1) if seq else x, y, limit)
+    return (x.swapaxes(0, 1) if seq else x), y
+
+
 @app.command("compile")
 @user_errors
 def compile_cmd(
@@ -399,12 +408,7 @@ def simulate(
         graph = "integer"
     else:
         _float_graph(graphs, graph, artifact)
-    x, y = load_inputs(inputs, any_rank=mode == "float")
-    from .executor import is_sequence
-
-    seq = is_sequence(graphs[graph], x)   # a per-step sequence [steps, N, ...]: --limit counts samples (axis 1)
-    x, y = _limited(x.swapaxes(0, 1) if seq else x, y, limit)
-    x = x.swapaxes(0, 1) if seq else x
+    x, y = _limited_samples(graphs[graph], *load_inputs(inputs, any_rank=mode == "float"), limit)
     if mode == "int":
         from lmhtc.runtime.simulator import run_int
 
@@ -719,7 +723,7 @@ def report(
     else:
         graph = graph or "compiled"
         _float_graph(graphs, graph, artifact)
-    x, y = _limited(*load_inputs(inputs), limit)
+    x, y = _limited_samples(graphs[graph], *load_inputs(inputs, any_rank=mode == "float"), limit)
     spec = meta.get("model_spec", {})
     result = build_report(graphs[graph], x, mode, energy, core, y=y, graph_name=graph, batch_size=batch_size,
                           progress=progress, meta={"artifact": artifact.name, "arch": spec.get("arch")})

@@ -492,7 +492,7 @@ def test_report_counts_sops_of_an_imported_network(tmp_path):
     assert code == 0, out
     doc = json.loads((tmp_path / "r.json").read_text())
     graph = load_artifact(art)[0]["compiled"]
-    counts = run_float(graph, x).spike_counts           # [N, 2 layers]
+    counts = run_float(graph, x).spike_counts.astype(np.int64)      # [N, 2 layers]
     assert counts[:, 0].sum() > 0
     assert doc["totals"]["sops_per_image"] == pytest.approx(3 * counts[:, 0].mean(), rel=1e-12)
     assert_one_line_error(*cli("report", art, "--inputs", tmp_path / "x.npz", "--mode", "int"), "target 'int'", "lif")
@@ -523,3 +523,29 @@ def test_malformed_nir_graphs_are_one_line_errors(tmp_path, mid, fragments):
     code, out = cli("import-nir", tmp_path / "bad.nir", "--dialect", "generic", "--dt", 1e-4, "-o", tmp_path / "b.lmhtc")
     assert_one_line_error(code, out, "bad.nir", *fragments)
     assert not (tmp_path / "b.lmhtc").exists()
+
+
+def test_report_on_a_sequence_counts_multispike_events(tmp_path):
+    """report --mode float on a per-step sequence: a sinabs LIF emits several spikes per step, each an event
+    that reaches the next Linear's 3 outputs."""
+    import json
+
+    n = 4
+    nodes = {"input": nir.Input({"input": np.array([n])}), "w": _affine(n),
+             "lif": nir.LIF(np.full(n, 4.0, np.float32), np.ones(n, np.float32), np.zeros(n, np.float32),
+                            np.full(n, 0.5, np.float32), np.zeros(n, np.float32)),
+             "w2": nir.Affine(np.ones((3, n), np.float32), np.zeros(3, np.float32)),
+             "output": nir.Output({"output": np.array([3])})}
+    nir.write(tmp_path / "s.nir", _graph(nodes, [("input", "w"), ("w", "lif"), ("lif", "w2"), ("w2", "output")]))
+    code, out = cli("import-nir", tmp_path / "s.nir", "--dialect", "sinabs", "-o", tmp_path / "s.lmhtc", "--no-progress")
+    assert code == 0, out
+    x = np.random.default_rng(2).uniform(0, 2, size=(STEPS, 10, n)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    code, out = cli("report", tmp_path / "s.lmhtc", "--inputs", tmp_path / "x.npz", "--mode", "float", "--limit", 6,
+                    "--json", tmp_path / "r.json", "--no-progress")
+    assert code == 0, out
+    doc = json.loads((tmp_path / "r.json").read_text())
+    run = run_float(load_artifact(tmp_path / "s.lmhtc")[0]["compiled"], x[:, :6], capture={"lif"})
+    counts = run.spike_counts[:, 0].astype(np.int64)
+    assert doc["images"] == 6 and run.captured["lif"].max() >= 2
+    assert doc["totals"]["sops_per_image"] == pytest.approx(3 * counts.mean(), rel=1e-12)

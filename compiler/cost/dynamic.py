@@ -94,7 +94,8 @@ def _layer_events(events: dict[str, np.ndarray], names: list[str]) -> np.ndarray
 
 def measure_activity(graph: Graph, x: np.ndarray, mode: str, batch_size: int = 16, progress: bool = False,
                      cg: CostGraph | None = None) -> Activity:
-    """Run ``graph`` on ``x`` [N, C, H, W] and count spike events, SOPs and analog MACs per image."""
+    """Run ``graph`` on ``x`` [N, C, H, W] (float mode: also a per-step sequence [steps, N, ...]) and count
+    spike events, SOPs and analog MACs per image."""
     if mode not in ("int", "float"):
         raise LmhtcError(f"mode must be int or float, got {mode!r}")
     integer = bool(graph.meta.get("integer"))
@@ -108,9 +109,13 @@ def measure_activity(graph: Graph, x: np.ndarray, mode: str, batch_size: int = 1
     names = [layer.name for layer in layers]
     capture = set(cg.sources)
     macs_per_image = sum(u.ann_macs for u in cg.units if u.analog) * cg.input_frames
+    from ..executor import is_sequence
+
+    seq = mode == "float" and is_sequence(graph, x)   # samples along axis 1
+    n = x.shape[1] if seq else len(x)
     spikes, sops, logits = [], [], []
-    for i in tqdm(range(0, len(x), batch_size), desc=f"report ({mode})", disable=not progress, unit="batch"):
-        xb = x[i:i + batch_size]
+    for i in tqdm(range(0, n, batch_size), desc=f"report ({mode})", disable=not progress, unit="batch"):
+        xb = x[:, i:i + batch_size] if seq else x[i:i + batch_size]
         if mode == "int":
             from lmhtc.runtime.simulator import run_int
 
@@ -123,7 +128,7 @@ def measure_activity(graph: Graph, x: np.ndarray, mode: str, batch_size: int = 1
         else:
             from ..executor import run_float
 
-            r = run_float(graph, xb, batch_size=len(xb), capture=capture)
+            r = run_float(graph, xb, batch_size=xb.shape[1] if seq else len(xb), capture=capture)
             events = {name: _float_events(r.captured[name], cg.sources[name].threshold) for name in capture}
             counted = counter.count(events)
         spikes.append(_layer_events(events, names))
@@ -134,7 +139,7 @@ def measure_activity(graph: Graph, x: np.ndarray, mode: str, batch_size: int = 1
                     spikes=np.concatenate(spikes) if spikes else np.zeros((0, n_layers, cg.steps), np.int64),
                     unit_names=counter.units,
                     sops=np.concatenate(sops) if sops else np.zeros((0, n_units, cg.steps), np.int64),
-                    macs=np.full(len(x), macs_per_image, dtype=np.int64),
+                    macs=np.full(n, macs_per_image, dtype=np.int64),
                     logits=np.concatenate(logits) if logits else np.zeros((0, 0)))
 
 
