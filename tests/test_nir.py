@@ -549,3 +549,20 @@ def test_report_on_a_sequence_counts_multispike_events(tmp_path):
     counts = run.spike_counts[:, 0].astype(np.int64)
     assert doc["images"] == 6 and run.captured["lif"].max() >= 2
     assert doc["totals"]["sops_per_image"] == pytest.approx(3 * counts.mean(), rel=1e-12)
+
+
+def test_input_shape_flag(tmp_path):
+    net, shape = mlp("zero")
+    model = tmp_path / "m.nir"
+    nir.write(model, export_to_nir(net, torch.zeros(shape)))
+    code, out = cli("import-nir", model, "--dialect", "snntorch", "--input-shape", "4", "-o", tmp_path / "a.lmhtc",
+                    "--no-progress")
+    assert code == 0, out
+    assert load_artifact(tmp_path / "a.lmhtc")[0]["compiled"].input.input_shape == (4,)
+    assert_one_line_error(*cli("import-nir", model, "--dialect", "snntorch", "--input-shape", "5",
+                               "-o", tmp_path / "b.lmhtc"), "'0'", "expects 4 input features")
+    assert_one_line_error(*cli("import-nir", model, "--dialect", "snntorch", "--input-shape", "4,x",
+                               "-o", tmp_path / "b.lmhtc"), "--input-shape")
+    assert_one_line_error(*cli("import-nir", model, "--dialect", "snntorch", "--steps", 0,
+                               "-o", tmp_path / "b.lmhtc"), "--steps")
+    assert not (tmp_path / "b.lmhtc").exists()
