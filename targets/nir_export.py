@@ -67,12 +67,19 @@ def to_nir(graph: Graph):
         raise NIRExportError("this is an integer network; the NIR target exports float graphs")
     d = _dialect(graph)
     nodes, edges = {}, []
+    sums: dict[str, list[str]] = {}   # an IR add → the NIR nodes it sums (NIR sums the edges into a node)
     resets, compares = set(), set()
     for node in graph.topo():
         where = f"node {node.name!r} ({node.kind})"
         name = node.name
         head = f"{name}_lif" if isinstance(node, Neuron) else name   # an IR neuron becomes LIF → Scale(θ)
-        edges += [(src, head) for src in node.inputs]
+        srcs = [t for src in node.inputs for t in sums.get(src, [src])]
+        if isinstance(node, Add):
+            if len(set(srcs)) != len(srcs):
+                raise NIRExportError(f"{where}: adds a value to itself; NIR's summed edges cannot express that")
+            sums[name] = srcs
+            continue
+        edges += [(src, head) for src in srcs]
         if isinstance(node, Input):
             nodes[name] = nir.Input(input_type={"input": np.array(node.input_shape)})
         elif isinstance(node, Readout):
@@ -101,8 +108,6 @@ def to_nir(graph: Graph):
                                       start_dim=0, end_dim=-1)
         elif isinstance(node, Scale):
             nodes[name] = nir.Scale(np.broadcast_to(node.scale, node.shape).astype(np.float32))
-        elif isinstance(node, Add):   # NIR sums the edges into a node; a Scale(1) is the sum point
-            nodes[name] = nir.Scale(np.ones(node.shape, np.float32))
         elif isinstance(node, TemporalMix):
             raise NIRExportError(f"{where}: T-GIM mixes time-steps (non-causal T×T mixing); NIR 1.0 cannot "
                                  f"express it")

@@ -166,7 +166,7 @@ def test_if_network_without_tgim_exports_and_runs_the_same(tmp_path):
     """A single-level IR network (IF neurons, θ-valued outputs) goes to NIR as LIF → Scale(θ) and back exactly."""
     from lmhtc.compiler.ir import Neuron, TemporalMix
 
-    model = randomize(TinyResNet(1, 3, residual=False, batchnorm=False), 5)
+    model = randomize(TinyResNet(1, 3, residual=True, batchnorm=False), 5)     # the residual add: two edges
     graph = compile_graphs(trace_to_ir(model, (2, 8, 8)), reparam=False)["compiled"]
     for mix in graph.nodes_of(TemporalMix):
         graph.remove_passthrough(mix.name)
@@ -303,6 +303,12 @@ def test_generic_dialect_follows_forward_euler(tmp_path):
     ref = np.stack(ref)
     assert 0 < ref.sum() < ref.size            # dt/τ = 1/4 and dt·R = 1/2: every value is exact, so any
     assert np.array_equal(got, ref)            # order of the float64 operations gives these spikes
+    # export: the same nodes and edges (the two edges into "if" stay two edges, no extra sum node)
+    code, out = cli("export", tmp_path / "g.lmhtc", "--target", "nir", "-o", tmp_path / "back.nir")
+    assert code == 0, out
+    back = nir.read(tmp_path / "back.nir")
+    assert set(back.nodes) == set(nodes) and set(back.edges) == set(edges)
+    assert all(type(back.nodes[k]) is type(nodes[k]) for k in nodes)
 
 
 def test_targets_without_the_lif_kind_refuse_it_before_running(tmp_path):
