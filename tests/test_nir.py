@@ -572,3 +572,28 @@ def test_input_shape_flag(tmp_path):
     assert_one_line_error(*cli("import-nir", model, "--dialect", "snntorch", "--steps", 0,
                                "-o", tmp_path / "b.lmhtc"), "--steps")
     assert not (tmp_path / "b.lmhtc").exists()
+
+
+def test_generic_cubalif_follows_forward_euler(tmp_path):
+    """CubaLIF, generic dialect: the synaptic current is stepped first, then the membrane integrates it."""
+    n, dt, tau_syn, tau_mem, w_in, r, th = 3, 0.125, 0.5, 0.25, 2.0, 1.0, 1.0   # dt/τ = 1/4, 1/2: exact values
+    full = lambda v: np.full(n, v, np.float32)   # noqa: E731
+    nodes = {"input": nir.Input({"input": np.array([n])}), "w": _affine(n),
+             "cuba": nir.CubaLIF(tau_syn=full(tau_syn), tau_mem=full(tau_mem), r=full(r), v_leak=full(0),
+                                 v_threshold=full(th), v_reset=full(-0.25), w_in=full(w_in)),
+             "output": nir.Output({"output": np.array([n])})}
+    nir.write(tmp_path / "c.nir", _graph(nodes, [("input", "w"), ("w", "cuba"), ("cuba", "output")]))
+    code, out = cli("import-nir", tmp_path / "c.nir", "--dialect", "generic", "--dt", dt, "-o", tmp_path / "c.lmhtc",
+                    "--no-progress")
+    assert code == 0, out
+    x = np.random.default_rng(9).integers(0, 9, size=(STEPS, 5, n)) / 8
+    got = run_float(load_artifact(tmp_path / "c.lmhtc")[0]["compiled"], x, dtype=torch.float64).outputs
+    i, v, ref = np.zeros((5, n)), np.zeros((5, n)), []
+    for t in range(STEPS):
+        i = i + dt / tau_syn * (-i + w_in * x[t])          # τ_syn dI/dt = −I + w_in·S
+        v = v + dt / tau_mem * (0 - v + r * i)             # τ_mem dv/dt = (v_leak − v) + R·I
+        s = (v > th).astype(np.float64)
+        v = np.where(s > 0, -0.25, v)
+        ref.append(s)
+    ref = np.stack(ref)
+    assert 0 < ref.sum() < ref.size and np.array_equal(got, ref)
