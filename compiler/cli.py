@@ -219,6 +219,15 @@ def _limited(x, y, limit):
     return x, y
 
 
+def _limited_samples(graph, x, y, limit):
+    """``--limit`` on samples: axis 0 of [N, ...], axis 1 of a per-step sequence [steps, N, ...]."""
+    from .executor import is_sequence
+
+    seq = is_sequence(graph, x)
+    x, y = _limited(x.swapaxes(0, 1) if seq else x, y, limit)
+    return (x.swapaxes(0, 1) if seq else x), y
+
+
 @app.command("compile")
 @user_errors
 def compile_cmd(
@@ -699,7 +708,7 @@ def report(
     from .cost.hardware import load_hardware
     from .cost.dynamic import Activity
     from .jobs import Report
-    from .report import print_report, report_from_activity
+    from .report import build_report, print_report, report_from_activity
     from .sources import open_inputs
 
     energy = load_energy_model(energy_model)      # bad options fail before any work
@@ -722,14 +731,18 @@ def report(
         from .pipeline import float_graph_name
 
         graph = float_graph_name(graphs, graph or "compiled", artifact)
-    if not _on_dask(workers, scheduler, resume):
-        _artifact_inputs(inputs, graphs[graph], limit)                     # the input gate, before any work
-    source = open_inputs(inputs, limit)
     spec = meta.get("model_spec", {})
-    activity = Activity(**sharded(Report(mode, graph), artifact, source, batch_size, workers, scheduler, resume,
-                                  progress, graphs))
-    result = report_from_activity(graphs[graph], activity, energy, core, y=source.labels(), graph_name=graph,
-                                  meta={"artifact": artifact.name, "arch": spec.get("arch")})
+    info = {"artifact": artifact.name, "arch": spec.get("arch")}
+    if _on_dask(workers, scheduler, resume):
+        source = open_inputs(inputs, limit)
+        activity = Activity(**sharded(Report(mode, graph), artifact, source, batch_size, workers, scheduler, resume,
+                                      progress, graphs))
+        result = report_from_activity(graphs[graph], activity, energy, core, y=source.labels(), graph_name=graph,
+                                      meta=info)
+    else:       # in-process: the gate (per-step sequences too, in float mode), then the same per-batch reduction
+        x, y = _artifact_inputs(inputs, graphs[graph], limit, sequences=mode == "float")
+        result = build_report(graphs[graph], x, mode, energy, core, y=y, graph_name=graph, batch_size=batch_size,
+                              progress=progress, meta=info)
     print_report(result)
     if plots is not None:
         from .report_plots import write_report_plots

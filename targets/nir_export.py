@@ -66,6 +66,8 @@ class _Ctx:
     def __init__(self, graph: Graph, d: Dialect):
         self.graph, self.d = graph, d
         self.nodes, self.edges = {}, []
+        self.sums: dict[str, list[str]] = {}   # an IR add → the NIR nodes it sums (NIR sums the edges into a node)
+        self.srcs: list[str] = []              # the NIR sources of the node being lowered
         self.resets, self.compares = set(), set()
 
 
@@ -113,8 +115,16 @@ def _scale(ctx, node, nir):
     ctx.nodes[node.name] = nir.Scale(np.broadcast_to(node.scale, node.shape).astype(np.float32))
 
 
-def _add(ctx, node, nir):      # NIR sums the edges into a node; a Scale(1) is the sum point
-    ctx.nodes[node.name] = nir.Scale(np.ones(node.shape, np.float32))
+_NO_NODE = object()
+
+
+def _add(ctx, node, nir):
+    """NIR sums the edges into a node: an IR add has no NIR node; its consumers get its sources' edges."""
+    if len(set(ctx.srcs)) != len(ctx.srcs):
+        raise NIRExportError(f"node {node.name!r} ({node.kind}): adds a value to itself; NIR's summed edges cannot "
+                             f"express that")
+    ctx.sums[node.name] = ctx.srcs
+    return _NO_NODE
 
 
 def _neuron(ctx, node, nir):   # an IR neuron becomes LIF → Scale(θ)
@@ -148,9 +158,10 @@ def to_nir(graph: Graph):
         raise NIRExportError(str(exc)) from None
     ctx = _Ctx(graph, _dialect(graph))
     for node in graph.topo():
+        ctx.srcs = [t for src in node.inputs for t in ctx.sums.get(src, [src])]
         head = f"{node.name}_lif" if node.kind == "neuron" else node.name
-        ctx.edges += [(src, head) for src in node.inputs]
-        table[node.kind](ctx, node, nir)
+        if table[node.kind](ctx, node, nir) is not _NO_NODE:
+            ctx.edges += [(src, head) for src in ctx.srcs]
     if len(ctx.resets) > 1 or len(ctx.compares) > 1:
         raise NIRExportError("neurons with different resets or comparisons; NIR metadata records one of each")
     d = ctx.d

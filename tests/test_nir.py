@@ -166,7 +166,7 @@ def test_if_network_without_tgim_exports_and_runs_the_same(tmp_path):
     """A single-level IR network (IF neurons, θ-valued outputs) goes to NIR as LIF → Scale(θ) and back exactly."""
     from lmhtc.compiler.ir import Neuron, TemporalMix
 
-    model = randomize(TinyResNet(1, 3, residual=False, batchnorm=False), 5)
+    model = randomize(TinyResNet(1, 3, residual=True, batchnorm=False), 5)     # the residual add: two edges
     graph = compile_graphs(trace_to_ir(model, (2, 8, 8)), reparam=False)["compiled"]
     for mix in graph.nodes_of(TemporalMix):
         graph.remove_passthrough(mix.name)
@@ -303,6 +303,12 @@ def test_generic_dialect_follows_forward_euler(tmp_path):
     ref = np.stack(ref)
     assert 0 < ref.sum() < ref.size            # dt/τ = 1/4 and dt·R = 1/2: every value is exact, so any
     assert np.array_equal(got, ref)            # order of the float64 operations gives these spikes
+    # export: the same nodes and edges (the two edges into "if" stay two edges, no extra sum node)
+    code, out = cli("export", tmp_path / "g.lmhtc", "--target", "nir", "-o", tmp_path / "back.nir")
+    assert code == 0, out
+    back = nir.read(tmp_path / "back.nir")
+    assert set(back.nodes) == set(nodes) and set(back.edges) == set(edges)
+    assert all(type(back.nodes[k]) is type(nodes[k]) for k in nodes)
 
 
 def test_targets_without_the_lif_kind_refuse_it_before_running(tmp_path):
@@ -492,7 +498,7 @@ def test_report_counts_sops_of_an_imported_network(tmp_path):
     assert code == 0, out
     doc = json.loads((tmp_path / "r.json").read_text())
     graph = load_artifact(art)[0]["compiled"]
-    counts = run_float(graph, x).spike_counts           # [N, 2 layers]
+    counts = run_float(graph, x).spike_counts.astype(np.int64)      # [N, 2 layers]
     assert counts[:, 0].sum() > 0
     assert doc["totals"]["sops_per_image"] == pytest.approx(3 * counts[:, 0].mean(), rel=1e-12)
     assert_one_line_error(*cli("report", art, "--inputs", tmp_path / "x.npz", "--mode", "int"), "target 'int'", "lif")
@@ -523,3 +529,71 @@ def test_malformed_nir_graphs_are_one_line_errors(tmp_path, mid, fragments):
     code, out = cli("import-nir", tmp_path / "bad.nir", "--dialect", "generic", "--dt", 1e-4, "-o", tmp_path / "b.lmhtc")
     assert_one_line_error(code, out, "bad.nir", *fragments)
     assert not (tmp_path / "b.lmhtc").exists()
+
+
+def test_report_on_a_sequence_counts_multispike_events(tmp_path):
+    """report --mode float on a per-step sequence: a sinabs LIF emits several spikes per step, each an event
+    that reaches the next Linear's 3 outputs."""
+    import json
+
+    n = 4
+    nodes = {"input": nir.Input({"input": np.array([n])}), "w": _affine(n),
+             "lif": nir.LIF(np.full(n, 4.0, np.float32), np.ones(n, np.float32), np.zeros(n, np.float32),
+                            np.full(n, 0.5, np.float32), np.zeros(n, np.float32)),
+             "w2": nir.Affine(np.ones((3, n), np.float32), np.zeros(3, np.float32)),
+             "output": nir.Output({"output": np.array([3])})}
+    nir.write(tmp_path / "s.nir", _graph(nodes, [("input", "w"), ("w", "lif"), ("lif", "w2"), ("w2", "output")]))
+    code, out = cli("import-nir", tmp_path / "s.nir", "--dialect", "sinabs", "-o", tmp_path / "s.lmhtc", "--no-progress")
+    assert code == 0, out
+    x = np.random.default_rng(2).uniform(0, 2, size=(STEPS, 10, n)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    code, out = cli("report", tmp_path / "s.lmhtc", "--inputs", tmp_path / "x.npz", "--mode", "float", "--limit", 6,
+                    "--json", tmp_path / "r.json", "--no-progress")
+    assert code == 0, out
+    doc = json.loads((tmp_path / "r.json").read_text())
+    run = run_float(load_artifact(tmp_path / "s.lmhtc")[0]["compiled"], x[:, :6], capture={"lif"})
+    counts = run.spike_counts[:, 0].astype(np.int64)
+    assert doc["images"] == 6 and run.captured["lif"].max() >= 2
+    assert doc["totals"]["sops_per_image"] == pytest.approx(3 * counts.mean(), rel=1e-12)
+
+
+def test_input_shape_flag(tmp_path):
+    net, shape = mlp("zero")
+    model = tmp_path / "m.nir"
+    nir.write(model, export_to_nir(net, torch.zeros(shape)))
+    code, out = cli("import-nir", model, "--dialect", "snntorch", "--input-shape", "4", "-o", tmp_path / "a.lmhtc",
+                    "--no-progress")
+    assert code == 0, out
+    assert load_artifact(tmp_path / "a.lmhtc")[0]["compiled"].input.input_shape == (4,)
+    assert_one_line_error(*cli("import-nir", model, "--dialect", "snntorch", "--input-shape", "5",
+                               "-o", tmp_path / "b.lmhtc"), "'0'", "expects 4 input features")
+    assert_one_line_error(*cli("import-nir", model, "--dialect", "snntorch", "--input-shape", "4,x",
+                               "-o", tmp_path / "b.lmhtc"), "--input-shape")
+    assert_one_line_error(*cli("import-nir", model, "--dialect", "snntorch", "--steps", 0,
+                               "-o", tmp_path / "b.lmhtc"), "--steps")
+    assert not (tmp_path / "b.lmhtc").exists()
+
+
+def test_generic_cubalif_follows_forward_euler(tmp_path):
+    """CubaLIF, generic dialect: the synaptic current is stepped first, then the membrane integrates it."""
+    n, dt, tau_syn, tau_mem, w_in, r, th = 3, 0.125, 0.5, 0.25, 2.0, 1.0, 1.0   # dt/τ = 1/4, 1/2: exact values
+    full = lambda v: np.full(n, v, np.float32)   # noqa: E731
+    nodes = {"input": nir.Input({"input": np.array([n])}), "w": _affine(n),
+             "cuba": nir.CubaLIF(tau_syn=full(tau_syn), tau_mem=full(tau_mem), r=full(r), v_leak=full(0),
+                                 v_threshold=full(th), v_reset=full(-0.25), w_in=full(w_in)),
+             "output": nir.Output({"output": np.array([n])})}
+    nir.write(tmp_path / "c.nir", _graph(nodes, [("input", "w"), ("w", "cuba"), ("cuba", "output")]))
+    code, out = cli("import-nir", tmp_path / "c.nir", "--dialect", "generic", "--dt", dt, "-o", tmp_path / "c.lmhtc",
+                    "--no-progress")
+    assert code == 0, out
+    x = np.random.default_rng(9).integers(0, 9, size=(STEPS, 5, n)) / 8
+    got = run_float(load_artifact(tmp_path / "c.lmhtc")[0]["compiled"], x, dtype=torch.float64).outputs
+    i, v, ref = np.zeros((5, n)), np.zeros((5, n)), []
+    for t in range(STEPS):
+        i = i + dt / tau_syn * (-i + w_in * x[t])          # τ_syn dI/dt = −I + w_in·S
+        v = v + dt / tau_mem * (0 - v + r * i)             # τ_mem dv/dt = (v_leak − v) + R·I
+        s = (v > th).astype(np.float64)
+        v = np.where(s > 0, -0.25, v)
+        ref.append(s)
+    ref = np.stack(ref)
+    assert 0 < ref.sum() < ref.size and np.array_equal(got, ref)

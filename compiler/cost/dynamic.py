@@ -95,7 +95,8 @@ def _layer_events(events: dict[str, np.ndarray], names: list[str]) -> np.ndarray
 
 def measure_activity(graph: Graph, x: np.ndarray, mode: str, batch_size: int = 16, progress: bool = False,
                      cg: CostGraph | None = None) -> Activity:
-    """Run ``graph`` on ``x`` [N, C, H, W] and count spike events, SOPs and analog MACs per image."""
+    """Run ``graph`` on ``x`` [N, C, H, W] (float mode: also a per-step sequence [steps, N, ...]) and count
+    spike events, SOPs and analog MACs per image."""
     if mode not in ("int", "float"):
         raise LmhtcError(f"mode must be int or float, got {mode!r}")
     integer = bool(graph.meta.get("integer"))
@@ -109,9 +110,13 @@ def measure_activity(graph: Graph, x: np.ndarray, mode: str, batch_size: int = 1
     names = [layer.name for layer in layers]
     capture = set(cg.sources)
     macs_per_image = sum(u.ann_macs for u in cg.units if u.analog) * cg.input_frames
-    records = [_batch_record(graph, x[i:i + batch_size], mode, cg, counter, names, layers, capture, macs_per_image)
-               for i in tqdm(range(0, len(x), batch_size), desc=f"report ({mode})", disable=not progress,
-                             unit="batch")]
+    from ..executor import is_sequence
+
+    seq = mode == "float" and is_sequence(graph, x)   # a per-step sequence: samples along axis 1
+    n = x.shape[1] if seq else len(x)
+    records = [_batch_record(graph, x[:, i:i + batch_size] if seq else x[i:i + batch_size], mode, cg, counter,
+                             names, layers, capture, macs_per_image, seq)
+               for i in tqdm(range(0, n, batch_size), desc=f"report ({mode})", disable=not progress, unit="batch")]
     if not records:
         return Activity(mode=mode, steps=cg.steps, layer_names=names, neurons=[layer.neurons for layer in layers],
                         spikes=np.zeros((0, len(names), cg.steps), np.int64), unit_names=counter.units,
@@ -121,7 +126,7 @@ def measure_activity(graph: Graph, x: np.ndarray, mode: str, batch_size: int = 1
 
 
 def _batch_record(graph: Graph, xb: np.ndarray, mode: str, cg: CostGraph, counter: SopCounter, names: list[str],
-                  layers: list, capture: set[str], macs_per_image: int) -> dict:
+                  layers: list, capture: set[str], macs_per_image: int, seq: bool = False) -> dict:
     """The Activity fields of one batch (joined over batches by ``records.combine``)."""
     if mode == "int":
         from lmhtc.runtime.simulator import run_int
@@ -135,13 +140,13 @@ def _batch_record(graph: Graph, xb: np.ndarray, mode: str, cg: CostGraph, counte
     else:
         from ..executor import run_float
 
-        r = run_float(graph, xb, batch_size=len(xb), capture=capture)
+        r = run_float(graph, xb, batch_size=xb.shape[1] if seq else len(xb), capture=capture)
         events = {name: _float_events(r.captured[name], cg.sources[name].threshold) for name in capture}
         counted = counter.count(events)
     return {"mode": mode, "steps": int(cg.steps), "layer_names": list(names),
             "neurons": [int(layer.neurons) for layer in layers], "spikes": _layer_events(events, names),
             "unit_names": list(counter.units), "sops": counted,
-            "macs": np.full(len(xb), macs_per_image, dtype=np.int64),
+            "macs": np.full(xb.shape[1] if seq else len(xb), macs_per_image, dtype=np.int64),
             "logits": np.asarray(r.logits, dtype=np.float64)}
 
 
