@@ -4,7 +4,9 @@
   (target: >= 95 % test accuracy in under 2 minutes on this 2-core machine);
 * ``runtime`` — the bit-accurate integer runtime and the float/integer ONNX models in onnxruntime vs
   the PyTorch float LM-HT model on ResNet-18 digits (batch 1 and 64), and compile time/peak memory;
-* ``lava`` — the Lava processes vs the integer runtime on the hybrid ResNet-20 (per image, bit-exact check).
+* ``lava`` — the Lava processes vs the integer runtime on the hybrid ResNet-20 (per image, bit-exact check);
+* ``fuzz [N]`` — N hypothesis examples (default 200) per hostile-file mutator of ``benchmarks/fuzz.py``:
+  cases tried, share handled, failures by class (not part of the default run).
 """
 from __future__ import annotations
 
@@ -41,7 +43,13 @@ def main() -> None:
     from benchmarks.runtime import bench_runtime
 
     benches = {"training": bench_training, "runtime": bench_runtime, "lava": bench_lava}
-    names = sys.argv[1:] or list(benches)
+    args = sys.argv[1:]
+    if args[:1] == ["fuzz"]:
+        from benchmarks.fuzz import bench_fuzz
+
+        bench_fuzz(Console(width=160), int(args[1]) if len(args) > 1 else 200)
+        return
+    names = args or list(benches)
     unknown = [n for n in names if n not in benches]
     if unknown:
         raise SystemExit(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(benches)}")

@@ -75,6 +75,14 @@ class ModelSpec:
         for key in ("v_init", "input_scale"):
             if not math.isfinite(getattr(self, key)):
                 raise CheckpointError(f"{source}: model_spec.{key} must be finite, got {getattr(self, key)}")
+        from .recipes import get_recipe
+        from .zoo import get_arch
+
+        for key, lookup in (("arch", get_arch), ("recipe", get_recipe)):
+            try:
+                lookup(getattr(self, key))
+            except LmhtcError as exc:
+                raise CheckpointError(f"{source}: model_spec.{key}: {exc}") from None
 
 
 def _first_line(exc: BaseException) -> str:
