@@ -5,7 +5,7 @@
 * ``runtime`` — the bit-accurate integer runtime and the float/integer ONNX models in onnxruntime vs
   the PyTorch float LM-HT model on ResNet-18 digits (batch 1 and 64), and compile time/peak memory;
 * ``lava`` — the Lava processes vs the integer runtime on the hybrid ResNet-20 (per image, bit-exact check);
-* ``fuzz [N]`` — N hypothesis examples (default 200) per hostile-file mutator of ``benchmarks/fuzz.py``:
+* ``fuzz [N [MUTATOR ...]]`` — N hypothesis examples (default 200) per hostile-file mutator of ``benchmarks/fuzz.py``:
   cases tried, share handled, failures by class (not part of the default run).
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main() -> None:
     if args[:1] == ["fuzz"]:
         from benchmarks.fuzz import bench_fuzz
 
-        bench_fuzz(Console(width=160), int(args[1]) if len(args) > 1 else 200)
+        bench_fuzz(Console(width=160), int(args[1]) if len(args) > 1 else 200, args[2:] or None)
         return
     names = args or list(benches)
     unknown = [n for n in names if n not in benches]

@@ -88,6 +88,7 @@ class World:
     art: Path = None
     x: Path = None
     lava: Path = None
+    commands: tuple = ("simulate", "simulate", "inspect", "report", "onnx", "onnx-int", "lava")   # for manifests
 
     @classmethod
     def build(cls, root: Path) -> "World":
@@ -170,8 +171,18 @@ def mutate_manifest(w: World, case: Path, data: st.DataObject) -> Case:
         manifest = _set_path(data, manifest, "manifest")
     art = case / "a.lmhtc"
     _write_artifact(art, manifest, blob)
-    mode = "int" if graph == "integer" else "float"
-    return _simulate(w, case, art, case / "x.npz", mode, "manifest field", art)
+    command = data.draw(st.sampled_from(w.commands), label="command")
+    if command == "simulate":
+        return _simulate(w, case, art, case / "x.npz", "int" if graph == "integer" else "float", "manifest field",
+                         art)
+    if command == "inspect":
+        return Case("manifest field", ["inspect", art, "--graph", graph], art, None, [art])
+    if command == "report":
+        out = case / "report.json"
+        return Case("manifest field", ["report", art, "--inputs", case / "x.npz", "--json", out, "--no-progress"],
+                    art, out, [art, case / "x.npz"])
+    out = case / ("lava.out" if command == "lava" else "m.onnx")
+    return Case("manifest field", ["export", art, "--target", command, "-o", out], art, out, [art])
 
 
 def mutate_tensor_header(w: World, case: Path, data: st.DataObject) -> Case:
@@ -359,6 +370,15 @@ def _digest(paths) -> dict:
 
 
 def _valid_result(case: Case) -> bool:
+    if case.args[0] == "report":
+        return isinstance(json.loads(case.output.read_text()), dict)
+    if case.args[0] == "export":
+        if case.output.is_dir():
+            return (case.output / "run.py").is_file() and (case.output / "network.json").is_file()
+        import onnx
+
+        onnx.checker.check_model(onnx.load(str(case.output)))
+        return True
     if case.args[0] == "simulate":
         with np.load(case.output) as f:
             logits = f["logits"]
@@ -397,7 +417,7 @@ def judge(case: Case) -> str:
         if case.output is None:
             return "ok"
         try:
-            return "ok" if case.output.is_file() and _valid_result(case) else "FAIL: exit 0 without a valid result"
+            return "ok" if case.output.exists() and _valid_result(case) else "FAIL: exit 0 without a valid result"
         except Exception:  # noqa: BLE001
             return "FAIL: exit 0 without a valid result"
     errors = [ln for ln in lines if ln.startswith(("error: ", "internal error: "))]
@@ -426,7 +446,7 @@ def new_case(w: World, root: Path, name: str, data: st.DataObject) -> Case:
 
 # -- python -m benchmarks fuzz [N] --------------------------------------------------------------
 
-def bench_fuzz(console, examples: int = 200) -> None:
+def bench_fuzz(console, examples: int = 200, only: list | None = None) -> None:
     import tempfile
     import time
 
@@ -439,7 +459,7 @@ def bench_fuzz(console, examples: int = 200) -> None:
         w = World.build(root / "world")
         results: dict[str, Counter] = {}
         failures: list[str] = []
-        for name in MUTATORS:
+        for name in only or MUTATORS:
             counts = results.setdefault(name, Counter())
 
             @settings(max_examples=examples, deadline=None, database=None, derandomize=False,

@@ -257,6 +257,9 @@ def load_snn(path: str | os.PathLike, spec: ModelSpec) -> nn.Module:
     model = build_snn(spec.arch, spec.levels, spec.timesteps, spec.num_classes, spec.recipe, spec.input_shape)
     state, _ = read_checkpoint(path)
     what = f"--arch {spec.arch} (L={spec.levels}, T={spec.timesteps}, recipe {spec.recipe})"
+    side = sidecar_path(path)
+    if side != Path(path) and side.is_file():
+        what = f"the network its sidecar {side.name} describes ({what[2:]})"
     load_state_strict(model, state, str(path), what)
     if spec.recipe == "direct":
         _check_direct_thresholds(model, spec, str(path))
