@@ -6,6 +6,8 @@
   the PyTorch float LM-HT model on ResNet-18 digits (batch 1 and 64), and compile time/peak memory;
 * ``lava`` — the Lava processes vs the integer runtime on the hybrid ResNet-20 (per image, bit-exact check);
 * ``distributed`` — in-process vs a 1- and 2-worker Dask LocalCluster on the same shards, and the overhead per shard.
+* ``fuzz [N [MUTATOR ...]]`` — N hypothesis examples (default 200) per hostile-file mutator of ``benchmarks/fuzz.py``:
+  cases tried, share handled, failures by class (not part of the default run).
 """
 from __future__ import annotations
 
@@ -44,7 +46,13 @@ def main() -> None:
 
     benches = {"training": bench_training, "runtime": bench_runtime, "lava": bench_lava,
                "distributed": bench_distributed}
-    names = sys.argv[1:] or list(benches)
+    args = sys.argv[1:]
+    if args[:1] == ["fuzz"]:
+        from benchmarks.fuzz import bench_fuzz
+
+        bench_fuzz(Console(width=160), int(args[1]) if len(args) > 1 else 200, args[2:] or None)
+        return
+    names = args or list(benches)
     unknown = [n for n in names if n not in benches]
     if unknown:
         raise SystemExit(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(benches)}")

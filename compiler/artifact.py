@@ -33,6 +33,7 @@ from . import __version__
 from .atomic import atomic_write
 from .errors import LmhtcError
 from . import intir  # noqa: F401  (registers the integer node kinds with the loader)
+from .intir import SEMANTICS_VERSION
 from .convert import msat_node  # noqa: F401  (registers the MSAT neuron kind with the loader)
 from . import lif_node, nir_ops  # noqa: F401  (register the NIR kinds lif, scale, sum_pool2d, conv1d)
 from .ir import NODE_TYPES, Graph, IRError, finalize
@@ -192,6 +193,11 @@ def load_artifact(path: str | os.PathLike) -> tuple[dict[str, Graph], dict]:
     try:
         for gname, gd in manifest["graphs"].items():
             graph = _graph_from_json(gd, tensors, src, gname)
+            if gname == "integer" and graph.meta.get("integer") is not True:
+                raise ArtifactError(f"{src}: graph 'integer': meta.integer is not true")
+            if graph.meta.get("integer") and graph.meta.get("semantics_version") != SEMANTICS_VERSION:
+                raise ArtifactError(f"{src}: graph {gname!r}: integer semantics version "
+                                    f"{graph.meta.get('semantics_version')!r} is not supported ({SEMANTICS_VERSION})")
             try:
                 finalize(graph)
             except IRError as exc:
@@ -199,7 +205,24 @@ def load_artifact(path: str | os.PathLike) -> tuple[dict[str, Graph], dict]:
             graphs[gname] = graph
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
         raise ArtifactError(f"{src}: malformed manifest ({type(exc).__name__}: {exc})") from None
-    return graphs, manifest.get("meta", {})
+    return graphs, _checked_meta(manifest.get("meta", {}), src)
+
+
+META_TYPES = {"model_spec": dict, "source_checkpoint": dict, "exactness": dict, "conversion": dict}
+
+
+def _checked_meta(meta, src: str) -> dict:
+    """The artifact's metadata: a dict whose known entries have their types (the commands read them)."""
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{src}: malformed manifest (meta is a {type(meta).__name__}, not an object)")
+    for key, kind in META_TYPES.items():
+        if key in meta and not isinstance(meta[key], kind):
+            raise ArtifactError(f"{src}: malformed manifest (meta.{key} is a {type(meta[key]).__name__})")
+    ex = meta.get("exactness")
+    if ex is not None and not all(isinstance(ex.get(k), (int, float)) and not isinstance(ex.get(k), bool)
+                                  for k in ("fraction", "images")):
+        raise ArtifactError(f"{src}: malformed manifest (meta.exactness needs numbers 'fraction' and 'images')")
+    return meta
 
 
 def graphs_equal(a: Graph, b: Graph) -> bool:

@@ -75,6 +75,14 @@ class ModelSpec:
         for key in ("v_init", "input_scale"):
             if not math.isfinite(getattr(self, key)):
                 raise CheckpointError(f"{source}: model_spec.{key} must be finite, got {getattr(self, key)}")
+        from .recipes import get_recipe
+        from .zoo import get_arch
+
+        for key, lookup in (("arch", get_arch), ("recipe", get_recipe)):
+            try:
+                lookup(getattr(self, key))
+            except LmhtcError as exc:
+                raise CheckpointError(f"{source}: model_spec.{key}: {exc}") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -249,13 +257,18 @@ def load_snn(path: str | os.PathLike, spec: ModelSpec) -> nn.Module:
     model = build_snn(spec.arch, spec.levels, spec.timesteps, spec.num_classes, spec.recipe, spec.input_shape)
     state, _ = read_checkpoint(path)
     what = f"--arch {spec.arch} (L={spec.levels}, T={spec.timesteps}, recipe {spec.recipe})"
+    side = sidecar_path(path)
+    origin = ""
+    if side != Path(path) and side.is_file():
+        what = f"the network its sidecar {side.name} describes ({what[2:]})"
+        origin = f" (L from its sidecar {side.name})"
     load_state_strict(model, state, str(path), what)
     if spec.recipe == "direct":
-        _check_direct_thresholds(model, spec, str(path))
+        _check_direct_thresholds(model, spec, str(path), origin)
     return model.eval()
 
 
-def _check_direct_thresholds(model: nn.Module, spec: ModelSpec, source: str) -> None:
+def _check_direct_thresholds(model: nn.Module, spec: ModelSpec, source: str, origin: str = "") -> None:
     """The direct recipe fixes θ = 2/L (not learned), so a threshold reveals a wrong --levels."""
     from .neurons import LMHTNeuron
 
@@ -266,7 +279,7 @@ def _check_direct_thresholds(model: nn.Module, spec: ModelSpec, source: str) -> 
             if abs(got - want) > 1e-6 * want:
                 trained = f"; it was trained with L={round(2 / got)}" if got > 0 and abs(2 / got - round(2 / got)) < 1e-6 else ""
                 raise CheckpointError(f"{source}: {name}.v_threshold is {got:g}, but the direct recipe with "
-                                      f"L={spec.levels} fixes θ = 2/L = {want:g}{trained}")
+                                      f"L={spec.levels}{origin} fixes θ = 2/L = {want:g}{trained}")
 
 
 def load_qcfs_ann(path: str | os.PathLike, arch: str, num_classes: int = 10, q_levels: int = 8,
