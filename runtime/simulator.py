@@ -38,8 +38,10 @@ from tqdm.auto import tqdm
 
 from lmhtc.compiler.errors import LmhtcError
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
-                            SumPool2d, rs)
+                            SumPool2d)
 from lmhtc.compiler.ir import Add, Flatten, Graph, receives_spikes
+from lmhtc.runtime.int8 import INT32_MAX, Int8Product
+from lmhtc.runtime.neuron import empty_steps, rs, run_neuron
 
 EXACT_F32 = 2 ** 24
 EXACT_F64 = 2 ** 53
@@ -80,6 +82,7 @@ class _Synapse:
         self.node = node
         if isinstance(node, QGain):
             self.gain = torch.as_tensor(node.gain.astype(np.int64), device=device)
+            self.gain_max = int(np.abs(node.gain).max()) if node.gain.size else 0
             self.fanout_map, self.fanout_const = None, 1
             return
         w = node.weight.astype(np.int64)
@@ -88,6 +91,10 @@ class _Synapse:
             raise IntegerGraphError(f"node {node.name!r}: sums up to {node.acc_bound} exceed exact float64 range")
         self.w_by_dtype = {dt: torch.as_tensor(w, dtype=dt, device=device) for dt in (torch.float32, torch.float64)}
         self.bias = None if node.bias is None else torch.as_tensor(node.bias.astype(np.int64), device=device)
+        self.bias_max = 0 if node.bias is None or not node.bias.size else int(np.abs(node.bias).max())
+        # max over outputs of Σ|w| over the fan-in: |Σ w·x| ≤ wsum_max · max|x|, from the weights alone
+        self.wsum_max = int(np.abs(w).reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
+        self.int8 = Int8Product(node, device) if Int8Product.eligible(node) else None
         if isinstance(node, QConv2d):
             cout = w.shape[0]
             ones_out = torch.ones(1, 1, *node.shape[1:], dtype=torch.float64)
@@ -95,19 +102,30 @@ class _Synapse:
             cover = F.conv_transpose2d(ones_out, kernel, stride=node.stride, padding=node.padding,
                                        dilation=node.dilation,
                                        output_padding=self._output_padding(in_shape, node))
-            self.fanout_map = cover[0, 0, :in_shape[1], :in_shape[2]].round().to(device)
+            self.fanout_map = cover[0, 0, :in_shape[1], :in_shape[2]].round().to(torch.int32).to(device)
             self.fanout_const = cout // node.groups
         else:
             self.fanout_map, self.fanout_const = None, w.shape[0]
 
-    def sops(self, v: torch.Tensor) -> torch.Tensor:
-        """[B, S] synaptic operations: Σ over input positions of (integer input × its fan-out)."""
-        # sums of small spike counts are exact in float32 (< 2^24), the weighted totals in float64 (< 2^53)
+    def sops(self, v: torch.Tensor, bound: int, channel_sums: dict) -> torch.Tensor:
+        """[B, S] synaptic operations: Σ over input positions of (integer input × its fan-out), in integers.
+
+        ``channel_sums`` caches Σ over channels of ``v`` (keyed by id), shared by all consumers of one value."""
+        if v.dim() != 5:
+            return (v.flatten(2).sum(-1, dtype=torch.int64) * self.fanout_const).T
+        # a conv's fan-out depends on the position only: sum the channels first (int32 when it fits)
+        key = id(v)
+        if key not in channel_sums:
+            wide = bound * v.shape[2] > INT32_MAX // 2
+            channel_sums[key] = (v, v.sum(2, dtype=torch.int64 if wide else torch.int32))
+        csum = channel_sums[key][1]
         if self.fanout_map is None:
-            per = v.flatten(2).to(torch.float32).sum(-1, dtype=torch.float64)
-        else:   # a conv's fan-out depends on the position only: sum the channels first
-            per = (v.to(torch.float32).sum(2).to(torch.float64) * self.fanout_map).flatten(2).sum(-1)
-        return (per.round().to(torch.int64) * self.fanout_const).T
+            per = csum.flatten(2).sum(-1, dtype=torch.int64)
+        else:
+            fan = self.fanout_map if csum.dtype == torch.int32 and bound * v.shape[2] * int(
+                self.fanout_map.max()) <= INT32_MAX else self.fanout_map.to(torch.int64)
+            per = (csum * fan).flatten(2).sum(-1, dtype=torch.int64)
+        return (per * self.fanout_const).T
 
     def exact_dtype(self, max_scale: int = 1) -> torch.dtype:
         """float32 when every partial sum stays below 2^24 (inputs up to ``max_scale`` × the analysed range)."""
@@ -122,7 +140,14 @@ class _Synapse:
             pads.append(max(0, min(in_shape[1 + i] - full, node.stride[i] - 1)))
         return tuple(pads)
 
-    # -- the two kernels ------------------------------------------------------------
+    def out_bound(self, in_bound: int, lw: int) -> int:
+        """A bound on |output| of the node over window sums of ``lw`` steps of inputs bounded by ``in_bound``."""
+        acc = (self.gain_max if isinstance(self.node, QGain) else self.wsum_max) * in_bound * lw
+        e = self.node.shift
+        shifted = acc << e if e >= 0 else (acc >> -e) + 1
+        return shifted + (getattr(self, "bias_max", 0) * lw)
+
+    # -- the kernels ------------------------------------------------------------------
     def dense(self, v: torch.Tensor, max_scale: int = 1) -> torch.Tensor:
         """Σ w·x for every output, via float convolution/matmul (exact by range analysis)."""
         node = self.node
@@ -238,60 +263,87 @@ def _program(graph: Graph, device: str) -> _Program:
     return per_graph[device]
 
 
+def _fit(t: torch.Tensor, bound: int) -> torch.Tensor:
+    """``t`` as int32 when ``bound`` (a proven bound on |t|) fits 32 bits, else as int64."""
+    dt = torch.int32 if bound <= INT32_MAX else torch.int64
+    return t if t.dtype == dt else t.to(dt)
+
+
 def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_density: float,
                         capture=frozenset(), windows: dict[str, int] | None = None, row_windows: bool = True):
+    """One batch through the graph. Every value carries a proven bound on its magnitude (``bounds``), which
+    decides the narrowest exact dtype (int8 spikes and inputs, int32 where the bound fits, else int64)."""
     graph, syn, analog = prog.graph, prog.syn, prog.analog
     steps = graph.steps
     windows = windows or {}
     order, last_use = prog.order, prog.last_use
     values: dict[str, torch.Tensor] = {}
+    bounds: dict[str, int] = {}
     windowed: dict[str, int] = {}          # value name → window size, for values held as window sums
     windowed_rows: dict[str, tuple[int, bool]] = {}   # mix outputs held once per window: (L, front-loaded)
     row_blocks = prog.row_blocks if row_windows else {}
     spikes, sats, sops, macs = [], [], [], torch.zeros(x.shape[0], dtype=torch.int64)
     kernels: dict[str, dict[str, int]] = {}
     captured, outputs = {}, None
+    channel_sums: dict[int, tuple] = {}    # id(spike tensor) → (tensor, Σ over channels), for SOPs
     for i, node in enumerate(order):
         ins = [values[s] for s in node.inputs]
         v = ins[0] if ins else None
+        in_b = bounds[node.inputs[0]] if ins else 0
         lw = windows.get(node.name, 1) if v is not None and v.shape[0] == steps else 1
         if isinstance(node, QInput):
             out = _encode_input(x, node).unsqueeze(0)
+            bound = 2 ** (node.bits - 1) - 1
+            if bound <= 127:
+                out = out.to(torch.int8)
         elif isinstance(node, (QConv2d, QLinear)):
             sy = syn[node.name]
             if node.name in analog:
                 cout, cin_g, *k = node.weight.shape
                 macs += int(np.prod(node.shape)) * cin_g * int(np.prod(k))
             else:
-                sops.append(_per_step(sy.sops(v), steps))
-            vin = _window_sums(v, lw)
-            use_event = kernel == "event" or (kernel == "auto" and
+                sops.append(_per_step(sy.sops(v, in_b, channel_sums), steps))
+            vin = _window_sums(v, lw, in_b)
+            use_event = kernel == "event" or (kernel in ("auto", "int8") and
                                               float((vin != 0).sum()) < event_density * vin.numel())
-            acc = sy.event(vin) if use_event else sy.dense(vin, lw)
-            stats = kernels.setdefault(node.name, {"event": 0, "dense": 0})
-            stats["event" if use_event else "dense"] += 1
-            out = _exp_shift(acc, node.shift)
+            if use_event:
+                acc, used = sy.event(vin), "event"
+            elif kernel != "dense" and sy.int8 is not None and sy.int8.exact(in_b * lw, sy.wsum_max * in_b * lw):
+                acc, used = sy.int8(vin), "int8"
+            else:
+                acc, used = sy.dense(vin, lw), "dense"
+            stats = kernels.setdefault(node.name, {"event": 0, "dense": 0, "int8": 0})
+            stats[used] += 1
+            bound = sy.out_bound(in_b, lw)
+            out = _exp_shift(_fit(acc, bound), node.shift)     # acc is a fresh tensor: shifted in place
             if sy.bias is not None:
-                out = out + (sy.bias * lw).reshape(-1, *([1] * (out.dim() - 3)))
+                out += (sy.bias.to(out.dtype) * lw).reshape(-1, *([1] * (out.dim() - 3)))
         elif isinstance(node, QGain):
             sy = syn[node.name]
-            sops.append(_per_step(sy.sops(v), steps))
-            vin = _window_sums(v, lw)
-            out = _exp_shift(vin.to(torch.int64) * sy.gain.reshape(-1, *([1] * (v.dim() - 3))), node.shift)
+            sops.append(_per_step(sy.sops(v, in_b, channel_sums), steps))
+            vin = _window_sums(v, lw, in_b)
+            bound = sy.out_bound(in_b, lw)
+            dt = _fit(vin[:0], bound).dtype
+            out = _exp_shift(vin.to(dt) * sy.gain.to(dt).reshape(-1, *([1] * (v.dim() - 3))), node.shift)
         elif isinstance(node, SumPool2d):
             y = F.avg_pool2d(v.reshape(-1, *v.shape[2:]).to(torch.float64), node.kernel, node.stride, node.padding,
                              divisor_override=1)
-            out = torch.round(y).to(torch.int64).reshape(*v.shape[:2], *y.shape[1:])
+            bound = in_b * int(np.prod(node.kernel))
+            out = _fit(torch.round(y), bound).reshape(*v.shape[:2], *y.shape[1:])
         elif isinstance(node, GlobalSumPool):
             out = v.sum(dim=(-2, -1), keepdim=True, dtype=torch.int64)
+            bound = in_b * v.shape[-1] * v.shape[-2]
+            if bound <= 127:
+                out = out.to(torch.int8)
         elif isinstance(node, Add):
             wa, wb = (windowed.get(n, 1) for n in node.inputs)
             if wa != wb:
                 raise IntegerGraphError(f"runtime: node {node.name!r} adds a window sum to a per-step value")
-            out = ins[0] + ins[1]
+            bound = bounds[node.inputs[0]] + bounds[node.inputs[1]]
+            out = _fit(ins[0], bound) + _fit(ins[1], bound)
             lw = wa
         elif isinstance(node, Flatten):
-            out = v.flatten(2)
+            out, bound = v.flatten(2), in_b
         elif isinstance(node, QTemporalMix):
             omega = node.omega
             w_in = windowed.get(node.inputs[0], 1)
@@ -301,18 +353,28 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
                 omega = omega[:, ::w_in]
             elif v.shape[0] == 1:
                 omega = omega.sum(1, keepdims=True)
-            out = rs(_mix(omega, v), node.frac_bits)
+            acc_b = int(np.abs(omega).sum(1).max()) * in_b if omega.size else 0
+            half = (1 << node.frac_bits) >> 1
+            out = rs(_mix(omega, _fit(v, acc_b + half)), node.frac_bits)
+            bound = (acc_b + half) >> node.frac_bits
+            out = _fit(out, bound)
             if rows > 1:
                 windowed_rows[node.name] = (rows, front)
         elif isinstance(node, QNeuron):
             rows, front = windowed_rows.get(node.inputs[0], (1, False))
             cur = v.expand(steps, *v.shape[1:]) if v.shape[0] == 1 else v
-            out, sat = _neuron(cur, node, rows, front, *prog.neuron_params[node.name])
-            spikes.append(out.sum(dim=tuple(d for d in range(out.dim()) if d != 1), dtype=torch.int32).to(torch.int64))
+            out, sat = run_neuron(cur, node, rows, front, *prog.neuron_params[node.name], cur_bound=in_b)
+            bound = node.levels
+            if out.dim() == 5:      # Σ over channels once: the spike count here, the consumers' SOPs later
+                csum = out.sum(2, dtype=torch.int32 if bound * out.shape[2] <= INT32_MAX // 2 else torch.int64)
+                channel_sums[id(out)] = (out, csum)
+                spikes.append(csum.sum(dim=(0, 2, 3), dtype=torch.int64))
+            else:
+                spikes.append(out.sum(dim=tuple(d for d in range(out.dim()) if d != 1), dtype=torch.int64))
             sats.append(sat)
         elif isinstance(node, QReadout):
             outputs = v.expand(steps, *v.shape[1:]) if v.shape[0] == 1 else v
-            out = outputs
+            out, bound = outputs, in_b
         else:
             raise IntegerGraphError(f"runtime: node {node.name!r} ({node.kind}) is not an integer node")
         if isinstance(node, (QConv2d, QLinear, QGain, Add)) and lw > 1:
@@ -332,30 +394,37 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
                 out_c = out.expand(steps, *out.shape[1:]) if out.shape[0] == 1 else out
             captured[node.name] = out_c
         values[node.name] = out
+        bounds[node.name] = bound
         for src in set(node.inputs):
             if last_use.get(src) == i:
                 del values[src]
     b = x.shape[0]
-    stack = (lambda xs: torch.stack(xs, dim=1) if xs else torch.zeros(b, 0, dtype=torch.int64))
-    sop_t = torch.stack(sops, dim=1) if sops else torch.zeros(b, 0, steps, dtype=torch.int64)
-    return outputs, stack(spikes), stack(sats), sop_t, macs, kernels, captured
+    stack = (lambda xs: torch.stack(xs, dim=1) if xs else torch.zeros(b, 0, dtype=torch.int64, device=x.device))
+    sop_t = torch.stack(sops, dim=1) if sops else torch.zeros(b, 0, steps, dtype=torch.int64, device=x.device)
+    return outputs.to(torch.int64), stack(spikes), stack(sats), sop_t, macs, kernels, captured
 
 
-def _window_sums(v: torch.Tensor, lw: int) -> torch.Tensor:
-    """Σ over each window of ``lw`` steps (slice additions keep small spike counts in their narrow dtype)."""
+_WIDER = {torch.int8: (127, torch.int16), torch.int16: (32767, torch.int32), torch.int32: (INT32_MAX, torch.int64)}
+
+
+def _window_sums(v: torch.Tensor, lw: int, bound: int) -> torch.Tensor:
+    """Σ over each window of ``lw`` steps in the narrowest dtype that holds ``lw × bound`` (no overflow)."""
     if lw == 1:
         return v
-    if v.dtype == torch.int8 and int(v.max()) * lw > 127:
-        v = v.to(torch.int16)
-    out = v[0::lw].clone()
-    for i in range(1, lw):
+    while v.dtype in _WIDER and bound * lw > _WIDER[v.dtype][0]:
+        v = v.to(_WIDER[v.dtype][1])
+    out = torch.add(v[0::lw], v[1::lw])
+    for i in range(2, lw):
         out += v[i::lw]
     return out
 
 
 def _exp_shift(a: torch.Tensor, e: int) -> torch.Tensor:
     """The synapse exponent: ``a << e`` for e >= 0, the rounding right shift ``rs(a, −e)`` for e < 0."""
-    return a << e if e >= 0 else rs(a, -e)
+    if e >= 0:
+        a <<= e
+        return a
+    return rs(a, -e)
 
 
 def _row_block(node: QTemporalMix, graph: Graph) -> tuple[int, bool]:
@@ -373,62 +442,25 @@ def _row_block(node: QTemporalMix, graph: Graph) -> tuple[int, bool]:
 
 
 def _mix(omega: np.ndarray, v: torch.Tensor) -> torch.Tensor:
-    """Σ_j omega[t, j]·v[j] in int64, as scalar multiply-adds (omega is tiny: steps × steps)."""
-    out = []
-    for row in omega.tolist():
-        acc = None
-        for j, w in enumerate(row):
-            if w == 0:
-                continue
-            term = v[j] * w if w != 1 else v[j].clone()
-            acc = term if acc is None else acc.add_(term)
-        out.append(acc if acc is not None else torch.zeros_like(v[0]))
-    return torch.stack(out)
+    """Σ_j omega[t, j]·v[j] in v's dtype (the caller proved it holds every sum), as scalar multiply-adds
+    (omega is tiny: steps × steps), into one buffer with v's memory layout."""
+    out = empty_steps(len(omega), v[0], v.dtype)
+    for t, row in enumerate(omega.tolist()):
+        acc = out[t]
+        terms = [(j, w) for j, w in enumerate(row) if w != 0]
+        if not terms:
+            acc.zero_()
+        for n, (j, w) in enumerate(terms):
+            if n == 0:
+                torch.mul(v[j], w, out=acc)
+            else:
+                acc.add_(v[j], alpha=w)
+    return out
 
 
 def _per_step(per: torch.Tensor, steps: int) -> torch.Tensor:
     """[B, S] → [B, steps] (a static value counts at every step)."""
     return per.expand(-1, steps) if per.shape[1] == 1 else per
-
-
-def _neuron(cur: torch.Tensor, node: QNeuron, rows: int, front: bool, theta: torch.Tensor,
-            v_init: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spike counts k [steps, B, ...] and saturation events per sample [B] (docs/integer-semantics.md).
-
-    ``cur`` holds one current per step, or (``rows`` > 1) one per window of ``rows`` steps, delivered at
-    every step of the window or (``front``) at its first step only (the other steps receive 0).
-    """
-    steps = cur.shape[0] * rows
-    shape = (-1, *([1] * (cur.dim() - 3)))
-    theta = theta.reshape(shape)
-    v = v_init.reshape(shape).expand(cur.shape[1:]).clone()
-    lo, hi = -(2 ** (node.membrane_bits - 1)), 2 ** (node.membrane_bits - 1) - 1
-    one = 1 << node.leak_frac_bits
-    out = torch.empty((steps, *cur.shape[1:]), dtype=torch.int8 if node.levels < 128 else torch.int64,
-                      device=cur.device)
-    sat = torch.zeros(cur.shape[1], dtype=torch.int64)
-    for t in range(steps):
-        leak = int(node.leak[t])
-        if leak != one:
-            v = rs(leak * v, node.leak_frac_bits)
-        if not front or t % rows == 0:
-            v += cur[t // rows]
-        vmin, vmax = torch.aminmax(v)
-        if vmin < lo or vmax > hi:
-            clipped = v.clamp(lo, hi)
-            sat += (clipped != v).flatten(1).sum(1)
-            v = clipped
-        if node.levels == 1:
-            fired = v >= theta
-            out[t] = fired
-            v -= fired * theta
-        else:
-            k = (v >= theta).to(torch.int64)
-            for lvl in range(2, node.levels + 1):
-                k += (v >= lvl * theta).to(torch.int64)
-            out[t] = k
-            v -= k * theta
-    return out, sat
 
 
 def check_integer_graph(graph: Graph) -> None:
@@ -449,8 +481,8 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
     ResNet-18: 64 images take 3.3 s in micro-batches of 16 and 7.0 s in one batch of 64).
     """
     check_integer_graph(graph)
-    if kernel not in ("auto", "event", "dense"):
-        raise ValueError(f"kernel must be auto, event or dense, got {kernel!r}")
+    if kernel not in ("auto", "event", "dense", "int8"):
+        raise ValueError(f"kernel must be auto, event, dense or int8, got {kernel!r}")
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     prog = _program(graph, device)
     expected = prog.input_shape
@@ -471,7 +503,7 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
             for name, val in cap.items():
                 caps[name].append(val.cpu())
             for name, st in kern.items():
-                agg = kernels.setdefault(name, {"event": 0, "dense": 0})
+                agg = kernels.setdefault(name, {"event": 0, "dense": 0, "int8": 0})
                 for k2, n in st.items():
                     agg[k2] += n
     outputs_int = torch.cat(parts["out"], dim=1).numpy()
