@@ -9,16 +9,37 @@ baseline to measure against, not product code.
 """
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 
 
+def stage_of(name: str) -> str:
+    """The ResNet stage a layer belongs to: ``stem`` (conv1/bn1/sn1), ``layer1`` … ``layer4``, ``fc``."""
+    head = name.split(".")[0]
+    return head if head.startswith("layer") or head == "fc" else "stem"
+
+
 class RefResNet18:
-    """``__call__(x [B, 3, H, W]) → [T, B, classes]`` float32 logits per step."""
+    """``__call__(x [B, 3, H, W]) → [T, B, classes]`` float32 logits per step.
+
+    ``times``, when set to a dict, accumulates seconds per (stage, "synapse" | "neuron").
+    """
 
     def __init__(self, state: dict[str, torch.Tensor], levels: int, timesteps: int, v_init: float = 0.0):
         self.s = {k: v.float() for k, v in state.items() if not k.endswith(".core")}
         self.L, self.T, self.v_init = levels, timesteps, v_init
+        self.times: dict[tuple[str, str], float] | None = None
+
+    @contextmanager
+    def _timed(self, name: str, part: str):
+        start = time.perf_counter()
+        yield
+        if self.times is not None:
+            key = (stage_of(name), part)
+            self.times[key] = self.times.get(key, 0.0) + time.perf_counter() - start
 
     def _bn(self, x: torch.Tensor, p: str) -> torch.Tensor:
         s = self.s
@@ -26,9 +47,14 @@ class RefResNet18:
                             False, 0.0, 1e-5)
 
     def _conv_bn(self, x: torch.Tensor, p: str, stride: int, pad: int) -> torch.Tensor:
-        return self._bn(F.conv2d(x, self.s[p + ".0.weight"], None, stride, pad), p + ".1")
+        with self._timed(p, "synapse"):
+            return self._bn(F.conv2d(x, self.s[p + ".0.weight"], None, stride, pad), p + ".1")
 
     def _neuron(self, x: torch.Tensor, p: str) -> torch.Tensor:
+        with self._timed(p, "neuron"):
+            return self._neuron_loop(x, p)
+
+    def _neuron_loop(self, x: torch.Tensor, p: str) -> torch.Tensor:
         """x [T·B, ...] → spikes [T·B, ...] of the LM-HT neuron ``p``."""
         s, T = self.s, self.T
         x = x.reshape(T, -1, *x.shape[1:])
@@ -55,10 +81,12 @@ class RefResNet18:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         s, T = self.s, self.T
         b = x.shape[0]
-        y = self._bn(F.conv2d(x, s["conv1.weight"], None, 1, 1), "bn1")
+        with self._timed("conv1", "synapse"):
+            y = self._bn(F.conv2d(x, s["conv1.weight"], None, 1, 1), "bn1")
         y = self._neuron(y.unsqueeze(0).expand(T, *y.shape).flatten(0, 1), "sn1")
         for layer, stride in zip(range(1, 5), (1, 2, 2, 2)):
             y = self._block(y, f"layer{layer}.0", stride)
             y = self._block(y, f"layer{layer}.1", 1)
-        y = y.mean(dim=(2, 3))
-        return F.linear(y, s["fc.0.weight"], s["fc.0.bias"]).reshape(T, b, -1)
+        with self._timed("fc", "synapse"):
+            y = y.mean(dim=(2, 3))
+            return F.linear(y, s["fc.0.weight"], s["fc.0.bias"]).reshape(T, b, -1)

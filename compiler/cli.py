@@ -375,6 +375,7 @@ def simulate(
     graph: str = typer.Option("compiled", help="compiled or source"),
     limit: Optional[int] = typer.Option(None, help="simulate the first N images only"),
     batch_size: int = typer.Option(64),
+    device: str = typer.Option("cpu", help="cpu or cuda[:N]: where --mode int runs (the same integers on both)"),
     progress: ProgressOpt = True,
 ):
     """Run an artifact on inputs; write logits, per-step outputs and per-layer spike counts."""
@@ -384,6 +385,12 @@ def simulate(
 
     if mode not in ("float", "int"):
         raise LmhtcError(f"--mode must be float or int, got {mode!r}")
+    if mode == "int":
+        from lmhtc.runtime.device import resolve_device
+
+        device = resolve_device(device)
+    elif device != "cpu":
+        raise LmhtcError("--device applies to --mode int only")
     graphs, _ = load_artifact(artifact)
     if mode == "int":
         if "integer" not in graphs:
@@ -395,7 +402,7 @@ def simulate(
     if mode == "int":
         from lmhtc.runtime.simulator import run_int
 
-        r = run_int(graphs["integer"], x, batch_size, progress=progress)
+        r = run_int(graphs["integer"], x, batch_size, device=device, progress=progress)
         arrays = dict(logits=r.logits.astype(np.float32), outputs=r.outputs.astype(np.float32),
                       logits_int=r.logits_int, outputs_int=r.outputs_int, spike_counts=r.spike_counts,
                       layer_names=np.array(r.layer_names), sops=r.sops, macs=r.macs, saturation=r.saturation,

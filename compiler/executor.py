@@ -86,8 +86,12 @@ def _channel_view(p: torch.Tensor, ndim: int) -> torch.Tensor:
     return p.reshape(-1, *([1] * (ndim - 3)))   # [S, B, C, ...] → broadcast over C
 
 
-def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set[str] = frozenset()):
-    """Run one batch ``x`` [B, C, H, W]; returns (outputs [steps,B,classes], counts [B,layers], captured)."""
+def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set[str] = frozenset(),
+                    observe: Callable | None = None):
+    """Run one batch ``x`` [B, C, H, W]; returns (outputs [steps,B,classes], counts [B,layers], captured).
+
+    ``observe(node, inputs, output)``, when given, sees every node's values as they are computed (before they
+    are freed), so a caller can reduce them on the fly instead of capturing whole sequences."""
     steps = graph.steps
     order = list(graph.topo())
     last_use: dict[str, int] = {}
@@ -141,6 +145,8 @@ def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set
             out = outputs
         else:
             raise TypeError(f"executor: unknown node kind {node.kind!r} ({node.name})")
+        if observe is not None:
+            observe(node, ins, out)
         if node.name in capture:
             captured[node.name] = out.expand(steps, *out.shape[1:]) if out.shape[0] == 1 else out
         values[node.name] = out
@@ -153,8 +159,9 @@ def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set
 
 def run_float(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, dtype: torch.dtype = torch.float32,
               device: str = "cpu", progress: bool = False, capture: set[str] = frozenset(),
-              desc: str = "simulate (float)") -> RunResult:
-    """Run the graph in floating point on ``x`` [N, C, H, W]; outputs, logits and spike counts."""
+              desc: str = "simulate (float)", observe: Callable | None = None) -> RunResult:
+    """Run the graph in floating point on ``x`` [N, C, H, W]; outputs, logits and spike counts
+    (``observe``: see ``run_graph_batch``)."""
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     expected = tuple(graph.input.input_shape)
     if tuple(x.shape[1:]) != expected:
@@ -165,7 +172,7 @@ def run_float(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, 
     outs, cnts, caps = [], [], {name: [] for name in capture}
     with torch.no_grad():
         for i in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, unit="batch"):
-            o, c, cap = run_graph_batch(graph, x[i:i + batch_size].to(device), params, capture)
+            o, c, cap = run_graph_batch(graph, x[i:i + batch_size].to(device), params, capture, observe)
             outs.append(o.cpu())
             cnts.append(c.cpu())
             for name, val in cap.items():

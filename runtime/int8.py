@@ -85,3 +85,49 @@ def im2col_nhwc(x: torch.Tensor, kernel, stride, padding, dilation, out_hw) -> t
     sn, sy, sx, sc = x.stride()
     view = x.as_strided((n, ho, wo, kh, kw, c), (sn, sy * sh, sx * sw, sy * dh, sx * dw, sc))
     return view.reshape(n * ho * wo, kh * kw * c)
+
+
+EXACT_F32 = 2 ** 24
+
+
+def onednn_available(device: str) -> bool:
+    """oneDNN's int8 convolution (the x86 quantization backend) exists in this torch build, for CPU runs."""
+    return torch.device(device).type == "cpu" and hasattr(torch.ops, "onednn") and \
+        hasattr(torch.ops.onednn, "qconv2d_pointwise") and hasattr(torch.ops.onednn, "qconv_prepack")
+
+
+class OneDnnConv:
+    """A ``qconv2d`` as oneDNN's direct int8 convolution: uint8 activations × int8 weights, int32 accumulation.
+
+    Exact by construction under ``exact``: every scale is 1.0, signed inputs (|x| ≤ 127) enter as x + 128 with
+    zero point 128 (the compensation is integer), non-negative inputs (spike counts ≤ 255) with zero point 0,
+    and the float32 output holds the int32 sum exactly because every |Σ w·x| < 2^24.
+    """
+
+    def __init__(self, node, device: str):
+        self.node = node
+        w = torch.as_tensor(node.weight).to(torch.int8)
+        self.ones = torch.ones(w.shape[0], dtype=torch.float32)
+        self.zeros = torch.zeros(w.shape[0], dtype=torch.int64)
+        self.geom = [list(node.stride), list(node.padding), list(node.dilation)]
+        self.packed = {zp: torch.ops.onednn.qconv_prepack(w, self.ones, 1.0, zp, *self.geom, 1, None)
+                       for zp in (0, 128)}
+        self.wsum = int(torch.as_tensor(node.weight).abs().reshape(w.shape[0], -1).sum(1).max()) if w.numel() else 0
+
+    def exact(self, in_bound: int, signed: bool) -> bool:
+        """Inputs fit the uint8 encoding, |Σ w·x| < 2^24 (exact float32 output), the uint8 sums fit int32."""
+        return (in_bound <= INT8_MAX if signed else in_bound <= 255) and self.wsum * in_bound < EXACT_F32 \
+            and self.wsum * 255 <= INT32_MAX
+
+    def __call__(self, v: torch.Tensor, signed: bool) -> torch.Tensor:
+        """v [S, B, C, H, W] (int8 for signed inputs, else any integer dtype ≥ 0) → int32 [S, B, Cout, Ho, Wo]."""
+        s, b = v.shape[:2]
+        x = v.reshape(s * b, *v.shape[2:])
+        if signed:
+            x = x.to(torch.int8).view(torch.uint8) ^ 128        # two's complement x + 128, in [1, 255]
+        else:
+            x = x.view(torch.uint8) if x.dtype == torch.int8 else x.to(torch.uint8)   # 0 ≤ x ≤ 127: same bits
+        zp = 128 if signed else 0
+        y = torch.ops.onednn.qconv2d_pointwise(x, 1.0, zp, self.packed[zp], self.ones, self.zeros, None, *self.geom,
+                                               1, 1.0, 0, torch.float32, "none", [], "")
+        return y.to(torch.int32).reshape(s, b, *y.shape[1:])

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import time
 import weakref
 
 import numpy as np
@@ -40,7 +41,8 @@ from lmhtc.compiler.errors import LmhtcError
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
 from lmhtc.compiler.ir import Add, Flatten, Graph, receives_spikes
-from lmhtc.runtime.int8 import INT32_MAX, Int8Product
+from lmhtc.runtime.device import resolve_device
+from lmhtc.runtime.int8 import INT32_MAX, Int8Product, OneDnnConv, onednn_available
 from lmhtc.runtime.neuron import empty_steps, rs, run_neuron
 
 EXACT_F32 = 2 ** 24
@@ -95,6 +97,8 @@ class _Synapse:
         # max over outputs of Σ|w| over the fan-in: |Σ w·x| ≤ wsum_max · max|x|, from the weights alone
         self.wsum_max = int(np.abs(w).reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
         self.int8 = Int8Product(node, device) if Int8Product.eligible(node) else None
+        self.onednn = OneDnnConv(node, device) if self.int8 is not None and isinstance(node, QConv2d) and \
+            onednn_available(device) else None
         if isinstance(node, QConv2d):
             cout = w.shape[0]
             ones_out = torch.ones(1, 1, *node.shape[1:], dtype=torch.float64)
@@ -155,7 +159,8 @@ class _Synapse:
         wf = self.w_by_dtype[dtype]
         flat = v.reshape(-1, *v.shape[2:]).to(dtype)
         if isinstance(node, QConv2d):
-            y = F.conv2d(flat, wf, None, node.stride, node.padding, node.dilation, node.groups)
+            with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+                y = F.conv2d(flat, wf, None, node.stride, node.padding, node.dilation, node.groups)
         else:
             y = flat @ wf.T
         return torch.round(y).to(torch.int64).reshape(*v.shape[:2], *y.shape[1:])
@@ -270,7 +275,8 @@ def _fit(t: torch.Tensor, bound: int) -> torch.Tensor:
 
 
 def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_density: float,
-                        capture=frozenset(), windows: dict[str, int] | None = None, row_windows: bool = True):
+                        capture=frozenset(), windows: dict[str, int] | None = None, row_windows: bool = True,
+                        layer_times: dict[str, float] | None = None):
     """One batch through the graph. Every value carries a proven bound on its magnitude (``bounds``), which
     decides the narrowest exact dtype (int8 spikes and inputs, int32 where the bound fits, else int64)."""
     graph, syn, analog = prog.graph, prog.syn, prog.analog
@@ -287,6 +293,7 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
     captured, outputs = {}, None
     channel_sums: dict[int, tuple] = {}    # id(spike tensor) → (tensor, Σ over channels), for SOPs
     for i, node in enumerate(order):
+        started = time.perf_counter() if layer_times is not None else 0.0
         ins = [values[s] for s in node.inputs]
         v = ins[0] if ins else None
         in_b = bounds[node.inputs[0]] if ins else 0
@@ -308,6 +315,8 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
                                               float((vin != 0).sum()) < event_density * vin.numel())
             if use_event:
                 acc, used = sy.event(vin), "event"
+            elif kernel != "dense" and sy.onednn is not None and sy.onednn.exact(in_b * lw, node.name in analog):
+                acc, used = sy.onednn(vin, node.name in analog), "int8"
             elif kernel != "dense" and sy.int8 is not None and sy.int8.exact(in_b * lw, sy.wsum_max * in_b * lw):
                 acc, used = sy.int8(vin), "int8"
             else:
@@ -395,6 +404,10 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
             captured[node.name] = out_c
         values[node.name] = out
         bounds[node.name] = bound
+        if layer_times is not None:
+            if out.device.type == "cuda":
+                torch.cuda.synchronize(out.device)
+            layer_times[node.name] = layer_times.get(node.name, 0.0) + time.perf_counter() - started
         for src in set(node.inputs):
             if last_use.get(src) == i:
                 del values[src]
@@ -473,17 +486,20 @@ def check_integer_graph(graph: Graph) -> None:
 
 def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, device: str = "cpu",
             progress: bool = False, capture=frozenset(), kernel: str = "auto", event_density: float = 0.02,
-            windows: bool = True, micro_batch: int = 16, desc: str = "simulate (int)") -> IntRunResult:
+            windows: bool = True, micro_batch: int = 16, desc: str = "simulate (int)",
+            layer_times: dict[str, float] | None = None) -> IntRunResult:
     """Run the integer network on ``x`` [N, C, H, W]; bit-exact integer outputs, events and SOPs.
 
     Samples are independent, so a batch runs as micro-batches of at most ``micro_batch`` samples:
     the same integers, with each layer's sequence small enough to stay in cache (measured on
     ResNet-18: 64 images take 3.3 s in micro-batches of 16 and 7.0 s in one batch of 64).
+    ``layer_times``, when given, accumulates each node's wall time in seconds (for benchmarks).
     """
     check_integer_graph(graph)
     if kernel not in ("auto", "event", "dense", "int8"):
         raise ValueError(f"kernel must be auto, event, dense or int8, got {kernel!r}")
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    device = resolve_device(device)
     prog = _program(graph, device)
     expected = prog.input_shape
     if tuple(x.shape[1:]) != expected:
@@ -497,7 +513,8 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
         step = max(1, min(batch_size, micro_batch))
         for i in tqdm(range(0, len(x), step), desc=desc, disable=not progress, unit="micro-batch"):
             o, spk, sat, sop, mac, kern, cap = run_graph_batch_int(prog, x[i:i + step].to(device), kernel,
-                                                                   event_density, capture, plan, windows)
+                                                                   event_density, capture, plan, windows,
+                                                                   layer_times)
             for key, val in zip(("out", "spk", "sat", "sop", "mac"), (o, spk, sat, sop, mac)):
                 parts[key].append(val.cpu())
             for name, val in cap.items():

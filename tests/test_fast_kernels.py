@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from int_reference import neuron as ref_neuron
 from lmhtc.compiler.intir import QConv2d, QLinear, QNeuron
-from lmhtc.runtime.int8 import Int8Product
+from lmhtc.runtime.int8 import Int8Product, OneDnnConv, onednn_available
 from lmhtc.runtime.neuron import _loop64, run_neuron
 
 FIELDS = ("outputs_int", "logits_int", "spike_counts", "saturation", "sops_by_layer_step", "macs")
@@ -47,6 +47,25 @@ def test_int8_conv_equals_the_exact_sum(cin, cout, k, stride, padding, dilation,
     assert torch.equal(got.to(torch.int64), exact_conv(x.reshape(6, cin, hw, hw), node).reshape(got.shape))
 
 
+@pytest.mark.skipif(not onednn_available("cpu"), reason="this torch build has no oneDNN int8 convolution")
+@settings(max_examples=40, deadline=None)
+@given(cin=st.integers(1, 9), cout=st.integers(1, 12), k=st.sampled_from([1, 2, 3]), stride=st.integers(1, 2),
+       padding=st.integers(0, 2), dilation=st.integers(1, 2), hw=st.integers(4, 9), signed=st.booleans(),
+       seed=st.integers(0, 2 ** 16), batch=st.integers(1, 4))
+def test_onednn_int8_conv_equals_the_exact_sum(cin, cout, k, stride, padding, dilation, hw, signed, seed, batch):
+    """Signed analog inputs (zero point 128) and spike counts (zero point 0), any batch with one prepack."""
+    assume(hw + 2 * padding > dilation * (k - 1))
+    rng = np.random.default_rng(seed)
+    node = conv_node(cin, cout, k, stride, padding, dilation, hw, rng)
+    lo, hi = (-127, 127) if signed else (0, 4)
+    x = torch.as_tensor(rng.integers(lo, hi + 1, size=(2, batch, cin, hw, hw)), dtype=torch.int8)
+    conv = OneDnnConv(node, "cpu")
+    assert conv.exact(hi, signed) and not conv.exact(300, False)
+    got = conv(x, signed)
+    assert got.dtype == torch.int32
+    assert torch.equal(got.to(torch.int64), exact_conv(x.reshape(2 * batch, cin, hw, hw), node).reshape(got.shape))
+
+
 @pytest.mark.parametrize("cin, cout, hw, k, stride, padding", [
     (3, 64, 32, 3, 1, 1), (64, 64, 32, 3, 1, 1), (64, 128, 32, 3, 2, 1), (64, 128, 32, 1, 2, 0),
     (128, 256, 16, 3, 2, 1), (256, 256, 8, 3, 1, 1), (256, 512, 8, 1, 2, 0), (512, 512, 4, 3, 1, 1)])
@@ -55,8 +74,11 @@ def test_int8_conv_on_every_resnet18_layer_shape(cin, cout, hw, k, stride, paddi
     node = conv_node(cin, cout, k, stride, padding, 1, hw, rng)
     x = torch.as_tensor((rng.random((2, 2, cin, hw, hw)) < 0.2) * rng.integers(1, 3, (2, 2, cin, hw, hw)),
                         dtype=torch.int8)
+    want = exact_conv(x.reshape(4, cin, hw, hw), node)
     got = Int8Product(node, "cpu")(x)
-    assert torch.equal(got.to(torch.int64), exact_conv(x.reshape(4, cin, hw, hw), node).reshape(got.shape))
+    assert torch.equal(got.to(torch.int64), want.reshape(got.shape))
+    if onednn_available("cpu"):
+        assert torch.equal(OneDnnConv(node, "cpu")(x, False).to(torch.int64), want.reshape(got.shape))
 
 
 def test_int8_linear_and_eligibility():
@@ -129,3 +151,40 @@ def test_int8_kernel_run_is_bit_identical_to_float_and_event_kernels(seed, sched
         for kernel in ("dense", "event"):
             for field in FIELDS:
                 assert np.array_equal(getattr(runs["int8"], field), getattr(runs[kernel], field)), (kernel, field)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("kernel", ["auto", "dense", "event"])
+def test_cuda_run_is_bit_identical_to_cpu(kernel):
+    from lmhtc.compiler.frontends import trace_to_ir
+    from lmhtc.compiler.passes.quantize import QuantConfig, quantize
+    from lmhtc.compiler.pipeline import compile_graphs
+    from lmhtc.runtime.simulator import run_int
+    from nets import StridedNet, TinyResNet, randomize
+
+    for model in (randomize(TinyResNet(2, 2), 4), randomize(StridedNet(4, 2), 4)):
+        q = quantize(compile_graphs(trace_to_ir(model, (2, 8, 8)))["compiled"], QuantConfig())
+        x = np.random.default_rng(4).normal(size=(40, 2, 8, 8)).astype(np.float32)
+        cpu, gpu = run_int(q, x, kernel=kernel), run_int(q, x, kernel=kernel, device="cuda")
+        for field in FIELDS:
+            assert np.array_equal(getattr(cpu, field), getattr(gpu, field)), field
+
+
+def test_device_names_are_checked_with_one_line_errors(tmp_path):
+    from conftest import assert_one_line_error, cli
+
+    from lmhtc.compiler.errors import LmhtcError
+    from lmhtc.runtime.device import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(LmhtcError, match="not a device"):
+        resolve_device("gpu0")
+    with pytest.raises(LmhtcError, match="only cpu and cuda"):
+        resolve_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(LmhtcError, match="no CUDA device"):
+            resolve_device("cuda")
+    code, out = cli("simulate", tmp_path / "missing.lmhtc", "--inputs", tmp_path / "x.npz", "-o", tmp_path / "o.npz",
+                    "--mode", "int", "--device", "gpu0")
+    assert_one_line_error(code, out, "--device", "gpu0")
+    assert not (tmp_path / "o.npz").exists()
