@@ -136,7 +136,8 @@ def bench_runtime(console) -> None:
             prof.add_row(stage, *(f"{1000 * d.get((stage, part), 0.0):.1f}" for d, part in
                                   ((ref_t, "synapse"), (ref_t, "neuron"), (rt_t, "synapse"), (rt_t, "neuron"))))
         prof.add_row("other (add, pool, flatten, input)", "", "", f"{1000 * rt_t.get(('all', 'other'), 0.0):.1f}", "")
-        prof.add_row("total", f"{1000 * sum(ref_t.values()):.1f}", "", f"{1000 * sum(rt_t.values()):.1f}", "",
+        prof.add_row("total, all parts (in each engine's first column)", f"{1000 * sum(ref_t.values()):.1f}", "",
+                     f"{1000 * sum(rt_t.values()):.1f}", "",
                      end_section=True)
         console.print(prof)
     mem = Table(title="lmhtc compile of ResNet-18 (fold BN, reparameterize, 8-bit integer lowering, 64 calib images)")
