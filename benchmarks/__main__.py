@@ -2,8 +2,9 @@
 
 * ``training`` — training time and accuracy of the default digits network
   (target: >= 95 % test accuracy in under 2 minutes on this 2-core machine);
-* ``runtime`` — the bit-accurate integer runtime and the float/integer ONNX models in onnxruntime vs
-  the PyTorch float LM-HT model on ResNet-18 digits (batch 1 and 64), and compile time/peak memory;
+* ``runtime`` — the bit-accurate integer runtime and the float/integer ONNX models in onnxruntime vs two
+  PyTorch float LM-HT models (zoo, minimal reference) on ResNet-18 digits (batch 1 and 64), a per-stage
+  profile, and compile time/peak memory;
 * ``lava`` — the Lava processes vs the integer runtime on the hybrid ResNet-20 (per image, bit-exact check);
 * ``distributed`` — in-process vs a 1- and 2-worker Dask LocalCluster on the same shards, and the overhead per shard.
 * ``fuzz [N [MUTATOR ...]]`` — N hypothesis examples (default 200) per hostile-file mutator of ``benchmarks/fuzz.py``:

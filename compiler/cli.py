@@ -420,6 +420,7 @@ def simulate(
     graph: str = typer.Option("compiled", help="compiled or source"),
     limit: Optional[int] = typer.Option(None, help="simulate the first N images only"),
     batch_size: int = typer.Option(64),
+    device: str = typer.Option("cpu", help="cpu or cuda[:N]: where --mode int runs (the same integers on both)"),
     progress: ProgressOpt = True,
     workers: WorkersOpt = None, scheduler: SchedulerOpt = None, resume: ResumeOpt = None,
 ):
@@ -432,6 +433,12 @@ def simulate(
 
     if mode not in ("float", "int"):
         raise LmhtcError(f"--mode must be float or int, got {mode!r}")
+    if mode == "int":
+        from lmhtc.runtime.device import resolve_device
+
+        device = resolve_device(device)
+    elif device != "cpu":
+        raise LmhtcError("--device applies to --mode int only")
     graphs, _ = load_artifact(artifact)
     run_graph = require_graph(graphs, "int" if mode == "int" else "float", artifact, float_graph=graph)
     if _on_dask(workers, scheduler, resume):     # whole batches as shards; the same integers, the same floats
@@ -444,7 +451,8 @@ def simulate(
         logits = arrays["logits"]
     else:
         x, y = _artifact_inputs(inputs, run_graph, limit, sequences=mode == "float")
-        arrays, logits = simulate_arrays(graphs, x, mode, graph, batch_size, artifact, progress=progress)
+        arrays, logits = simulate_arrays(graphs, x, mode, graph, batch_size, artifact, progress=progress,
+                                         device=device)
     if mode == "int" and arrays["saturation"].sum():
         sat = arrays["saturation"]
         typer.echo(f"warning: {int(sat.sum())} membrane saturation events "

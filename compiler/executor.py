@@ -178,9 +178,12 @@ LOWERING = {
 
 
 def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set[str] = frozenset(),
-                    table: dict | None = None):
+                    table: dict | None = None, observe: Callable | None = None):
     """Run one batch ``x`` [B, C, H, W] (or a sequence [steps, B, ...]); returns (outputs [steps,B,classes],
-    counts [B,layers], captured)."""
+    counts [B,layers], captured).
+
+    ``observe(node, inputs, output)``, when given, sees every node's values as they are computed (before they
+    are freed), so a caller can reduce them on the fly instead of capturing whole sequences."""
     table = table or check_lowerable(graph, "float")
     steps = graph.steps
     order = list(graph.topo())
@@ -192,7 +195,10 @@ def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set
     ctx = _Ctx(params, steps, x)
     captured = {}
     for i, node in enumerate(order):
-        out = table[node.kind](node, [values[s] for s in node.inputs], ctx)
+        ins = [values[s] for s in node.inputs]
+        out = table[node.kind](node, ins, ctx)
+        if observe is not None:
+            observe(node, ins, out)
         if node.name in capture:
             captured[node.name] = out.expand(steps, *out.shape[1:]) if out.shape[0] == 1 else out
         values[node.name] = out
@@ -216,9 +222,10 @@ def spiking_layer_names(graph: Graph) -> list[str]:
 
 def run_float(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, dtype: torch.dtype = torch.float32,
               device: str = "cpu", progress: bool = False, capture: set[str] = frozenset(),
-              desc: str = "simulate (float)") -> RunResult:
+              desc: str = "simulate (float)", observe: Callable | None = None) -> RunResult:
     """Run the graph in floating point on ``x`` [N, *input_shape] (the same input at every step) or on a
-    per-step sequence [steps, N, *input_shape]; outputs, logits and spike counts."""
+    per-step sequence [steps, N, *input_shape]; outputs, logits and spike counts (``observe``: see
+    ``run_graph_batch``)."""
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     expected = tuple(graph.input.input_shape)
     sequence = is_sequence(graph, x)
@@ -234,7 +241,8 @@ def run_float(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, 
     with torch.no_grad():
         for i in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, unit="batch"):
             xb = x[i:i + batch_size].to(device)
-            o, c, cap = run_graph_batch(graph, xb.transpose(0, 1) if sequence else xb, params, capture, table)
+            o, c, cap = run_graph_batch(graph, xb.transpose(0, 1) if sequence else xb, params, capture, table,
+                                        observe)
             outs.append(o.cpu())
             cnts.append(c.cpu())
             for name, val in cap.items():

@@ -69,7 +69,7 @@ def float_graph_name(graphs: dict[str, Graph], name: str, artifact) -> str:
 
 
 def simulate_arrays(graphs: dict[str, Graph], x, mode: str, graph: str, batch_size: int, artifact,
-                    progress: bool = False) -> tuple[dict, object]:
+                    progress: bool = False, device: str = "cpu") -> tuple[dict, object]:
     """What ``lmhtc simulate`` writes: (the arrays of one run of ``mode`` on ``x``, the run's own logits).
 
     Float mode runs the float graph ``graph`` with the reference executor; int mode runs the integer
@@ -81,14 +81,14 @@ def simulate_arrays(graphs: dict[str, Graph], x, mode: str, graph: str, batch_si
 
     if mode not in ("float", "int"):
         raise LmhtcError(f"--mode must be float or int, got {mode!r}")
-    arrays, logits = _run_arrays(graphs, x, mode, graph, batch_size, artifact, progress)
+    arrays, logits = _run_arrays(graphs, x, mode, graph, batch_size, artifact, progress, device)
     if not np.isfinite(arrays["logits"]).all() or not np.isfinite(arrays["outputs"]).all():
         raise LmhtcError(f"{artifact}: the network's outputs are not finite on these inputs (parameters too "
                          f"large for float32); nothing was written")
     return arrays, logits
 
 
-def _run_arrays(graphs, x, mode, graph, batch_size, artifact, progress):
+def _run_arrays(graphs, x, mode, graph, batch_size, artifact, progress, device="cpu"):
     import numpy as np
 
     from .errors import LmhtcError
@@ -98,7 +98,7 @@ def _run_arrays(graphs, x, mode, graph, batch_size, artifact, progress):
             raise LmhtcError(f"{artifact}: has no integer network (compiled with --no-int, or not lowerable)")
         from lmhtc.runtime.simulator import run_int
 
-        r = run_int(graphs["integer"], x, batch_size, progress=progress)
+        r = run_int(graphs["integer"], x, batch_size, device=device, progress=progress)
         return dict(logits=r.logits.astype(np.float32), outputs=r.outputs.astype(np.float32),
                     logits_int=r.logits_int, outputs_int=r.outputs_int, spike_counts=r.spike_counts,
                     layer_names=np.array(r.layer_names), sops=r.sops, macs=r.macs, saturation=r.saturation,

@@ -62,11 +62,12 @@ class Artifact:
         return self.path
 
     def simulate(self, x: np.ndarray, mode: str = "int", graph: str = "compiled", batch_size: int = 64,
-                 progress: bool = False) -> Simulation:
-        """Run ``x`` [N, C, H, W] through the integer runtime (``mode="int"``) or the float executor."""
+                 progress: bool = False, device: str = "cpu") -> Simulation:
+        """Run ``x`` [N, C, H, W] through the integer runtime (``mode="int"``, on ``device``: cpu or cuda[:N],
+        the same integers on both) or the float executor."""
         from lmhtc.compiler.pipeline import simulate_arrays
 
-        arrays, _ = simulate_arrays(self.graphs, _images(x), mode, graph, batch_size, self._name(), progress)
+        arrays, _ = simulate_arrays(self.graphs, _images(x), mode, graph, batch_size, self._name(), progress, device)
         return Simulation(**arrays)
 
     def export(self, target: str, path: str | os.PathLike, *, graph: str = "compiled", spikes: bool = False) -> Path:

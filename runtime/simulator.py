@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import time
 import weakref
 
 import numpy as np
@@ -36,12 +37,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from lmhtc.compiler.errors import LmhtcError
 from lmhtc.compiler.lowering import LoweringError, check_lowerable
 from lmhtc.semantics import SEMANTICS_VERSION
-from lmhtc.compiler.errors import LmhtcError
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
-                            SumPool2d, rs)
+                            SumPool2d)
 from lmhtc.compiler.ir import Add, Flatten, Graph, receives_spikes
+from lmhtc.runtime.device import resolve_device
+from lmhtc.runtime.int8 import INT32_MAX, Int8Product, OneDnnConv, onednn_available
+from lmhtc.runtime.neuron import empty_steps, rs, run_neuron
 
 EXACT_F32 = 2 ** 24
 EXACT_F64 = 2 ** 53
@@ -82,6 +86,7 @@ class _Synapse:
         self.node = node
         if isinstance(node, QGain):
             self.gain = torch.as_tensor(node.gain.astype(np.int64), device=device)
+            self.gain_max = int(np.abs(node.gain).max()) if node.gain.size else 0
             self.fanout_map, self.fanout_const = None, 1
             return
         w = node.weight.astype(np.int64)
@@ -90,6 +95,12 @@ class _Synapse:
             raise IntegerGraphError(f"node {node.name!r}: sums up to {node.acc_bound} exceed exact float64 range")
         self.w_by_dtype = {dt: torch.as_tensor(w, dtype=dt, device=device) for dt in (torch.float32, torch.float64)}
         self.bias = None if node.bias is None else torch.as_tensor(node.bias.astype(np.int64), device=device)
+        self.bias_max = 0 if node.bias is None or not node.bias.size else int(np.abs(node.bias).max())
+        # max over outputs of Σ|w| over the fan-in: |Σ w·x| ≤ wsum_max · max|x|, from the weights alone
+        self.wsum_max = int(np.abs(w).reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
+        self.int8 = Int8Product(node, device) if Int8Product.eligible(node) else None
+        self.onednn = OneDnnConv(node, device) if self.int8 is not None and isinstance(node, QConv2d) and \
+            onednn_available(device) else None
         if isinstance(node, QConv2d):
             cout = w.shape[0]
             ones_out = torch.ones(1, 1, *node.shape[1:], dtype=torch.float64)
@@ -97,19 +108,30 @@ class _Synapse:
             cover = F.conv_transpose2d(ones_out, kernel, stride=node.stride, padding=node.padding,
                                        dilation=node.dilation,
                                        output_padding=self._output_padding(in_shape, node))
-            self.fanout_map = cover[0, 0, :in_shape[1], :in_shape[2]].round().to(device)
+            self.fanout_map = cover[0, 0, :in_shape[1], :in_shape[2]].round().to(torch.int32).to(device)
             self.fanout_const = cout // node.groups
         else:
             self.fanout_map, self.fanout_const = None, w.shape[0]
 
-    def sops(self, v: torch.Tensor) -> torch.Tensor:
-        """[B, S] synaptic operations: Σ over input positions of (integer input × its fan-out)."""
-        # sums of small spike counts are exact in float32 (< 2^24), the weighted totals in float64 (< 2^53)
+    def sops(self, v: torch.Tensor, bound: int, channel_sums: dict) -> torch.Tensor:
+        """[B, S] synaptic operations: Σ over input positions of (integer input × its fan-out), in integers.
+
+        ``channel_sums`` caches Σ over channels of ``v`` (keyed by id), shared by all consumers of one value."""
+        if v.dim() != 5:
+            return (v.flatten(2).sum(-1, dtype=torch.int64) * self.fanout_const).T
+        # a conv's fan-out depends on the position only: sum the channels first (int32 when it fits)
+        key = id(v)
+        if key not in channel_sums:
+            wide = bound * v.shape[2] > INT32_MAX // 2
+            channel_sums[key] = (v, v.sum(2, dtype=torch.int64 if wide else torch.int32))
+        csum = channel_sums[key][1]
         if self.fanout_map is None:
-            per = v.flatten(2).to(torch.float32).sum(-1, dtype=torch.float64)
-        else:   # a conv's fan-out depends on the position only: sum the channels first
-            per = (v.to(torch.float32).sum(2).to(torch.float64) * self.fanout_map).flatten(2).sum(-1)
-        return (per.round().to(torch.int64) * self.fanout_const).T
+            per = csum.flatten(2).sum(-1, dtype=torch.int64)
+        else:
+            fan = self.fanout_map if csum.dtype == torch.int32 and bound * v.shape[2] * int(
+                self.fanout_map.max()) <= INT32_MAX else self.fanout_map.to(torch.int64)
+            per = (csum * fan).flatten(2).sum(-1, dtype=torch.int64)
+        return (per * self.fanout_const).T
 
     def exact_dtype(self, max_scale: int = 1) -> torch.dtype:
         """float32 when every partial sum stays below 2^24 (inputs up to ``max_scale`` × the analysed range)."""
@@ -124,7 +146,14 @@ class _Synapse:
             pads.append(max(0, min(in_shape[1 + i] - full, node.stride[i] - 1)))
         return tuple(pads)
 
-    # -- the two kernels ------------------------------------------------------------
+    def out_bound(self, in_bound: int, lw: int) -> int:
+        """A bound on |output| of the node over window sums of ``lw`` steps of inputs bounded by ``in_bound``."""
+        acc = (self.gain_max if isinstance(self.node, QGain) else self.wsum_max) * in_bound * lw
+        e = self.node.shift
+        shifted = acc << e if e >= 0 else (acc >> -e) + 1
+        return shifted + (getattr(self, "bias_max", 0) * lw)
+
+    # -- the kernels ------------------------------------------------------------------
     def dense(self, v: torch.Tensor, max_scale: int = 1) -> torch.Tensor:
         """Σ w·x for every output, via float convolution/matmul (exact by range analysis)."""
         node = self.node
@@ -132,7 +161,8 @@ class _Synapse:
         wf = self.w_by_dtype[dtype]
         flat = v.reshape(-1, *v.shape[2:]).to(dtype)
         if isinstance(node, QConv2d):
-            y = F.conv2d(flat, wf, None, node.stride, node.padding, node.dilation, node.groups)
+            with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+                y = F.conv2d(flat, wf, None, node.stride, node.padding, node.dilation, node.groups)
         else:
             y = flat @ wf.T
         return torch.round(y).to(torch.int64).reshape(*v.shape[:2], *y.shape[1:])
@@ -240,68 +270,102 @@ def _program(graph: Graph, device: str) -> _Program:
     return per_graph[device]
 
 
+def _fit(t: torch.Tensor, bound: int) -> torch.Tensor:
+    """``t`` as int32 when ``bound`` (a proven bound on |t|) fits 32 bits, else as int64."""
+    dt = torch.int32 if bound <= INT32_MAX else torch.int64
+    return t if t.dtype == dt else t.to(dt)
+
+
 class _Batch:
-    """One batch's run state: what the lowerings read (program, kernel policy, window plan) and record."""
+    """One batch's run state: what the lowerings read (program, kernel policy, window plan) and record.
+    Every value carries a proven bound on its magnitude (``bounds``), which decides the narrowest exact
+    dtype (int8 spikes and inputs, int32 where the bound fits, else int64)."""
 
     def __init__(self, prog: _Program, x: torch.Tensor, kernel: str, event_density: float, windows: dict,
                  row_windows: bool):
         self.prog, self.x, self.kernel, self.event_density = prog, x, kernel, event_density
         self.steps = prog.graph.steps
         self.windows = windows
+        self.bounds: dict[str, int] = {}
         self.windowed: dict[str, int] = {}                      # value name → window size (window sums)
         self.windowed_rows: dict[str, tuple[int, bool]] = {}    # mix outputs once per window: (L, front-loaded)
         self.row_blocks = prog.row_blocks if row_windows else {}
         self.spikes, self.sats, self.sops = [], [], []
         self.macs = torch.zeros(x.shape[0], dtype=torch.int64)
         self.kernels: dict[str, dict[str, int]] = {}
+        self.channel_sums: dict[int, tuple] = {}    # id(spike tensor) → (tensor, Σ over channels), for SOPs
         self.outputs = None
 
 
-def _lower_input(st: _Batch, node: QInput, ins, lw):
-    return _encode_input(st.x, node).unsqueeze(0), lw
+# Each lowering: (batch state, node, inputs, window size, input bound) → (output, its bound, window size).
+
+def _lower_input(st: _Batch, node: QInput, ins, lw, in_b):
+    out = _encode_input(st.x, node).unsqueeze(0)
+    bound = 2 ** (node.bits - 1) - 1
+    return (out.to(torch.int8) if bound <= 127 else out), bound, lw
 
 
-def _lower_synapse(st: _Batch, node, ins, lw):
-    v, sy = ins[0], st.prog.syn[node.name]
-    if node.name in st.prog.analog:
+def _lower_synapse(st: _Batch, node, ins, lw, in_b):
+    v, sy, analog = ins[0], st.prog.syn[node.name], node.name in st.prog.analog
+    if analog:
         cout, cin_g, *k = node.weight.shape
         st.macs += int(np.prod(node.shape)) * cin_g * int(np.prod(k))
     else:
-        st.sops.append(_per_step(sy.sops(v), st.steps))
-    vin = _window_sums(v, lw)
-    use_event = st.kernel == "event" or (st.kernel == "auto" and
-                                         float((vin != 0).sum()) < st.event_density * vin.numel())
-    acc = sy.event(vin) if use_event else sy.dense(vin, lw)
-    stats = st.kernels.setdefault(node.name, {"event": 0, "dense": 0})
-    stats["event" if use_event else "dense"] += 1
-    out = _exp_shift(acc, node.shift)
+        st.sops.append(_per_step(sy.sops(v, in_b, st.channel_sums), st.steps))
+    vin = _window_sums(v, lw, in_b)
+    kernel = st.kernel
+    use_event = kernel == "event" or (kernel in ("auto", "int8") and
+                                      float((vin != 0).sum()) < st.event_density * vin.numel())
+    if use_event:
+        acc, used = sy.event(vin), "event"
+    elif kernel != "dense" and sy.onednn is not None and sy.onednn.exact(in_b * lw, analog):
+        acc, used = sy.onednn(vin, analog), "int8"
+    elif kernel != "dense" and sy.int8 is not None and sy.int8.exact(in_b * lw, sy.wsum_max * in_b * lw):
+        acc, used = sy.int8(vin), "int8"
+    else:
+        acc, used = sy.dense(vin, lw), "dense"
+    stats = st.kernels.setdefault(node.name, {"event": 0, "dense": 0, "int8": 0})
+    stats[used] += 1
+    bound = sy.out_bound(in_b, lw)
+    out = _exp_shift(_fit(acc, bound), node.shift)     # acc is a fresh tensor: shifted in place
     if sy.bias is not None:
-        out = out + (sy.bias * lw).reshape(-1, *([1] * (out.dim() - 3)))
-    return out, lw
+        out += (sy.bias.to(out.dtype) * lw).reshape(-1, *([1] * (out.dim() - 3)))
+    return out, bound, lw
 
 
-def _lower_gain(st: _Batch, node: QGain, ins, lw):
+def _lower_gain(st: _Batch, node: QGain, ins, lw, in_b):
     v, sy = ins[0], st.prog.syn[node.name]
-    st.sops.append(_per_step(sy.sops(v), st.steps))
-    vin = _window_sums(v, lw)
-    return _exp_shift(vin.to(torch.int64) * sy.gain.reshape(-1, *([1] * (v.dim() - 3))), node.shift), lw
+    st.sops.append(_per_step(sy.sops(v, in_b, st.channel_sums), st.steps))
+    vin = _window_sums(v, lw, in_b)
+    bound = sy.out_bound(in_b, lw)
+    dt = _fit(vin[:0], bound).dtype
+    return _exp_shift(vin.to(dt) * sy.gain.to(dt).reshape(-1, *([1] * (v.dim() - 3))), node.shift), bound, lw
 
 
-def _lower_sum_pool(st: _Batch, node: SumPool2d, ins, lw):
+def _lower_sum_pool(st: _Batch, node: SumPool2d, ins, lw, in_b):
     v = ins[0]
     y = F.avg_pool2d(v.reshape(-1, *v.shape[2:]).to(torch.float64), node.kernel, node.stride, node.padding,
                      divisor_override=1)
-    return torch.round(y).to(torch.int64).reshape(*v.shape[:2], *y.shape[1:]), lw
+    bound = in_b * int(np.prod(node.kernel))
+    return _fit(torch.round(y), bound).reshape(*v.shape[:2], *y.shape[1:]), bound, lw
 
 
-def _lower_add(st: _Batch, node: Add, ins, lw):
+def _lower_global_sum(st: _Batch, node: GlobalSumPool, ins, lw, in_b):
+    v = ins[0]
+    out = v.sum(dim=(-2, -1), keepdim=True, dtype=torch.int64)
+    bound = in_b * v.shape[-1] * v.shape[-2]
+    return (out.to(torch.int8) if bound <= 127 else out), bound, lw
+
+
+def _lower_add(st: _Batch, node: Add, ins, lw, in_b):
     wa, wb = (st.windowed.get(n, 1) for n in node.inputs)
     if wa != wb:
         raise IntegerGraphError(f"runtime: node {node.name!r} adds a window sum to a per-step value")
-    return ins[0] + ins[1], wa
+    bound = st.bounds[node.inputs[0]] + st.bounds[node.inputs[1]]
+    return _fit(ins[0], bound) + _fit(ins[1], bound), bound, wa
 
 
-def _lower_mix(st: _Batch, node: QTemporalMix, ins, lw):
+def _lower_mix(st: _Batch, node: QTemporalMix, ins, lw, in_b):
     v, omega = ins[0], node.omega
     w_in = st.windowed.get(node.inputs[0], 1)
     rows, front = st.row_blocks.get(node.name, (1, False))   # one current per window: compute it once
@@ -310,37 +374,47 @@ def _lower_mix(st: _Batch, node: QTemporalMix, ins, lw):
         omega = omega[:, ::w_in]
     elif v.shape[0] == 1:
         omega = omega.sum(1, keepdims=True)
+    acc_b = int(np.abs(omega).sum(1).max()) * in_b if omega.size else 0
+    half = (1 << node.frac_bits) >> 1
+    out = rs(_mix(omega, _fit(v, acc_b + half)), node.frac_bits)
+    bound = (acc_b + half) >> node.frac_bits
     if rows > 1:
         st.windowed_rows[node.name] = (rows, front)
-    return rs(_mix(omega, v), node.frac_bits), lw
+    return _fit(out, bound), bound, lw
 
 
-def _lower_neuron(st: _Batch, node: QNeuron, ins, lw):
+def _lower_neuron(st: _Batch, node: QNeuron, ins, lw, in_b):
     v = ins[0]
     rows, front = st.windowed_rows.get(node.inputs[0], (1, False))
     cur = v.expand(st.steps, *v.shape[1:]) if v.shape[0] == 1 else v
-    out, sat = _neuron(cur, node, rows, front, *st.prog.neuron_params[node.name])
-    st.spikes.append(out.sum(dim=tuple(d for d in range(out.dim()) if d != 1), dtype=torch.int32).to(torch.int64))
+    out, sat = run_neuron(cur, node, rows, front, *st.prog.neuron_params[node.name], cur_bound=in_b)
+    bound = node.levels
+    if out.dim() == 5:      # Σ over channels once: the spike count here, the consumers' SOPs later
+        csum = out.sum(2, dtype=torch.int32 if bound * out.shape[2] <= INT32_MAX // 2 else torch.int64)
+        st.channel_sums[id(out)] = (out, csum)
+        st.spikes.append(csum.sum(dim=(0, 2, 3), dtype=torch.int64))
+    else:
+        st.spikes.append(out.sum(dim=tuple(d for d in range(out.dim()) if d != 1), dtype=torch.int64))
     st.sats.append(sat)
-    return out, lw
+    return out, bound, lw
 
 
-def _lower_readout(st: _Batch, node: QReadout, ins, lw):
+def _lower_readout(st: _Batch, node: QReadout, ins, lw, in_b):
     v = ins[0]
     st.outputs = v.expand(st.steps, *v.shape[1:]) if v.shape[0] == 1 else v
-    return st.outputs, lw
+    return st.outputs, in_b, lw
 
 
-# The runtime's lowering table: node kind → (batch state, node, inputs, window size) → (output, window size).
+# The runtime's lowering table: node kind → lowering (see above).
 LOWERING = {
     "qinput": _lower_input,
     "qconv2d": _lower_synapse,
     "qlinear": _lower_synapse,
     "qgain": _lower_gain,
     "sumpool2d": _lower_sum_pool,
-    "globalsumpool": lambda st, node, ins, lw: (ins[0].sum(dim=(-2, -1), keepdim=True, dtype=torch.int64), lw),
+    "globalsumpool": _lower_global_sum,
     "add": _lower_add,
-    "flatten": lambda st, node, ins, lw: (ins[0].flatten(2), lw),
+    "flatten": lambda st, node, ins, lw, in_b: (ins[0].flatten(2), in_b, lw),
     "qtemporal_mix": _lower_mix,
     "qneuron": _lower_neuron,
     "qreadout": _lower_readout,
@@ -349,17 +423,21 @@ _WINDOWED_KINDS = frozenset({"qconv2d", "qlinear", "qgain", "add"})   # may hold
 
 
 def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_density: float,
-                        capture=frozenset(), windows: dict[str, int] | None = None, row_windows: bool = True):
+                        capture=frozenset(), windows: dict[str, int] | None = None, row_windows: bool = True,
+                        layer_times: dict[str, float] | None = None):
+    """One batch through the graph, each node by its entry of ``LOWERING``."""
     st = _Batch(prog, x, kernel, event_density, windows or {}, row_windows)
     steps = st.steps
     order, last_use = prog.order, prog.last_use
     values: dict[str, torch.Tensor] = {}
     captured = {}
     for i, node in enumerate(order):
+        started = time.perf_counter() if layer_times is not None else 0.0
         ins = [values[s] for s in node.inputs]
         v = ins[0] if ins else None
+        in_b = st.bounds[node.inputs[0]] if ins else 0
         lw = st.windows.get(node.name, 1) if v is not None and v.shape[0] == steps else 1
-        out, lw = LOWERING[node.kind](st, node, ins, lw)
+        out, bound, lw = LOWERING[node.kind](st, node, ins, lw, in_b)
         if node.kind in _WINDOWED_KINDS and lw > 1:
             st.windowed[node.name] = lw
         if node.name in capture:
@@ -377,30 +455,41 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
                 out_c = out.expand(steps, *out.shape[1:]) if out.shape[0] == 1 else out
             captured[node.name] = out_c
         values[node.name] = out
+        st.bounds[node.name] = bound
+        if layer_times is not None:
+            if out.device.type == "cuda":
+                torch.cuda.synchronize(out.device)
+            layer_times[node.name] = layer_times.get(node.name, 0.0) + time.perf_counter() - started
         for src in set(node.inputs):
             if last_use.get(src) == i:
                 del values[src]
     b = x.shape[0]
-    stack = (lambda xs: torch.stack(xs, dim=1) if xs else torch.zeros(b, 0, dtype=torch.int64))
-    sop_t = torch.stack(st.sops, dim=1) if st.sops else torch.zeros(b, 0, steps, dtype=torch.int64)
-    return st.outputs, stack(st.spikes), stack(st.sats), sop_t, st.macs, st.kernels, captured
+    stack = (lambda xs: torch.stack(xs, dim=1) if xs else torch.zeros(b, 0, dtype=torch.int64, device=x.device))
+    sop_t = torch.stack(st.sops, dim=1) if st.sops else torch.zeros(b, 0, steps, dtype=torch.int64, device=x.device)
+    return st.outputs.to(torch.int64), stack(st.spikes), stack(st.sats), sop_t, st.macs, st.kernels, captured
 
 
-def _window_sums(v: torch.Tensor, lw: int) -> torch.Tensor:
-    """Σ over each window of ``lw`` steps (slice additions keep small spike counts in their narrow dtype)."""
+_WIDER = {torch.int8: (127, torch.int16), torch.int16: (32767, torch.int32), torch.int32: (INT32_MAX, torch.int64)}
+
+
+def _window_sums(v: torch.Tensor, lw: int, bound: int) -> torch.Tensor:
+    """Σ over each window of ``lw`` steps in the narrowest dtype that holds ``lw × bound`` (no overflow)."""
     if lw == 1:
         return v
-    if v.dtype == torch.int8 and int(v.max()) * lw > 127:
-        v = v.to(torch.int16)
-    out = v[0::lw].clone()
-    for i in range(1, lw):
+    while v.dtype in _WIDER and bound * lw > _WIDER[v.dtype][0]:
+        v = v.to(_WIDER[v.dtype][1])
+    out = torch.add(v[0::lw], v[1::lw])
+    for i in range(2, lw):
         out += v[i::lw]
     return out
 
 
 def _exp_shift(a: torch.Tensor, e: int) -> torch.Tensor:
     """The synapse exponent: ``a << e`` for e >= 0, the rounding right shift ``rs(a, −e)`` for e < 0."""
-    return a << e if e >= 0 else rs(a, -e)
+    if e >= 0:
+        a <<= e
+        return a
+    return rs(a, -e)
 
 
 def _row_block(node: QTemporalMix, graph: Graph) -> tuple[int, bool]:
@@ -418,62 +507,25 @@ def _row_block(node: QTemporalMix, graph: Graph) -> tuple[int, bool]:
 
 
 def _mix(omega: np.ndarray, v: torch.Tensor) -> torch.Tensor:
-    """Σ_j omega[t, j]·v[j] in int64, as scalar multiply-adds (omega is tiny: steps × steps)."""
-    out = []
-    for row in omega.tolist():
-        acc = None
-        for j, w in enumerate(row):
-            if w == 0:
-                continue
-            term = v[j] * w if w != 1 else v[j].clone()
-            acc = term if acc is None else acc.add_(term)
-        out.append(acc if acc is not None else torch.zeros_like(v[0]))
-    return torch.stack(out)
+    """Σ_j omega[t, j]·v[j] in v's dtype (the caller proved it holds every sum), as scalar multiply-adds
+    (omega is tiny: steps × steps), into one buffer with v's memory layout."""
+    out = empty_steps(len(omega), v[0], v.dtype)
+    for t, row in enumerate(omega.tolist()):
+        acc = out[t]
+        terms = [(j, w) for j, w in enumerate(row) if w != 0]
+        if not terms:
+            acc.zero_()
+        for n, (j, w) in enumerate(terms):
+            if n == 0:
+                torch.mul(v[j], w, out=acc)
+            else:
+                acc.add_(v[j], alpha=w)
+    return out
 
 
 def _per_step(per: torch.Tensor, steps: int) -> torch.Tensor:
     """[B, S] → [B, steps] (a static value counts at every step)."""
     return per.expand(-1, steps) if per.shape[1] == 1 else per
-
-
-def _neuron(cur: torch.Tensor, node: QNeuron, rows: int, front: bool, theta: torch.Tensor,
-            v_init: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spike counts k [steps, B, ...] and saturation events per sample [B] (docs/integer-semantics.md).
-
-    ``cur`` holds one current per step, or (``rows`` > 1) one per window of ``rows`` steps, delivered at
-    every step of the window or (``front``) at its first step only (the other steps receive 0).
-    """
-    steps = cur.shape[0] * rows
-    shape = (-1, *([1] * (cur.dim() - 3)))
-    theta = theta.reshape(shape)
-    v = v_init.reshape(shape).expand(cur.shape[1:]).clone()
-    lo, hi = -(2 ** (node.membrane_bits - 1)), 2 ** (node.membrane_bits - 1) - 1
-    one = 1 << node.leak_frac_bits
-    out = torch.empty((steps, *cur.shape[1:]), dtype=torch.int8 if node.levels < 128 else torch.int64,
-                      device=cur.device)
-    sat = torch.zeros(cur.shape[1], dtype=torch.int64)
-    for t in range(steps):
-        leak = int(node.leak[t])
-        if leak != one:
-            v = rs(leak * v, node.leak_frac_bits)
-        if not front or t % rows == 0:
-            v += cur[t // rows]
-        vmin, vmax = torch.aminmax(v)
-        if vmin < lo or vmax > hi:
-            clipped = v.clamp(lo, hi)
-            sat += (clipped != v).flatten(1).sum(1)
-            v = clipped
-        if node.levels == 1:
-            fired = v >= theta
-            out[t] = fired
-            v -= fired * theta
-        else:
-            k = (v >= theta).to(torch.int64)
-            for lvl in range(2, node.levels + 1):
-                k += (v >= lvl * theta).to(torch.int64)
-            out[t] = k
-            v -= k * theta
-    return out, sat
 
 
 def check_integer_graph(graph: Graph) -> None:
@@ -492,17 +544,20 @@ def check_integer_graph(graph: Graph) -> None:
 
 def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, device: str = "cpu",
             progress: bool = False, capture=frozenset(), kernel: str = "auto", event_density: float = 0.02,
-            windows: bool = True, micro_batch: int = 16, desc: str = "simulate (int)") -> IntRunResult:
+            windows: bool = True, micro_batch: int = 16, desc: str = "simulate (int)",
+            layer_times: dict[str, float] | None = None) -> IntRunResult:
     """Run the integer network on ``x`` [N, C, H, W]; bit-exact integer outputs, events and SOPs.
 
     Samples are independent, so a batch runs as micro-batches of at most ``micro_batch`` samples:
     the same integers, with each layer's sequence small enough to stay in cache (measured on
     ResNet-18: 64 images take 3.3 s in micro-batches of 16 and 7.0 s in one batch of 64).
+    ``layer_times``, when given, accumulates each node's wall time in seconds (for benchmarks).
     """
     check_integer_graph(graph)
-    if kernel not in ("auto", "event", "dense"):
-        raise ValueError(f"kernel must be auto, event or dense, got {kernel!r}")
+    if kernel not in ("auto", "event", "dense", "int8"):
+        raise ValueError(f"kernel must be auto, event, dense or int8, got {kernel!r}")
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    device = resolve_device(device)
     prog = _program(graph, device)
     expected = prog.input_shape
     if tuple(x.shape[1:]) != expected:
@@ -516,13 +571,14 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
         step = max(1, min(batch_size, micro_batch))
         for i in tqdm(range(0, len(x), step), desc=desc, disable=not progress, unit="micro-batch"):
             o, spk, sat, sop, mac, kern, cap = run_graph_batch_int(prog, x[i:i + step].to(device), kernel,
-                                                                   event_density, capture, plan, windows)
+                                                                   event_density, capture, plan, windows,
+                                                                   layer_times)
             for key, val in zip(("out", "spk", "sat", "sop", "mac"), (o, spk, sat, sop, mac)):
                 parts[key].append(val.cpu())
             for name, val in cap.items():
                 caps[name].append(val.cpu())
             for name, st in kern.items():
-                agg = kernels.setdefault(name, {"event": 0, "dense": 0})
+                agg = kernels.setdefault(name, {"event": 0, "dense": 0, "int8": 0})
                 for k2, n in st.items():
                     agg[k2] += n
     outputs_int = torch.cat(parts["out"], dim=1).numpy()

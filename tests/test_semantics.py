@@ -14,6 +14,8 @@ import semantics_cases as cases
 from lmhtc import semantics
 from lmhtc.compiler.intir import QInput, QNeuron, QTemporalMix, rs as intir_rs
 from lmhtc.runtime import simulator
+from lmhtc.runtime.neuron import rs as runtime_rs
+from lmhtc.runtime.neuron import run_neuron
 from lmhtc.targets import onnx_int
 from lmhtc.targets.onnx_common import IR_VERSION, OPSET
 
@@ -68,6 +70,11 @@ def test_semantics_neuron_equals_the_independent_reference(case):
 @pytest.mark.parametrize("a,f", cases.RS)
 def test_runtime_rs(a, f):
     np.testing.assert_array_equal(intir_rs(torch.from_numpy(a.copy()), f).numpy(), semantics.rs(a, f))
+    np.testing.assert_array_equal(runtime_rs(torch.from_numpy(a.copy()), f).numpy(), semantics.rs(a, f))
+    small = a[np.abs(a) < 2 ** 30]                     # the int32 path, where the value and 2^(F−1) fit
+    if f < 30:
+        np.testing.assert_array_equal(runtime_rs(torch.from_numpy(small.astype(np.int32)), f).numpy(),
+                                      semantics.rs(small, f))
 
 
 @pytest.mark.parametrize("a,e", cases.EXP_SHIFT)
@@ -84,18 +91,20 @@ def test_runtime_encode_input(x, scale, bits):
 
 @pytest.mark.parametrize("y,omega,f", cases.MIX)
 def test_runtime_temporal_mix(y, omega, f):
-    got = intir_rs(simulator._mix(omega, torch.from_numpy(y)), f).numpy()
+    got = runtime_rs(simulator._mix(omega, torch.from_numpy(y)), f).numpy()
     np.testing.assert_array_equal(got, semantics.temporal_mix(y, omega, f))
 
 
 @pytest.mark.parametrize("case", cases.NEURON)
 def test_runtime_neuron(case):
+    """Both of the runtime's neuron loops (int32 where a membrane bound proves no saturation, else int64)."""
     node = _qneuron(case)
-    k, sat = simulator._neuron(torch.from_numpy(case["current"]), node, 1, False,
-                               torch.from_numpy(case["theta"]), torch.from_numpy(case["v_init"]))
     rk, rsat = cases.neuron_reference(case)
-    np.testing.assert_array_equal(k.numpy(), rk)
-    np.testing.assert_array_equal(sat.numpy(), rsat)
+    for bound in (None, int(np.abs(case["current"]).max())):
+        k, sat = run_neuron(torch.from_numpy(case["current"]), node, 1, False, torch.from_numpy(case["theta"]),
+                            torch.from_numpy(case["v_init"]), cur_bound=bound)
+        np.testing.assert_array_equal(k.numpy(), rk)
+        np.testing.assert_array_equal(sat.numpy(), rsat)
 
 
 # -- the integer ONNX emitter's op patterns, in onnxruntime and in onnx's reference evaluator -------

@@ -114,15 +114,18 @@ def _membrane_peaks(graph: Graph, calib: np.ndarray, batch_size: int, progress: 
     from ..executor import neuron_dynamics, run_float
 
     neurons = graph.neuron_layers()
-    mix_of = {n.name: n.inputs[0] for n in neurons}
     peaks = {n.name: 0.0 for n in neurons}
+
+    def observe(node, ins, out):    # each neuron's current as it is computed: no layer's sequence is kept
+        if node.name in peaks:
+            cur = ins[0].expand(graph.steps, *ins[0].shape[1:]).to(torch.float64)
+            _, peak = neuron_dynamics(cur, node.threshold, node.levels,
+                                      torch.as_tensor(node.leak, dtype=torch.float64), node.v_init,
+                                      node.input_scale, return_peak=True)
+            peaks[node.name] = max(peaks[node.name], peak)
+
     for i in tqdm(range(0, len(calib), batch_size), desc="calibrate", disable=not progress, unit="batch"):
-        run = run_float(graph, calib[i:i + batch_size], batch_size, capture=set(mix_of.values()))
-        for n in neurons:
-            cur = torch.as_tensor(run.captured[mix_of[n.name]], dtype=torch.float64)
-            _, peak = neuron_dynamics(cur, n.threshold, n.levels, torch.as_tensor(n.leak, dtype=torch.float64),
-                                      n.v_init, n.input_scale, return_peak=True)
-            peaks[n.name] = max(peaks[n.name], peak)
+        run_float(graph, calib[i:i + batch_size], batch_size, observe=observe)
     return peaks
 
 

@@ -1,0 +1,133 @@
+"""Exact int8 synaptic products: NHWC im2col + ``torch._int_mm`` (int8 × int8 → int32).
+
+Invariant: used only where it is exact by construction — every weight mantissa
+and every input value fits int8 (|·| ≤ 127), and a bound on every partial sum
+(max over outputs of Σ|w| × max |x|, from the weights themselves) stays below
+2^31, so no int32 partial sum can wrap. The integers are then those of the
+int64 sum.
+
+Layout: a conv's int32 output is returned as a ``[S, B, C, H, W]`` view of an
+``[S, B, H, W, C]`` (channels-last) buffer; elementwise ops keep that layout,
+so the next conv reads its input as contiguous NHWC without a transpose.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+INT32_MAX = 2 ** 31 - 1
+INT8_MAX = 127
+
+
+def _round8(n: int) -> int:
+    return -(-n // 8) * 8
+
+
+class Int8Product:
+    """The int8 weight matrix of one ``qconv2d``/``qlinear`` node, K ordered (kh, kw, cin) for NHWC im2col."""
+
+    def __init__(self, node, device: str):
+        self.node = node
+        w = torch.as_tensor(node.weight)
+        self.conv = w.dim() == 4
+        # CUDA's int8 GEMM wants K and N multiples of 8 (zero padding: adds exact zeros)
+        self.pad = torch.device(device).type == "cuda"
+        mat = w.permute(0, 2, 3, 1).reshape(w.shape[0], -1) if self.conv else w
+        self.k, self.n = mat.shape[1], mat.shape[0]
+        kp, np_ = (_round8(self.k), _round8(self.n)) if self.pad else (self.k, self.n)
+        full = torch.zeros(kp, np_, dtype=torch.int8)
+        full[:self.k, :self.n] = mat.T.to(torch.int8)
+        self.wt = full.to(device)
+
+    @staticmethod
+    def eligible(node) -> bool:
+        """Weights fit int8 and the geometry is one this kernel covers (groups = 1)."""
+        w = node.weight
+        return (int(abs(w).max()) <= INT8_MAX if w.size else True) and getattr(node, "groups", 1) == 1
+
+    @staticmethod
+    def exact(in_bound: int, acc_bound: int) -> bool:
+        """Inputs bounded by ``in_bound`` fit int8 and ``acc_bound`` (≥ every |partial sum|) is below 2^31."""
+        return in_bound <= INT8_MAX and acc_bound <= INT32_MAX
+
+    def _mm(self, a: torch.Tensor) -> torch.Tensor:
+        if a.stride() != (a.shape[1], 1):     # oneDNN misreads odd strides of size-1 dims: plain row-major only
+            a = a.clone(memory_format=torch.contiguous_format)
+        if self.pad:
+            m = a.shape[0]
+            a = F.pad(a, (0, self.wt.shape[0] - a.shape[1], 0, max(0, 17 - m)))
+            return torch._int_mm(a, self.wt)[:m, :self.n]
+        return torch._int_mm(a, self.wt)
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        """``Σ w·x`` as int32: v [S, B, C, H, W] (any strides) → [S, B, Cout, Ho, Wo]; v [S, B, F] → [S, B, out]."""
+        s, b = v.shape[:2]
+        if not self.conv:
+            return self._mm(v.reshape(s * b, self.k).to(torch.int8)).reshape(s, b, self.n)
+        node = self.node
+        ho, wo = node.shape[1:]
+        cols = im2col_nhwc(v.reshape(s * b, *v.shape[2:]).to(torch.int8), node.weight.shape[2:], node.stride,
+                           node.padding, node.dilation, (ho, wo))
+        y = self._mm(cols)
+        return y.reshape(s, b, ho, wo, self.n).permute(0, 1, 4, 2, 3)
+
+
+def im2col_nhwc(x: torch.Tensor, kernel, stride, padding, dilation, out_hw) -> torch.Tensor:
+    """[N, C, H, W] int8 → [N·Ho·Wo, kh·kw·C] int8, columns ordered (kh, kw, c): one strided copy."""
+    n, c = x.shape[:2]
+    kh, kw = (int(k) for k in kernel)
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    ho, wo = out_hw
+    x = x.permute(0, 2, 3, 1)                      # NHWC view (free when x is channels-last)
+    if ph or pw:
+        x = F.pad(x, (0, 0, pw, pw, ph, ph))
+    x = x.contiguous()
+    sn, sy, sx, sc = x.stride()
+    view = x.as_strided((n, ho, wo, kh, kw, c), (sn, sy * sh, sx * sw, sy * dh, sx * dw, sc))
+    return view.reshape(n * ho * wo, kh * kw * c)
+
+
+EXACT_F32 = 2 ** 24
+
+
+def onednn_available(device: str) -> bool:
+    """oneDNN's int8 convolution (the x86 quantization backend) exists in this torch build, for CPU runs."""
+    return torch.device(device).type == "cpu" and hasattr(torch.ops, "onednn") and \
+        hasattr(torch.ops.onednn, "qconv2d_pointwise") and hasattr(torch.ops.onednn, "qconv_prepack")
+
+
+class OneDnnConv:
+    """A ``qconv2d`` as oneDNN's direct int8 convolution: uint8 activations × int8 weights, int32 accumulation.
+
+    Exact by construction under ``exact``: every scale is 1.0, signed inputs (|x| ≤ 127) enter as x + 128 with
+    zero point 128 (the compensation is integer), non-negative inputs (spike counts ≤ 255) with zero point 0,
+    and the float32 output holds the int32 sum exactly because every |Σ w·x| < 2^24.
+    """
+
+    def __init__(self, node, device: str):
+        self.node = node
+        w = torch.as_tensor(node.weight).to(torch.int8)
+        self.ones = torch.ones(w.shape[0], dtype=torch.float32)
+        self.zeros = torch.zeros(w.shape[0], dtype=torch.int64)
+        self.geom = [list(node.stride), list(node.padding), list(node.dilation)]
+        self.packed = {zp: torch.ops.onednn.qconv_prepack(w, self.ones, 1.0, zp, *self.geom, 1, None)
+                       for zp in (0, 128)}
+        self.wsum = int(torch.as_tensor(node.weight).abs().reshape(w.shape[0], -1).sum(1).max()) if w.numel() else 0
+
+    def exact(self, in_bound: int, signed: bool) -> bool:
+        """Inputs fit the uint8 encoding, |Σ w·x| < 2^24 (exact float32 output), the uint8 sums fit int32."""
+        return (in_bound <= INT8_MAX if signed else in_bound <= 255) and self.wsum * in_bound < EXACT_F32 \
+            and self.wsum * 255 <= INT32_MAX
+
+    def __call__(self, v: torch.Tensor, signed: bool) -> torch.Tensor:
+        """v [S, B, C, H, W] (int8 for signed inputs, else any integer dtype ≥ 0) → int32 [S, B, Cout, Ho, Wo]."""
+        s, b = v.shape[:2]
+        x = v.reshape(s * b, *v.shape[2:])
+        if signed:
+            x = x.to(torch.int8).view(torch.uint8) ^ 128        # two's complement x + 128, in [1, 255]
+        else:
+            x = x.view(torch.uint8) if x.dtype == torch.int8 else x.to(torch.uint8)   # 0 ≤ x ≤ 127: same bits
+        zp = 128 if signed else 0
+        y = torch.ops.onednn.qconv2d_pointwise(x, 1.0, zp, self.packed[zp], self.ones, self.zeros, None, *self.geom,
+                                               1, 1.0, 0, torch.float32, "none", [], "")
+        return y.to(torch.int32).reshape(s, b, *y.shape[1:])
