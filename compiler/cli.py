@@ -739,6 +739,9 @@ def report(
         from .pipeline import float_graph_name
 
         graph = float_graph_name(graphs, graph or "compiled", artifact)
+    from .cost.fanout import cost_graph
+
+    cg = cost_graph(graphs[graph])       # a graph the cost passes cannot count fails before any input is read
     spec = meta.get("model_spec", {})
     info = {"artifact": artifact.name, "arch": spec.get("arch")}
     if _on_dask(workers, scheduler, resume):
@@ -750,7 +753,7 @@ def report(
     else:       # in-process: the gate (per-step sequences too, in float mode), then the same per-batch reduction
         x, y = _artifact_inputs(inputs, graphs[graph], limit, sequences=mode == "float")
         result = build_report(graphs[graph], x, mode, energy, core, y=y, graph_name=graph, batch_size=batch_size,
-                              progress=progress, meta=info)
+                              progress=progress, meta=info, cg=cg)
     print_report(result)
     if plots is not None:
         from .report_plots import write_report_plots

@@ -188,9 +188,11 @@ def require_graph(graphs: dict[str, Graph], target: str, artifact, float_graph: 
         if graph is None:
             gap = integer_lowering_gap(graphs.get("compiled"))
             if gap is not None:
-                raise LoweringError(f"target {target!r} cannot run node {gap.name!r}: the {gap.kind} kind has no "
-                                    f"integer lowering yet (the float executor runs it)")
-            raise LoweringError(f"{artifact}: target {target!r} cannot run: the artifact has no integer graph "
-                                f"(compiled with --no-int, or a network the integer lowering does not cover)")
+                raise LoweringError(f"{artifact}: has no integer network: target {target!r} cannot run node "
+                                    f"{gap.name!r}: the {gap.kind} kind has no integer lowering yet (the float "
+                                    f"executor runs it)")
+            raise LoweringError(f"{artifact}: target {target!r} cannot run: the artifact has no integer graph (it has "
+                                f"no integer network: compiled with --no-int, or a network the integer lowering "
+                                f"does not cover)")
     check_lowerable(graph, target)
     return graph

@@ -43,9 +43,10 @@ def _mean(a) -> float:
 
 def build_report(graph: Graph, x: np.ndarray, mode: str, energy: EnergyModel, hardware: CoreSpec,
                  y: np.ndarray | None = None, graph_name: str = "", batch_size: int = 16,
-                 progress: bool = False, meta: dict | None = None) -> dict:
-    """Run the cost passes on ``graph`` with inputs ``x``; the whole report as a JSON-ready dict."""
-    cg = cost_graph(graph)
+                 progress: bool = False, meta: dict | None = None, cg=None) -> dict:
+    """Run the cost passes on ``graph`` with inputs ``x``; the whole report as a JSON-ready dict
+    (``cg``: the graph's cost graph, when the caller built it already)."""
+    cg = cg or cost_graph(graph)
     activity = measure_activity(graph, x, mode, batch_size=batch_size, progress=progress, cg=cg)
     return report_from_activity(graph, activity, energy, hardware, y=y, graph_name=graph_name, meta=meta, cg=cg)
 

@@ -287,18 +287,18 @@ def test_validator_refuses_every_bad_attribute(net, tmp_path, edit, message):
 
 def test_integer_weights_beyond_weight_bits_are_refused(net):
     """Weights x4 with the stored acc_bound unchanged made the dense and event kernels disagree."""
-    from lmhtc.compiler.ir import IRError, validate
+    from lmhtc.compiler.ir import IRError, validate_integer
 
     graphs, _ = load_artifact(net[2])
     g = graphs["integer"]
     conv = next(n for n in g.topo() if n.kind == "qconv2d")
     conv.weight = conv.weight * 4
     with pytest.raises(IRError, match=f"node '{conv.name}' \\(qconv2d\\): integer weights reach .* beyond 8-bit"):
-        validate(g)
+        validate_integer(g)
     conv.weight = conv.weight // 4
     conv.acc_bound = conv.acc_bound // 2
     with pytest.raises(IRError, match="acc_bound .* is below"):
-        validate(g)
+        validate_integer(g)
 
 
 def test_bad_flags_are_one_line(net, tmp_path):
