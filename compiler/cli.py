@@ -204,6 +204,11 @@ def compile_cmd(
     calib_limit: int = typer.Option(256, help="images of --calib to use"),
     weight_bits: Optional[int] = typer.Option(None, help="integer weight mantissa bits, 2-16 (default 8)"),
     per_layer: bool = typer.Option(False, "--per-layer", help="one weight scale per layer (default: per output channel)"),
+    quant_method: Optional[str] = typer.Option(None, "--quant-method",
+                                               help="maxabs, bias, mse or mse-ta (default; see README)"),
+    mixed_precision: Optional[float] = typer.Option(None, "--mixed-precision",
+                                                    help="argmax-agreement budget (0-1] on --calib: layers start at "
+                                                         "--weight-bits and the most sensitive widen to 8 bits"),
     no_int: bool = typer.Option(False, "--no-int", help="skip the integer lowering"),
     progress: ProgressOpt = True,
 ):
@@ -223,8 +228,13 @@ def compile_cmd(
     if schedule not in SCHEDULES:
         raise LmhtcError(f"--reparam must be one of {', '.join(SCHEDULES)}, got {reparam!r}")
     spec = _spec_from_flags(checkpoint, arch, levels, timesteps, recipe, num_classes, input_shape)
-    config = QuantConfig(weight_bits=8 if weight_bits is None else weight_bits, per_channel=not per_layer)
+    config = QuantConfig(weight_bits=8 if weight_bits is None else weight_bits, per_channel=not per_layer,
+                         **({} if quant_method is None else {"method": quant_method}))
     config.check()     # bad options fail before any work
+    if mixed_precision is not None and (calib is None or not 0 < mixed_precision <= 1 or config.weight_bits >= 8):
+        raise LmhtcError("--mixed-precision needs --calib, a budget in (0, 1] and --weight-bits below 8, got "
+                         f"{mixed_precision} with {'no ' if calib is None else ''}--calib and "
+                         f"--weight-bits {config.weight_bits}")
     cx = None if calib is None or no_int else _limited(*load_inputs(calib), calib_limit)[0]
     cxy = None if check is None else _limited(*load_inputs(check), check_limit)
     graphs = compile_checkpoint(checkpoint, spec, reparam=not no_reparam, schedule=schedule)
@@ -241,7 +251,20 @@ def compile_cmd(
         meta["exactness"] = report.to_json()
         _print_exactness(report)
     if not no_int:
-        explicit = calib is not None or weight_bits is not None
+        explicit = calib is not None or weight_bits is not None or quant_method is not None
+        if mixed_precision is not None:
+            from dataclasses import replace
+
+            from .mixed import choose_widths
+
+            mp = choose_widths(compiled, cx, config.weight_bits, 8, mixed_precision, config.method, progress=progress)
+            config = replace(config, layer_bits=mp.layer_bits)
+            meta["mixed_precision"] = {"budget": mixed_precision, "agreement": mp.agreement, "met": mp.met,
+                                       "layer_bits": dict(mp.layer_bits), "sensitivity": mp.sensitivity.to_json()}
+            typer.echo(f"mixed precision: {len(mp.layer_bits)} layer(s) at 8 bits "
+                       f"({', '.join(n for n, _ in mp.layer_bits) or 'none'}), the rest at {config.weight_bits}; "
+                       f"argmax agreement on --calib {100 * mp.agreement:.2f} % "
+                       f"({'meets' if mp.met else 'misses'} the budget {100 * mixed_precision:.2f} %)")
         try:
             graphs["integer"] = quantize(compiled, config, calib=cx, progress=progress)
         except QuantizeError as exc:
@@ -251,9 +274,17 @@ def compile_cmd(
         else:
             qm = graphs["integer"].meta["quantization"]
             typer.echo(f"integer lowering: {qm['weight_bits']}-bit weights ({'per channel' if qm['per_channel'] else 'per layer'}), "
-                       f"{qm['membrane_bits']}-bit membranes, input range ±{qm['input_range']:.4g} from {qm['input_rule']}")
+                       f"{qm['membrane_bits']}-bit membranes, input range ±{qm['input_range']:.4g} from {qm['input_rule']}; "
+                       f"method {qm['method']}{_method_note(qm)}")
     save_artifact(output, graphs, meta)
     typer.echo(f"wrote {output}")
+
+
+def _method_note(qm: dict) -> str:
+    """What of the lowering method ran: bias correction and threshold-aware rounding need data."""
+    if qm["method"] == "maxabs" or qm["bias_correction"]:
+        return ""
+    return " (no calibration data: scales only, no bias correction)"
 
 
 def _print_exactness(report) -> None:
@@ -428,6 +459,8 @@ def sweep(
     limit: Optional[int] = typer.Option(None, help="use the first N images only"),
     plot: Optional[Path] = typer.Option(None, help="write the accuracy-vs-bits plot (PNG)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the table as JSON"),
+    methods: str = typer.Option("mse-ta", help="lowering methods to compare, comma separated (maxabs,bias,mse,mse-ta)"),
+    spikes: bool = typer.Option(False, "--spikes", help="also measure spike agreement of the first and last neuron layer"),
     progress: ProgressOpt = True,
 ):
     """Integer accuracy vs float LM-HT accuracy over weight widths, plus the widest setting."""
@@ -446,20 +479,28 @@ def sweep(
         raise LmhtcError(f"--bits must be comma-separated integers, got {bits!r}") from None
     if not widths or min(widths) < 2 or max(widths) > 16:
         raise LmhtcError(f"--bits must lie between 2 and 16, got {bits!r}")
+    from .passes.quantize import METHODS
+
+    chosen = tuple(dict.fromkeys(m.strip() for m in methods.split(",") if m.strip()))
+    if not chosen or any(m not in METHODS for m in chosen):
+        raise LmhtcError(f"--methods must be a comma-separated subset of {', '.join(METHODS)}, got {methods!r}")
     graphs, meta = load_artifact(artifact)
     x, y = _limited(*load_inputs(inputs), limit)
     if y is None:
         raise LmhtcError(f"{inputs}: no labels 'y' to measure accuracy against")
     cx = None if calib is None else _limited(*load_inputs(calib), calib_limit)[0]
-    result = bits_sweep(graphs, x, y, widths, cx, progress=progress)
+    result = bits_sweep(graphs, x, y, widths, cx, progress=progress, methods=chosen, spikes=spikes)
     table = Table(title=f"{artifact.name}: integer runtime vs float LM-HT on {result.images} images "
                         f"(float LM-HT {100 * result.float_source_accuracy:.2f} %, "
                         f"float compiled {100 * result.float_compiled_accuracy:.2f} %)")
-    for col in ("setting", "int accuracy", "vs float LM-HT (pp)", "argmax agreement", "saturations", "spikes int/float"):
-        table.add_column(col, justify="left" if col == "setting" else "right")
+    cols = ["setting", "method", "int accuracy", "vs float LM-HT (pp)", "argmax agreement", "saturations",
+            "spikes int/float"] + (["spike agr. first", "spike agr. last"] if spikes else [])
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("setting", "method") else "right")
     for r in result.rows:
-        table.add_row(r.setting, f"{100 * r.accuracy:.2f} %", f"{r.delta_pp:+.2f}", f"{100 * r.agreement:.2f} %",
-                      str(r.saturations), f"{r.spike_ratio:.4f}")
+        table.add_row(r.setting, r.method, f"{100 * r.accuracy:.2f} %", f"{r.delta_pp:+.2f}", f"{100 * r.agreement:.2f} %",
+                      str(r.saturations), f"{r.spike_ratio:.4f}",
+                      *([f"{100 * r.spikes_first:.2f} %", f"{100 * r.spikes_last:.2f} %"] if spikes else []))
     Console(width=160).print(table)
     if plot is not None:
         from .plots import plot_bits_sweep
@@ -737,6 +778,27 @@ def conversion_report(
     src = AnnSource(ann, arch, from_, num_classes or 10, parse_shape(input_shape), q_levels)
     report_command(src, inputs, calib, calib_limit, timesteps, schemes, errors_at, pairs, spike_confidence,
                    confidence_steps, v_t, seed, limit, plots, json_out, progress, load_inputs)
+
+
+@app.command()
+@user_errors
+def sensitivity(
+    artifact: Path = typer.Argument(..., help="compiled artifact"),
+    inputs: Path = typer.Option(..., help=".npz with x [N,C,H,W]: the data agreement is measured on"),
+    bits: int = typer.Option(4, help="the width of the one layer under test (the rest: widest setting)"),
+    calib: Optional[Path] = typer.Option(None, help=".npz with x: calibration data for the integer lowering"),
+    calib_limit: int = typer.Option(256),
+    limit: Optional[int] = typer.Option(None, help="use the first N images only"),
+    quant_method: str = typer.Option("mse-ta", "--quant-method", help="maxabs, bias, mse or mse-ta"),
+    plot: Optional[Path] = typer.Option(None, help="write the per-layer plot (PNG)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the table as JSON"),
+    progress: ProgressOpt = True,
+):
+    """Per-layer sensitivity: each layer alone at --bits, the rest widest; which layer to keep wider."""
+    from .sensitivity_report import sensitivity_command
+
+    sensitivity_command(artifact, inputs, bits, calib, calib_limit, limit, quant_method, plot, json_out, progress,
+                        load_inputs, _limited)
 
 
 def main() -> None:
