@@ -205,7 +205,8 @@ def compile_cmd(
     weight_bits: Optional[int] = typer.Option(None, help="integer weight mantissa bits, 2-16 (default 8)"),
     per_layer: bool = typer.Option(False, "--per-layer", help="one weight scale per layer (default: per output channel)"),
     quant_method: Optional[str] = typer.Option(None, "--quant-method",
-                                               help="maxabs, bias, mse or mse-ta (default; see README)"),
+                                               help="auto (default: mse-ta below 8 bits, bias from 8), maxabs, "
+                                                    "bias, mse or mse-ta; see README"),
     mixed_precision: Optional[float] = typer.Option(None, "--mixed-precision",
                                                     help="argmax-agreement budget (0-1] on --calib: layers start at "
                                                          "--weight-bits and the most sensitive widen to 8 bits"),
@@ -257,7 +258,7 @@ def compile_cmd(
 
             from .mixed import choose_widths
 
-            mp = choose_widths(compiled, cx, config.weight_bits, 8, mixed_precision, config.method, progress=progress)
+            mp = choose_widths(compiled, cx, config.weight_bits, 8, mixed_precision, config.lowering, progress=progress)
             config = replace(config, layer_bits=mp.layer_bits)
             meta["mixed_precision"] = {"budget": mixed_precision, "agreement": mp.agreement, "met": mp.met,
                                        "layer_bits": dict(mp.layer_bits), "sensitivity": mp.sensitivity.to_json()}
@@ -459,7 +460,7 @@ def sweep(
     limit: Optional[int] = typer.Option(None, help="use the first N images only"),
     plot: Optional[Path] = typer.Option(None, help="write the accuracy-vs-bits plot (PNG)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the table as JSON"),
-    methods: str = typer.Option("mse-ta", help="lowering methods to compare, comma separated (maxabs,bias,mse,mse-ta)"),
+    methods: str = typer.Option("auto", help="lowering methods to compare, comma separated (auto,maxabs,bias,mse,mse-ta)"),
     spikes: bool = typer.Option(False, "--spikes", help="also measure spike agreement of the first and last neuron layer"),
     progress: ProgressOpt = True,
 ):
@@ -482,8 +483,8 @@ def sweep(
     from .passes.quantize import METHODS
 
     chosen = tuple(dict.fromkeys(m.strip() for m in methods.split(",") if m.strip()))
-    if not chosen or any(m not in METHODS for m in chosen):
-        raise LmhtcError(f"--methods must be a comma-separated subset of {', '.join(METHODS)}, got {methods!r}")
+    if not chosen or any(m not in METHODS and m != "auto" for m in chosen):
+        raise LmhtcError(f"--methods must be a comma-separated subset of auto, {', '.join(METHODS)}, got {methods!r}")
     graphs, meta = load_artifact(artifact)
     x, y = _limited(*load_inputs(inputs), limit)
     if y is None:
@@ -789,7 +790,7 @@ def sensitivity(
     calib: Optional[Path] = typer.Option(None, help=".npz with x: calibration data for the integer lowering"),
     calib_limit: int = typer.Option(256),
     limit: Optional[int] = typer.Option(None, help="use the first N images only"),
-    quant_method: str = typer.Option("mse-ta", "--quant-method", help="maxabs, bias, mse or mse-ta"),
+    quant_method: str = typer.Option("auto", "--quant-method", help="auto (mse-ta below 8 bits, bias from 8), maxabs, bias, mse or mse-ta"),
     plot: Optional[Path] = typer.Option(None, help="write the per-layer plot (PNG)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the table as JSON"),
     progress: ProgressOpt = True,

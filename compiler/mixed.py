@@ -30,7 +30,7 @@ def choose_widths(graph: Graph, calib: np.ndarray, low: int, high: int, budget: 
     from lmhtc.runtime.simulator import run_int
 
     ref = run_float(graph, calib, batch_size).logits.argmax(1)
-    stats = calibrate_for(graph, calib, QuantConfig(method=method), progress=progress)
+    stats = calibrate_for(graph, calib, QuantConfig(method="mse-ta"), progress=progress)   # every method's statistics
 
     def agreement(layer_bits) -> float:
         q = quantize(graph, QuantConfig(weight_bits=low, method=method, layer_bits=layer_bits), calib=calib,

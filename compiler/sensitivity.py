@@ -14,7 +14,7 @@ import numpy as np
 
 from .executor import run_float
 from .ir import Graph, Readout
-from .passes.quantize import DEFAULT_METHOD, QuantConfig, calibrate_for, quantize
+from .passes.quantize import DEFAULT_METHOD, QuantConfig, calibrate_for, method_for, quantize
 
 
 def spike_agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -70,6 +70,7 @@ def layer_sensitivity(graph: Graph, x: np.ndarray, bits: int, calib: np.ndarray 
                       progress: bool = False) -> Sensitivity:
     from lmhtc.runtime.simulator import run_int
 
+    method = method_for(method, bits)
     neurons = [n.name for n in graph.neuron_layers()]
     last = neurons[-1]
     ref = run_float(graph, x, batch_size, capture=set(neurons), progress=progress, desc="float compiled")

@@ -40,8 +40,8 @@ def sensitivity_command(artifact: Path, inputs: Path, bits: int, calib, calib_li
 
     if not 2 <= bits <= 16:
         raise LmhtcError(f"--bits must lie between 2 and 16, got {bits}")
-    if method not in METHODS:
-        raise LmhtcError(f"--quant-method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method != "auto" and method not in METHODS:
+        raise LmhtcError(f"--quant-method must be auto or one of {', '.join(METHODS)}, got {method!r}")
     graphs, meta = load_artifact(artifact)
     x, _ = limited(*load_inputs(inputs), limit)
     cx = None if calib is None else limited(*load_inputs(calib), calib_limit)[0]

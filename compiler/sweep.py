@@ -68,7 +68,7 @@ def bits_sweep(graphs: dict[str, Graph], x: np.ndarray, y: np.ndarray, bits: lis
     rows = []
     for name, cfg in configs:
         q = quantize(compiled, cfg, calib=calib, stats=stats)
-        r = run_int(q, x, batch_size, progress=progress, desc=f"int ({cfg.method}, {name})", capture=ends)
+        r = run_int(q, x, batch_size, progress=progress, desc=f"int ({cfg.lowering}, {name})", capture=ends)
         a = acc(r.logits)
         first, last = (spike_agreement(r.captured[n], float_counts(compiled, comp, n))
                        for n in (compiled.neuron_layers()[0].name, compiled.neuron_layers()[-1].name)) \
@@ -76,5 +76,5 @@ def bits_sweep(graphs: dict[str, Graph], x: np.ndarray, y: np.ndarray, bits: lis
         rows.append(SweepRow(name, cfg.weight_bits, a, 100 * (a - base),
                              float((r.logits.argmax(1) == comp.logits.argmax(1)).mean()),
                              int(r.saturation.sum()), float(r.spike_counts.sum() / max(comp.spike_counts.sum(), 1)),
-                             cfg.method, first, last))
+                             cfg.lowering, first, last))
     return Sweep(len(x), base, acc(comp.logits), rows)

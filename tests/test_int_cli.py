@@ -75,7 +75,7 @@ def test_sweep_prints_table_plot_and_json(digits_model):
     (["--weight-bits", "1"], "--weight-bits must be between 2 and 24"),
     (["--weight-bits", "40"], "--weight-bits must be between 2 and 24"),
     (["--calib", "missing.npz"], "missing.npz: no such file"),
-    (["--quant-method", "adaround"], "--quant-method must be one of maxabs, bias, mse, mse-ta"),
+    (["--quant-method", "adaround"], "--quant-method must be auto or one of maxabs, bias, mse, mse-ta"),
 ])
 def test_bad_integer_options(digits_model, flags, fragment):
     tmp, ckpt = digits_model

@@ -119,6 +119,7 @@ def test_methods_keep_the_runtime_bit_identical_and_differ_in_values():
     calib = np.random.default_rng(5).normal(0.5, 0.5, size=(32, 2, 8, 8)).astype(np.float32)
     x = np.random.default_rng(6).normal(0.5, 0.5, size=(6, 2, 8, 8)).astype(np.float32)
     weights = {}
+    assert QuantConfig(weight_bits=4).lowering == "mse-ta" and QuantConfig(weight_bits=8).lowering == "bias"
     for method in METHODS:
         _, q = _tiny(3, 4, method, calib)
         assert q.meta["quantization"]["method"] == method

@@ -50,7 +50,14 @@ class QuantizeError(IRError):
 # rounding need calibration data and are skipped without it
 METHODS = {"maxabs": ("maxabs", False, False), "bias": ("maxabs", True, False),
            "mse": ("mse", True, False), "mse-ta": ("mse", True, True)}
-DEFAULT_METHOD = "mse-ta"
+DEFAULT_METHOD = "auto"     # mse-ta below 8-bit weights, bias from 8 bits on (measured: README, issue 20)
+
+
+def method_for(method: str, weight_bits: int) -> str:
+    """The method ``auto`` stands for at ``weight_bits``; any other method is itself."""
+    if method != "auto":
+        return method
+    return "mse-ta" if weight_bits < 8 else "bias"
 GAIN_BITS = 8         # mse scales: identity-shortcut gains have at least 8 bits (Lava's weight width)
 MSE_MAX_BITS = 8      # wider weights keep max-abs scales (rounding error ≤ 1/510 of the largest weight)
 
@@ -58,7 +65,7 @@ MSE_MAX_BITS = 8      # wider weights keep max-abs scales (rounding error ≤ 1/
 def calibrate_for(graph: Graph, calib: np.ndarray, config: "QuantConfig", batch_size: int = 32,
                   progress: bool = False) -> Calibration:
     """The one calibration pass that ``quantize(graph, config, calib)`` needs (reusable across widths)."""
-    scales, bc, ta = METHODS[config.method]
+    scales, bc, ta = METHODS[config.lowering]
     return calibrate(graph, calib, batch_size, progress, inputs=scales == "mse" or bc, near=ta)
 
 
@@ -86,14 +93,19 @@ class QuantConfig:
         return cls(weight_bits=24, input_bits=24, mix_frac_bits=24, leak_frac_bits=24, membrane_bits=38, shift=8,
                    method="maxabs")
 
+    @property
+    def lowering(self) -> str:
+        """The lowering method used (``auto`` resolved at ``weight_bits``)."""
+        return method_for(self.method, self.weight_bits)
+
     def bits_of(self, layer: str) -> int:
         return dict(self.layer_bits).get(layer, self.weight_bits)
 
     def check(self) -> None:
         if not 2 <= self.weight_bits <= 24:
             raise LmhtcError(f"--weight-bits must be between 2 and 24, got {self.weight_bits}")
-        if self.method not in METHODS:
-            raise LmhtcError(f"--quant-method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.method != "auto" and self.method not in METHODS:
+            raise LmhtcError(f"--quant-method must be auto or one of {', '.join(METHODS)}, got {self.method!r}")
         for layer, bits in self.layer_bits:
             if not 2 <= bits <= 24:
                 raise LmhtcError(f"layer {layer!r}: weight bits must be between 2 and 24, got {bits}")
@@ -153,7 +165,7 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
             raise QuantizeError(f"node {node.name!r} (batchnorm): fold BatchNorm before integer lowering")
         if isinstance(node, MaxPool2d):
             raise QuantizeError(f"node {node.name!r} (maxpool2d): max-pooling has no integer lowering yet")
-    scales, want_bc, want_ta = METHODS[config.method]
+    scales, want_bc, want_ta = METHODS[config.lowering]
     cal = stats
     if calib is not None and cal is None:
         cal = calibrate_for(graph, calib, config, batch_size, progress)
@@ -436,7 +448,7 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
         out.add(q)
     out.meta.update({"integer": True, "semantics_version": SEMANTICS_VERSION,
                      "quantization": {"weight_bits": config.weight_bits, "per_channel": config.per_channel,
-                                      "method": config.method, "scales": scales, "bias_correction": use_bc,
+                                      "method": config.lowering, "scales": scales, "bias_correction": use_bc,
                                       "threshold_aware": use_ta, "layer_bits": dict(config.layer_bits),
                                       "input_bits": config.input_bits, "input_range": in_range,
                                       "input_rule": in_rule, "mix_frac_bits": config.mix_frac_bits,
