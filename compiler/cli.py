@@ -245,6 +245,12 @@ def compile_cmd(
     calib_limit: int = typer.Option(256, help="images of --calib to use"),
     weight_bits: Optional[int] = typer.Option(None, help="integer weight mantissa bits, 2-16 (default 8)"),
     per_layer: bool = typer.Option(False, "--per-layer", help="one weight scale per layer (default: per output channel)"),
+    quant_method: Optional[str] = typer.Option(None, "--quant-method",
+                                               help="auto (default: mse-ta below 8 bits, bias from 8), maxabs, "
+                                                    "bias, mse or mse-ta; see README"),
+    mixed_precision: Optional[float] = typer.Option(None, "--mixed-precision",
+                                                    help="argmax-agreement budget (0-1] on --calib: layers start at "
+                                                         "--weight-bits and the most sensitive widen to 8 bits"),
     no_int: bool = typer.Option(False, "--no-int", help="skip the integer lowering"),
     progress: ProgressOpt = True,
 ):
@@ -262,8 +268,13 @@ def compile_cmd(
     if schedule not in SCHEDULES:
         raise LmhtcError(f"--reparam must be one of {', '.join(SCHEDULES)}, got {reparam!r}")
     spec = _spec_from_flags(checkpoint, arch, levels, timesteps, recipe, num_classes, input_shape)
-    config = QuantConfig(weight_bits=8 if weight_bits is None else weight_bits, per_channel=not per_layer)
+    config = QuantConfig(weight_bits=8 if weight_bits is None else weight_bits, per_channel=not per_layer,
+                         **({} if quant_method is None else {"method": quant_method}))
     config.check()     # bad options fail before any work
+    if mixed_precision is not None and (calib is None or not 0 < mixed_precision <= 1 or config.weight_bits >= 8):
+        raise LmhtcError("--mixed-precision needs --calib, a budget in (0, 1] and --weight-bits below 8, got "
+                         f"{mixed_precision} with {'no ' if calib is None else ''}--calib and "
+                         f"--weight-bits {config.weight_bits}")
     shape = spec.input_shape
     cx = None if calib is None or no_int else load_inputs(calib, calib_limit, shape)[0]
     cxy = None if check is None else load_inputs(check, check_limit, shape, spec.num_classes)
@@ -280,16 +291,38 @@ def compile_cmd(
         meta["exactness"] = report.to_json()
         _print_exactness(report)
     if not no_int:
-        integer, why_not = lower_integer(compiled, weight_bits, not per_layer, cx, progress=progress)
+        explicit = calib is not None or weight_bits is not None or quant_method is not None
+        if mixed_precision is not None:
+            from dataclasses import replace
+
+            from .mixed import choose_widths
+
+            mp = choose_widths(compiled, cx, config.weight_bits, 8, mixed_precision, config.lowering, progress=progress)
+            config = replace(config, layer_bits=mp.layer_bits)
+            meta["mixed_precision"] = {"budget": mixed_precision, "agreement": mp.agreement, "met": mp.met,
+                                       "layer_bits": dict(mp.layer_bits), "sensitivity": mp.sensitivity.to_json()}
+            typer.echo(f"mixed precision: {len(mp.layer_bits)} layer(s) at 8 bits "
+                       f"({', '.join(n for n, _ in mp.layer_bits) or 'none'}), the rest at {config.weight_bits}; "
+                       f"argmax agreement on --calib {100 * mp.agreement:.2f} % "
+                       f"({'meets' if mp.met else 'misses'} the budget {100 * mixed_precision:.2f} %)")
+        integer, why_not = lower_integer(compiled, config, cx, required=explicit, progress=progress)
         if integer is None:
             typer.echo(f"note: no integer lowering ({why_not}); the artifact holds the float network only")
         else:
             graphs["integer"] = integer
             qm = graphs["integer"].meta["quantization"]
             typer.echo(f"integer lowering: {qm['weight_bits']}-bit weights ({'per channel' if qm['per_channel'] else 'per layer'}), "
-                       f"{qm['membrane_bits']}-bit membranes, input range ±{qm['input_range']:.4g} from {qm['input_rule']}")
+                       f"{qm['membrane_bits']}-bit membranes, input range ±{qm['input_range']:.4g} from {qm['input_rule']}; "
+                       f"method {qm['method']}{_method_note(qm)}")
     save_artifact(output, graphs, meta)
     typer.echo(f"wrote {output}")
+
+
+def _method_note(qm: dict) -> str:
+    """What of the lowering method ran: bias correction and threshold-aware rounding need data."""
+    if qm["method"] == "maxabs" or qm["bias_correction"]:
+        return ""
+    return " (no calibration data: scales only, no bias correction)"
 
 
 def _print_exactness(report) -> None:
@@ -475,6 +508,8 @@ def sweep(
     limit: Optional[int] = typer.Option(None, help="use the first N images only"),
     plot: Optional[Path] = typer.Option(None, help="write the accuracy-vs-bits plot (PNG)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the table as JSON"),
+    methods: str = typer.Option("auto", help="lowering methods to compare, comma separated (auto,maxabs,bias,mse,mse-ta)"),
+    spikes: bool = typer.Option(False, "--spikes", help="also measure spike agreement of the first and last neuron layer"),
     batch_size: int = typer.Option(64),
     progress: ProgressOpt = True,
     workers: WorkersOpt = None, scheduler: SchedulerOpt = None, resume: ResumeOpt = None,
@@ -498,6 +533,11 @@ def sweep(
         raise LmhtcError(f"--bits must be comma-separated integers, got {bits!r}") from None
     if not widths or min(widths) < 2 or max(widths) > 16:
         raise LmhtcError(f"--bits must lie between 2 and 16, got {bits!r}")
+    from .passes.quantize import METHODS
+
+    chosen = tuple(dict.fromkeys(m.strip() for m in methods.split(",") if m.strip()))
+    if not chosen or any(m not in METHODS and m != "auto" for m in chosen):
+        raise LmhtcError(f"--methods must be a comma-separated subset of auto, {', '.join(METHODS)}, got {methods!r}")
     graphs, meta = load_artifact(artifact)
     base = graphs[float_graph_name(graphs, "compiled", artifact)]
     if not _on_dask(workers, scheduler, resume):
@@ -508,17 +548,20 @@ def sweep(
     y = source.labels()
     if y is None:
         raise LmhtcError(f"{inputs}: no labels 'y' to measure accuracy against")
-    job = Sweep(tuple(widths), True, None if calib is None else open_inputs(calib, calib_limit))
+    job = Sweep(tuple(widths), True, None if calib is None else open_inputs(calib, calib_limit), chosen, spikes)
     rec = sharded(job, artifact, source, batch_size, workers, scheduler, resume, progress, graphs)
     result = finish_sweep(rec, y, job.configs())
     table = Table(title=f"{artifact.name}: integer runtime vs float LM-HT on {result.images} images "
                         f"(float LM-HT {100 * result.float_source_accuracy:.2f} %, "
                         f"float compiled {100 * result.float_compiled_accuracy:.2f} %)")
-    for col in ("setting", "int accuracy", "vs float LM-HT (pp)", "argmax agreement", "saturations", "spikes int/float"):
-        table.add_column(col, justify="left" if col == "setting" else "right")
+    cols = ["setting", "method", "int accuracy", "vs float LM-HT (pp)", "argmax agreement", "saturations",
+            "spikes int/float"] + (["spike agr. first", "spike agr. last"] if spikes else [])
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("setting", "method") else "right")
     for r in result.rows:
-        table.add_row(r.setting, f"{100 * r.accuracy:.2f} %", f"{r.delta_pp:+.2f}", f"{100 * r.agreement:.2f} %",
-                      str(r.saturations), f"{r.spike_ratio:.4f}")
+        table.add_row(r.setting, r.method, f"{100 * r.accuracy:.2f} %", f"{r.delta_pp:+.2f}", f"{100 * r.agreement:.2f} %",
+                      str(r.saturations), f"{r.spike_ratio:.4f}",
+                      *([f"{100 * r.spikes_first:.2f} %", f"{100 * r.spikes_last:.2f} %"] if spikes else []))
     Console(width=160).print(table)
     if plot is not None:
         from .plots import plot_bits_sweep
@@ -827,6 +870,27 @@ def conversion_report(
     src = AnnSource(ann, arch, from_, num_classes or 10, parse_shape(input_shape), q_levels)
     report_command(src, inputs, calib, calib_limit, timesteps, schemes, errors_at, pairs, spike_confidence,
                    confidence_steps, v_t, seed, limit, plots, json_out, progress, load_inputs)
+
+
+@app.command()
+@user_errors
+def sensitivity(
+    artifact: Path = typer.Argument(..., help="compiled artifact"),
+    inputs: Path = typer.Option(..., help=".npz with x [N,C,H,W]: the data agreement is measured on"),
+    bits: int = typer.Option(4, help="the width of the one layer under test (the rest: widest setting)"),
+    calib: Optional[Path] = typer.Option(None, help=".npz with x: calibration data for the integer lowering"),
+    calib_limit: int = typer.Option(256),
+    limit: Optional[int] = typer.Option(None, help="use the first N images only"),
+    quant_method: str = typer.Option("auto", "--quant-method", help="auto (mse-ta below 8 bits, bias from 8), maxabs, bias, mse or mse-ta"),
+    plot: Optional[Path] = typer.Option(None, help="write the per-layer plot (PNG)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the table as JSON"),
+    progress: ProgressOpt = True,
+):
+    """Per-layer sensitivity: each layer alone at --bits, the rest widest; which layer to keep wider."""
+    from .sensitivity_report import sensitivity_command
+
+    sensitivity_command(artifact, inputs, bits, calib, calib_limit, limit, quant_method, plot, json_out, progress,
+                        load_inputs, _limited)
 
 
 def main() -> None:

@@ -39,9 +39,11 @@ class RunResult:
 
 
 def neuron_dynamics(current: torch.Tensor, threshold: float, levels: int, leak: torch.Tensor,
-                    v_init: float, input_scale: float, return_peak: bool = False):
+                    v_init: float, input_scale: float, return_peak: bool = False,
+                    observe: Callable[[int, torch.Tensor], None] | None = None):
     """Run soft-reset (multi-level) neurons on input ``current`` [steps, ...]; returns spike levels k [steps, ...]
-    (and, with ``return_peak``, the largest |v| reached, the membrane range calibration needs).
+    (and, with ``return_peak``, the largest |v| reached, the membrane range calibration needs;
+    ``observe(t, v)`` sees each step's membrane before the spike decision).
 
     ``v = leak[t]·v + input_scale·I(t)``; ``k = Σ_{i=1..levels} [v ≥ iθ]``; ``v -= kθ``.
     """
@@ -53,6 +55,8 @@ def neuron_dynamics(current: torch.Tensor, threshold: float, levels: int, leak: 
         v = leak[t] * v + current[t] * input_scale
         if return_peak:
             peak = max(peak, float(v.abs().max()))
+        if observe is not None:
+            observe(t, v)
         k = (v >= theta).to(current.dtype)
         for i in range(2, levels + 1):
             k += (v >= i * theta).to(current.dtype)

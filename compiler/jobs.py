@@ -101,6 +101,8 @@ class Sweep:
     bits: tuple[int, ...]
     widest: bool
     calib: object = None          # an InputSource of calibration images (already limited), or None
+    methods: tuple[str, ...] = ("auto",)
+    spikes: bool = False          # also the spike agreement of the first and last neuron layers
 
     axes = {}
     sums = ()
@@ -109,14 +111,14 @@ class Sweep:
     def configs(self):
         from .sweep import sweep_configs
 
-        return sweep_configs(self.bits, self.widest)
+        return sweep_configs(self.bits, self.widest, self.methods)
 
     def run(self, graphs: dict, x: np.ndarray, batch_size: int, memo: Memo) -> dict:
         from .sweep import lower_configs, sweep_batch
 
         calib = None if self.calib is None else self.calib.read(0, len(self.calib))
         lowered = memo.get_or(("sweep", self), lambda: lower_configs(graphs, self.configs(), calib))
-        return sweep_batch(graphs, x, lowered, batch_size)
+        return sweep_batch(graphs, x, lowered, batch_size, self.spikes)
 
 
 @dataclass(frozen=True)

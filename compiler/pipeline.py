@@ -38,19 +38,13 @@ def artifact_meta(spec: ModelSpec, graphs: dict[str, Graph], reparameterized: bo
 
 
 
-def lower_integer(compiled: Graph, weight_bits: int | None = None, per_channel: bool = True, calib=None,
-                  required: bool | None = None, progress: bool = False) -> tuple[Graph | None, str | None]:
-    """The integer lowering of ``compiled``: (graph, None), or (None, reason) when it is optional and fails.
+def lower_integer(compiled: Graph, config, calib=None, required: bool = False,
+                  progress: bool = False) -> tuple[Graph | None, str | None]:
+    """The integer lowering of ``compiled`` with ``config`` (a QuantConfig): (graph, None), or, when it is not
+    ``required`` and the network is one the lowering does not cover, (None, the reason)."""
+    from .passes.quantize import QuantizeError
 
-    ``required`` None means: required when the caller asked for it explicitly (calibration data or a
-    weight width given); otherwise a network the lowering does not cover gives no integer graph.
-    """
-    from .passes.quantize import QuantConfig, QuantizeError
-
-    config = QuantConfig(weight_bits=8 if weight_bits is None else weight_bits, per_channel=per_channel)
     config.check()
-    if required is None:
-        required = calib is not None or weight_bits is not None
     try:
         return run_passes(compiled, [("quantize", {"config": config, "calib": calib, "progress": progress})]), None
     except QuantizeError as exc:

@@ -26,7 +26,11 @@ def save_png(fig, path: str | os.PathLike) -> Path:
 def plot_bits_sweep(sweep, path: str | os.PathLike, title: str = "") -> Path:
     rows = [r for r in sweep.rows if r.setting != "widest"]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r.weight_bits for r in rows], [100 * r.accuracy for r in rows], "o-", label="integer runtime")
+    methods = list(dict.fromkeys(getattr(r, "method", "") for r in rows))
+    for m in methods:           # one line per lowering method
+        mr = [r for r in rows if getattr(r, "method", "") == m]
+        ax.plot([r.weight_bits for r in mr], [100 * r.accuracy for r in mr], "o-",
+                label="integer runtime" + (f" ({m})" if len(methods) > 1 else ""))
     ax.axhline(100 * sweep.float_source_accuracy, color="k", ls="--", lw=1, label="float LM-HT (as trained)")
     widest = [r for r in sweep.rows if r.setting == "widest"]
     if widest:

@@ -126,15 +126,17 @@ def compile(checkpoint: str | os.PathLike, *, arch: str | None = None, levels: i
             timesteps: int | None = None, recipe: str | None = None, num_classes: int | None = None,
             input_shape: tuple[int, int, int] | None = None, reparam: str | None = "exact",
             calib: np.ndarray | None = None, weight_bits: int = 8, per_channel: bool = True,
-            integer: bool | None = None, progress: bool = False) -> Artifact:
+            quant_method: str = "auto", integer: bool | None = None, progress: bool = False) -> Artifact:
     """Compile a checkpoint as ``lmhtc compile`` does: BN folding, reparameterization, integer lowering.
 
     Arguments left None come from the checkpoint's sidecar. ``reparam`` is the window schedule
     (``exact`` or ``uniform``), or None to keep the M-HT neurons. ``integer``: True requires the
     integer lowering, False skips it, None (default) lowers when the network allows it and otherwise
-    keeps the float graphs only, with the reason in ``Artifact.notes``.
+    keeps the float graphs only, with the reason in ``Artifact.notes``. ``quant_method`` is the integer
+    lowering method (``auto``, ``maxabs``, ``bias``, ``mse``, ``mse-ta``; docs/integer-semantics.md).
     """
     from lmhtc.compiler.checkpoint import resolve_spec
+    from lmhtc.compiler.passes.quantize import QuantConfig
     from lmhtc.compiler.passes.reparameterize import DEFAULT_SCHEDULE
     from lmhtc.compiler.pipeline import artifact_meta, compile_checkpoint, lower_integer
 
@@ -145,7 +147,8 @@ def compile(checkpoint: str | os.PathLike, *, arch: str | None = None, levels: i
     notes = []
     if integer is not False:
         cx = None if calib is None else _images(calib)
-        lowered, why_not = lower_integer(graphs["compiled"], weight_bits, per_channel, cx,
+        config = QuantConfig(weight_bits=weight_bits, per_channel=per_channel, method=quant_method)
+        lowered, why_not = lower_integer(graphs["compiled"], config, cx,
                                          required=integer if integer is not None else cx is not None,
                                          progress=progress)
         if lowered is not None:

@@ -42,7 +42,7 @@ from lmhtc.compiler.lowering import LoweringError, check_lowerable
 from lmhtc.semantics import SEMANTICS_VERSION
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
-from lmhtc.compiler.ir import Add, Flatten, Graph, receives_spikes
+from lmhtc.compiler.ir import Add, Graph, receives_spikes
 from lmhtc.runtime.device import resolve_device
 from lmhtc.runtime.int8 import INT32_MAX, Int8Product, OneDnnConv, onednn_available
 from lmhtc.runtime.neuron import empty_steps, rs, run_neuron

@@ -15,11 +15,9 @@ import numpy as np
 
 from lmhtc.compiler.errors import LmhtcError
 from lmhtc.compiler.frontends.nir_dialects import Dialect, export_params, make_dialect
-from lmhtc.compiler.ir import (Add, AvgPool2d, Conv2d, Flatten, Graph, Input, Linear, Neuron, Readout,
-                               TemporalMix)
+from lmhtc.compiler.ir import AvgPool2d, Graph, Neuron
 from lmhtc.compiler.lif_node import LIFNeuron
 from lmhtc.compiler.lowering import LoweringError, check_lowerable, refuse
-from lmhtc.compiler.nir_ops import Conv1d, Scale, SumPool2d
 
 
 class NIRExportError(LmhtcError):

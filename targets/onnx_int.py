@@ -36,7 +36,7 @@ from lmhtc.compiler.lowering import LoweringError, check_lowerable, refuse
 from lmhtc.semantics import SEMANTICS_VERSION
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
                             QTemporalMix, SumPool2d, rs)
-from lmhtc.compiler.ir import Add, Flatten, Graph
+from lmhtc.compiler.ir import Add, Graph
 
 from .onnx_common import Builder, ExportError, finish_model
 

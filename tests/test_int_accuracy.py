@@ -30,3 +30,21 @@ def test_integer_accuracy_tracks_float(fixtures, ckpt, arch, recipe, n):
     assert abs(rows["8-bit weights"].delta_pp) <= 1.0
     assert abs(rows["widest"].delta_pp) <= 0.3
     assert rows["8-bit weights"].saturations == 0 and rows["widest"].saturations == 0
+
+
+def test_four_bit_hybrid_resnet20_stays_usable(fixtures):
+    """Issue 20: 4-bit weights with the default lowering (mse-ta) keep ≥ 90 % accuracy on the 360 test images
+    (max-abs rounding: 19 %)."""
+    from lmhtc.compiler.passes.quantize import QuantConfig, quantize
+    from lmhtc.runtime.simulator import run_int
+
+    graphs = compile_checkpoint(HYBRID_RESNET20, resolve_spec(HYBRID_RESNET20, "resnet20", 2, 2, "hybrid", 10))
+    with np.load(fixtures / "digits32_test.npz") as f:
+        x, y = f["x"], f["y"]
+    with np.load(fixtures / "digits32_calib.npz") as f:
+        calib = f["x"][:64]
+    q = quantize(graphs["compiled"], QuantConfig(weight_bits=4), calib=calib)
+    assert q.meta["quantization"]["method"] == "mse-ta" and q.meta["quantization"]["bias_correction"]
+    accuracy = float((run_int(q, x).logits.argmax(1) == y).mean())
+    print("hybrid ResNet-20, 4-bit mse-ta:", accuracy)
+    assert accuracy >= 0.90

@@ -75,6 +75,7 @@ def test_sweep_prints_table_plot_and_json(digits_model):
     (["--weight-bits", "1"], "--weight-bits must be between 2 and 24"),
     (["--weight-bits", "40"], "--weight-bits must be between 2 and 24"),
     (["--calib", "missing.npz"], "missing.npz: no such file"),
+    (["--quant-method", "adaround"], "--quant-method must be auto or one of maxabs, bias, mse, mse-ta"),
 ])
 def test_bad_integer_options(digits_model, flags, fragment):
     tmp, ckpt = digits_model
@@ -89,3 +90,55 @@ def test_simulate_int_needs_an_integer_network(digits_model):
     assert cli("compile", ckpt, "-o", art, "--no-int", "--no-progress")[0] == 0
     assert_one_line_error(*cli("simulate", art, "--inputs", tmp / "test.npz", "-o", tmp / "x.npz", "--mode", "int"),
                           "has no integer network")
+
+
+def test_sweep_compares_methods_with_spike_agreement(digits_model):
+    tmp, ckpt = digits_model
+    art = tmp / "s.lmhtc"
+    assert cli("compile", ckpt, "-o", art, "--quant-method", "maxabs", "--no-progress")[0] == 0
+    code, out = cli("sweep", art, "--inputs", tmp / "test.npz", "--bits", "4", "--calib", tmp / "calib.npz",
+                    "--methods", "maxabs,mse-ta", "--spikes", "--json", tmp / "methods.json", "--no-progress")
+    assert code == 0, out
+    rows = json.loads((tmp / "methods.json").read_text())["rows"]
+    assert [(r["method"], r["setting"]) for r in rows] == [("maxabs", "4-bit weights"), ("mse-ta", "4-bit weights"),
+                                                           ("maxabs", "widest")]
+    assert all(0 < r["spikes_first"] <= 1 and 0 < r["spikes_last"] <= 1 for r in rows)
+    assert rows[-1]["spikes_first"] > 0.99
+    assert_one_line_error(*cli("sweep", art, "--inputs", tmp / "test.npz", "--methods", "best"), "--methods")
+
+
+def test_sensitivity_table_json_and_plot(digits_model):
+    tmp, ckpt = digits_model
+    art = tmp / "sens.lmhtc"
+    code, out = cli("compile", ckpt, "-o", art, "--calib", tmp / "calib.npz", "--no-progress")
+    assert code == 0, out
+    code, out = cli("sensitivity", art, "--inputs", tmp / "test.npz", "--limit", "48", "--bits", "2",
+                    "--calib", tmp / "calib.npz", "--json", tmp / "sens.json", "--plot", tmp / "sens.png", "--no-progress")
+    assert code == 0, out
+    report = json.loads((tmp / "sens.json").read_text())
+    graphs, _ = load_artifact(art)
+    layers = [n.name for n in graphs["compiled"].neuron_layers()]
+    assert [r["layer"] for r in report["rows"]][:-1] == layers and len(report["rows"]) == len(layers) + 1 and report["bits"] == 2 and report["images"] == 48
+    worst = min(report["rows"], key=lambda r: (r["agreement"], r["spikes_last"]))
+    assert report["keep_wider"] == worst["layer"] and f"keep wider: {worst['layer']}" in out
+    assert report["widest_agreement"] >= 0.97 and report["rows"][-1]["spikes_layer"] is None
+    assert all(0 <= r["agreement"] <= 1 for r in report["rows"])
+    assert (tmp / "sens.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_one_line_error(*cli("sensitivity", art, "--inputs", tmp / "test.npz", "--bits", "1"), "--bits")
+
+
+def test_mixed_precision_widens_the_most_sensitive_layers(digits_model):
+    tmp, ckpt = digits_model
+    art = tmp / "mixed.lmhtc"
+    code, out = cli("compile", ckpt, "-o", art, "--calib", tmp / "calib.npz", "--weight-bits", "2",
+                    "--mixed-precision", "0.97", "--no-progress")
+    assert code == 0, out
+    graphs, meta = load_artifact(art)
+    mp = meta["mixed_precision"]
+    assert "mixed precision:" in out and mp["met"] == (mp["agreement"] >= 0.97)
+    widths = {n.name: n.weight_bits for n in graphs["integer"].topo() if n.kind in ("qconv2d", "qlinear")}
+    assert set(widths.values()) <= {2, 8} and (8 in widths.values()) == bool(mp["layer_bits"])
+    assert graphs["integer"].meta["quantization"]["layer_bits"] == mp["layer_bits"]
+    assert_one_line_error(*cli("compile", ckpt, "-o", tmp / "m2.lmhtc", "--mixed-precision", "0.9"),
+                          "--mixed-precision needs --calib")
+    assert not (tmp / "m2.lmhtc").exists()

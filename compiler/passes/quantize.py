@@ -19,18 +19,25 @@ layers whose membranes would otherwise use more than ``membrane_bits − 1``
 bits. Without data the rules are: input range from the checkpoint's
 normalisation (pixels in [0, 1]) when known, else ±4; E = 6 unless a membrane
 of 8·(L+1)·θ would not fit.
+
+The method (``QuantConfig.method``, docs/integer-semantics.md "Compiler
+choices") picks the values within that contract: ``maxabs`` (S_w from the
+largest weight, nearest rounding), ``bias`` (+ bias correction), ``mse``
+(+ error-minimising clipping of S_w) and ``mse-ta`` (+ threshold-aware
+rounding of biases, thresholds and v_init); the methods live in lowbit.py,
+their statistics come from one calibration pass (calibrate.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from ..errors import LmhtcError
 from lmhtc.semantics import SEMANTICS_VERSION
 
+from .calibrate import Calibration, calibrate
+from .lowbit import bias_correction, bias_response, quantize_mantissa, search_scales, threshold_aware
 from ..intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
                      QTemporalMix, SumPool2d)
 from ..ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Input, IRError, Linear,
@@ -39,6 +46,29 @@ from ..ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Gra
 
 class QuantizeError(IRError):
     pass
+
+
+# method → (scales, bias correction, threshold-aware rounding); bias correction and threshold-aware
+# rounding need calibration data and are skipped without it
+METHODS = {"maxabs": ("maxabs", False, False), "bias": ("maxabs", True, False),
+           "mse": ("mse", True, False), "mse-ta": ("mse", True, True)}
+DEFAULT_METHOD = "auto"     # mse-ta below 8-bit weights, bias from 8 bits on (measured: README, issue 20)
+
+
+def method_for(method: str, weight_bits: int) -> str:
+    """The method ``auto`` stands for at ``weight_bits``; any other method is itself."""
+    if method != "auto":
+        return method
+    return "mse-ta" if weight_bits < 8 else "bias"
+GAIN_BITS = 8         # mse scales: identity-shortcut gains have at least 8 bits (Lava's weight width)
+MSE_MAX_BITS = 8      # wider weights keep max-abs scales (rounding error ≤ 1/510 of the largest weight)
+
+
+def calibrate_for(graph: Graph, calib: np.ndarray, config: "QuantConfig", batch_size: int = 32,
+                  progress: bool = False) -> Calibration:
+    """The one calibration pass that ``quantize(graph, config, calib)`` needs (reusable across widths)."""
+    scales, bc, ta = METHODS[config.lowering]
+    return calibrate(graph, calib, batch_size, progress, inputs=scales == "mse" or bc, near=ta)
 
 
 @dataclass(frozen=True)
@@ -50,6 +80,8 @@ class QuantConfig:
     mix_frac_bits: int = 12
     leak_frac_bits: int = 12
     membrane_bits: int | None = None   # default: 24 (Loihi) up to 8-bit weights, weight_bits + 16 above
+    method: str = DEFAULT_METHOD
+    layer_bits: tuple[tuple[str, int], ...] = ()   # (neuron layer or readout name, weight bits) overrides
 
     @property
     def membrane(self) -> int:
@@ -60,11 +92,25 @@ class QuantConfig:
         """Every width at its maximum: 24-bit weights and input, 24-bit T-GIM and leak fractions, 38-bit
         membranes (the largest whose leak products fit int64: 2^(24+1)·2^37 < 2^63). A verification
         setting: its integers follow the float network to float64 rounding."""
-        return cls(weight_bits=24, input_bits=24, mix_frac_bits=24, leak_frac_bits=24, membrane_bits=38, shift=8)
+        return cls(weight_bits=24, input_bits=24, mix_frac_bits=24, leak_frac_bits=24, membrane_bits=38, shift=8,
+                   method="maxabs")
+
+    @property
+    def lowering(self) -> str:
+        """The lowering method used (``auto`` resolved at ``weight_bits``)."""
+        return method_for(self.method, self.weight_bits)
+
+    def bits_of(self, layer: str) -> int:
+        return dict(self.layer_bits).get(layer, self.weight_bits)
 
     def check(self) -> None:
         if not 2 <= self.weight_bits <= 24:
             raise LmhtcError(f"--weight-bits must be between 2 and 24, got {self.weight_bits}")
+        if self.method != "auto" and self.method not in METHODS:
+            raise LmhtcError(f"--quant-method must be auto or one of {', '.join(METHODS)}, got {self.method!r}")
+        for layer, bits in self.layer_bits:
+            if not 2 <= bits <= 24:
+                raise LmhtcError(f"layer {layer!r}: weight bits must be between 2 and 24, got {bits}")
         if not 2 <= self.input_bits <= 24:
             raise LmhtcError(f"input bits must be between 2 and 24, got {self.input_bits}")
         if not (1 <= self.mix_frac_bits <= 24 and 1 <= self.leak_frac_bits <= 24):
@@ -109,29 +155,10 @@ def _input_range(graph: Graph, calib: np.ndarray | None) -> tuple[float, str]:
     return 4.0, "data-free (standardised input, ±4)"
 
 
-def _membrane_peaks(graph: Graph, calib: np.ndarray, batch_size: int, progress: bool) -> dict[str, float]:
-    """Max |v| per neuron layer of the float network on calibration data."""
-    from ..executor import neuron_dynamics, run_float
-
-    neurons = graph.neuron_layers()
-    peaks = {n.name: 0.0 for n in neurons}
-
-    def observe(node, ins, out):    # each neuron's current as it is computed: no layer's sequence is kept
-        if node.name in peaks:
-            cur = ins[0].expand(graph.steps, *ins[0].shape[1:]).to(torch.float64)
-            _, peak = neuron_dynamics(cur, node.threshold, node.levels,
-                                      torch.as_tensor(node.leak, dtype=torch.float64), node.v_init,
-                                      node.input_scale, return_peak=True)
-            peaks[node.name] = max(peaks[node.name], peak)
-
-    for i in tqdm(range(0, len(calib), batch_size), desc="calibrate", disable=not progress, unit="batch"):
-        run_float(graph, calib[i:i + batch_size], batch_size, observe=observe)
-    return peaks
-
-
 def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarray | None = None,
-             batch_size: int = 32, progress: bool = False) -> Graph:
-    """The integer network of ``graph`` (a float graph with BatchNorm folded)."""
+             batch_size: int = 32, progress: bool = False, stats: Calibration | None = None) -> Graph:
+    """The integer network of ``graph`` (a float graph with BatchNorm folded); ``stats``: the calibration
+    pass of ``graph`` on ``calib`` when the caller already ran it (``calibrate_for``)."""
     config.check()
     if graph.meta.get("integer"):
         raise QuantizeError("graph is already an integer network")
@@ -140,8 +167,16 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
             raise QuantizeError(f"node {node.name!r} (batchnorm): fold BatchNorm before integer lowering")
         if isinstance(node, MaxPool2d):
             raise QuantizeError(f"node {node.name!r} (maxpool2d): max-pooling has no integer lowering yet")
-    peaks = _membrane_peaks(graph, calib, batch_size, progress) if calib is not None else None
-    qmax_w = 2 ** (config.weight_bits - 1) - 1
+    scales, want_bc, want_ta = METHODS[config.lowering]
+    cal = stats
+    if calib is not None and cal is None:
+        cal = calibrate_for(graph, calib, config, batch_size, progress)
+    peaks = None if cal is None else cal.peaks
+    use_bc, use_ta = want_bc and cal is not None, want_ta and cal is not None
+    names = {n.name for n in graph.topo()}
+    for layer, _ in config.layer_bits:
+        if layer not in names:
+            raise QuantizeError(f"layer {layer!r} (per-layer weight bits) is not a node of the network")
     qmax_x = 2 ** (config.input_bits - 1) - 1
     vmax = 2 ** (config.membrane - 1) - 1
 
@@ -162,6 +197,31 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
 
     in_range, in_rule = _input_range(src, calib)
     input_scale = in_range / qmax_x
+    group_bits: dict[str, int] = {}       # group root → weight bits
+    neuron_ints: dict[str, tuple[np.ndarray, np.ndarray]] = {}   # neuron → threshold-aware (Θ, v_init)
+
+    def mean_int(name: str) -> np.ndarray:
+        """E[x] of a synaptic input in integer units on the calibration data (the encoded input exactly)."""
+        if isinstance(src.node(name), Input):
+            return np.clip(_round(np.asarray(calib, np.float64) / input_scale), -qmax_x, qmax_x).mean(axis=0)
+        return cal.mean_in[name] / unit[name]
+
+    def importance(node: Node, name: str) -> np.ndarray:
+        """E[x²] (integer units) of the input each weight of ``node`` reads; ones without data."""
+        if cal is None:
+            return np.ones(1)
+        if isinstance(src.node(name), Input):
+            xq = np.clip(_round(np.asarray(calib, np.float64) / input_scale), -qmax_x, qmax_x)
+            sq = (xq ** 2).mean(axis=tuple(d for d in range(xq.ndim) if d != 1))
+        else:
+            sq = cal.sq_in[name] / unit[name].reshape(unit[name].shape[0], -1)[:, 0] ** 2
+        if isinstance(node, Conv2d):
+            return _conv_in(np.broadcast_to(sq.reshape(-1, *([1] * (len(node.shape) - 1))), src.node(name).shape),
+                            node)
+        if isinstance(node, Linear):
+            return np.broadcast_to(sq, (1, len(sq))) if sq.shape[0] == node.weight.shape[1] else \
+                np.repeat(sq, node.weight.shape[1] // sq.shape[0]).reshape(1, -1)
+        return sq.reshape(-1, 1)
 
     def consumer_neuron(root: Node) -> Neuron | None:
         if isinstance(root, Readout):
@@ -182,21 +242,29 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
         """Choose the membrane unit and shift of the group ending at ``root``."""
         adds, leaves = groups[root.name]
         neuron = consumer_neuron(root)
-        peaks_c = []
+        bits = config.bits_of(root.name if neuron is None else neuron.name)
+        group_bits[root.name] = bits
+        qmax_w = 2 ** (bits - 1) - 1
+        peaks_c, paths = [], []
         for leaf in leaves:
             node = src.node(leaf)
             if isinstance(node, (Conv2d, Linear)):
                 w_eff = effective_weights(node)
                 peaks_c.append(np.abs(w_eff).reshape(w_eff.shape[0], -1).max(axis=1))
+                if scales == "mse" and bits <= MSE_MAX_BITS:
+                    paths.append((w_eff, importance(node, node.inputs[0])))
             elif leaf in unit:    # identity shortcut of a spiking value → qgain
-                u = unit[leaf]
-                peaks_c.append(np.abs(u.reshape(u.shape[0], -1)).max(axis=1))
+                if not own_gain_exponent(root.name):
+                    u = unit[leaf].reshape(unit[leaf].shape[0], -1)
+                    peaks_c.append(np.abs(u).max(axis=1))
             else:
                 raise QuantizeError(f"node {leaf!r} ({node.kind}) cannot feed a neuron layer directly")
         peak = np.max(np.stack(peaks_c), axis=0)
         if not config.per_channel:
             peak = np.full_like(peak, peak.max())
         peak = np.where(peak > 0, peak, peak.max() if peak.max() > 0 else 1.0)
+        if scales == "mse" and bits <= MSE_MAX_BITS:
+            peak = peak * search_scales(peak, paths, qmax_w, config.per_channel)
         s_w = peak / qmax_w
         shift = config.shift
         if neuron is not None:
@@ -207,7 +275,7 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
                 shift -= 1     # a negative exponent is a rounding right shift of the synaptic sum
             if np.max(v_peak / (s_w / 2 ** shift)) > vmax:
                 raise QuantizeError(f"node {neuron.name!r}: membrane range does not fit {config.membrane} bits "
-                                    f"at {config.weight_bits}-bit weights")
+                                    f"at {bits}-bit weights")
         membrane_unit[root.name] = s_w / 2 ** shift
         group_shift[root.name] = shift
 
@@ -215,29 +283,80 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
         mu = membrane_unit[root_name]
         shift = group_shift[root_name]
         s_w = mu * 2 ** shift
+        wbits = group_bits[root_name]
+        qmax_w = 2 ** (wbits - 1) - 1
         if isinstance(node, (Conv2d, Linear)):
             w_eff = effective_weights(node)
-            mant = np.clip(_round(w_eff / s_w.reshape(-1, *([1] * (w_eff.ndim - 1)))), -qmax_w, qmax_w)
+            mant = quantize_mantissa(w_eff, s_w, qmax_w)
             bias = None if node.bias is None else _round(node.bias.astype(np.float64) / mu).astype(np.int64)
             m_in = max_in[node.inputs[0]]
             if isinstance(node, Conv2d):
                 bound = (np.abs(mant) * _conv_in(m_in, node)).reshape(mant.shape[0], -1).sum(axis=1).max()
                 q = QConv2d(node.name, list(node.inputs), weight=mant.astype(np.int32), bias=bias, stride=node.stride,
                             padding=node.padding, dilation=node.dilation, groups=node.groups, shift=shift,
-                            weight_bits=config.weight_bits, acc_bound=int(bound))
+                            weight_bits=wbits, acc_bound=int(bound))
             else:
                 bound = (np.abs(mant) * m_in.reshape(1, -1)).sum(axis=1).max()
                 q = QLinear(node.name, list(node.inputs), weight=mant.astype(np.int32), bias=bias, shift=shift,
-                            weight_bits=config.weight_bits, acc_bound=int(bound))
+                            weight_bits=wbits, acc_bound=int(bound))
             if bound * 2 ** max(shift, 0) + (0 if bias is None else np.abs(bias).max()) >= 2 ** 62:
                 raise QuantizeError(f"node {node.name!r}: integer sums may exceed 62 bits")
             return q
         # identity shortcut
         u = unit[node.name].reshape(unit[node.name].shape[0], -1)[:, 0]
-        gain = np.clip(_round(u / s_w), -qmax_w, qmax_w).astype(np.int32)
+        if own_gain_exponent(root_name):      # its own exponent: a gain of max(8, weight_bits) bits
+            wbits = min(max(wbits, GAIN_BITS), 24)
+            shift, gain = gain_exponent(u / mu, 2 ** (wbits - 1) - 1)
+        else:
+            gain = np.clip(_round(u / s_w), -qmax_w, qmax_w).astype(np.int32)
         bound = int((np.abs(gain) * max_in[node.name].reshape(gain.shape[0], -1).max(axis=1)).max())
         return QGain(f"{node.name}.gain.{root_name}", [node.name], gain=gain, shift=shift,
-                     weight_bits=config.weight_bits, acc_bound=bound)
+                     weight_bits=wbits, acc_bound=bound)
+
+    def own_gain_exponent(root_name: str) -> bool:
+        """mse scales: an identity shortcut neither sets nor shares the conv paths' scale (when there is one)."""
+        return scales == "mse" and any(isinstance(src.node(leaf), (Conv2d, Linear)) for leaf in groups[root_name][1])
+
+    def finish_bias(root: Node, leaves_q: dict[str, Node]) -> None:
+        """Bias correction (and threshold-aware rounding) of the group ending at ``root``. The synaptic sum
+        adds every leaf's bias, so only the total matters: it goes to the group's first conv/linear leaf."""
+        mu = membrane_unit[root.name]
+        s_w = mu * 2 ** group_shift[root.name]
+        carriers = [leaf for leaf, ql in leaves_q.items() if isinstance(ql, (QConv2d, QLinear))]
+        if not carriers:
+            return
+        total = np.zeros(len(mu))
+        for leaf, ql in leaves_q.items():
+            node = src.node(leaf)
+            if isinstance(ql, QGain):
+                if use_bc:
+                    u = unit[leaf].reshape(unit[leaf].shape[0], -1)[:, 0]
+                    total -= bias_correction("gain", ql.gain * mu * 2.0 ** ql.shift - u, mean_int(leaf))
+                continue
+            if node.bias is not None:
+                total += node.bias.astype(np.float64)
+            if use_bc:
+                w_eff = effective_weights(node)
+                delta = ql.weight * s_w.reshape(-1, *([1] * (w_eff.ndim - 1))) - w_eff
+                geo = dict(stride=node.stride, padding=node.padding, dilation=node.dilation, groups=node.groups) \
+                    if isinstance(node, Conv2d) else None
+                kind = "conv" if geo else "linear"
+                total -= bias_correction(kind, delta, mean_int(node.inputs[0]), geo)
+                if isinstance(src.node(node.inputs[0]), Input):    # and the input encoding's mean error
+                    in_err = mean_int(node.inputs[0]) - np.asarray(calib, np.float64).mean(axis=0) / input_scale
+                    total -= bias_correction(kind, w_eff, in_err, geo)
+        bias_lsb = total / mu
+        neuron = consumer_neuron(root)
+        if use_ta and neuron is not None:
+            rb, rv = bias_response(np.asarray(root.omega) * neuron.input_scale, neuron.leak, src.steps)
+            b, th, vi, _ = threshold_aware(cal.near[neuron.name], neuron.threshold / mu, bias_lsb,
+                                           np.full(len(mu), neuron.v_init * neuron.threshold) / mu, rb, rv)
+            neuron_ints[neuron.name] = (th.astype(np.int64), vi.astype(np.int64))
+        else:
+            b = _round(bias_lsb)
+        for leaf in carriers:
+            leaves_q[leaf].bias = None
+        leaves_q[carriers[0]].bias = b.astype(np.int64)
 
     qnodes: dict[str, Node] = {}
     gain_of: dict[tuple[str, str], QGain] = {}    # (identity leaf, group root) → its qgain
@@ -253,11 +372,14 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
             mix = src.node(node.inputs[0])
             mu = membrane_unit[mix.name].reshape(-1)
             theta = _round(node.threshold / mu).astype(np.int64)
+            v_init = _round(node.v_init * node.threshold / mu).astype(np.int64)
+            if node.name in neuron_ints:
+                theta, v_init = neuron_ints[node.name]
             if np.any(theta < 1):
                 raise QuantizeError(f"node {node.name!r}: threshold underflows the membrane unit")
             q = QNeuron(node.name, list(node.inputs), threshold=theta, levels=node.levels,
                         leak=_round(np.asarray(node.leak) * 2 ** config.leak_frac_bits).astype(np.int64),
-                        v_init=_round(node.v_init * node.threshold / mu).astype(np.int64), input_scale=1.0,
+                        v_init=v_init, input_scale=1.0,
                         leak_frac_bits=config.leak_frac_bits, membrane_bits=config.membrane)
             unit[node.name] = np.full(shape, float(node.threshold))
             max_in[node.name] = np.full(shape, float(node.levels))
@@ -278,6 +400,10 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
                     raise QuantizeError(f"node {node.name!r}: T-GIM sums cannot be bounded below 2^62")
                 group_shift[node.name] -= 1
                 membrane_unit[node.name] = membrane_unit[node.name] * 2
+            if use_bc or use_ta:
+                finish_bias(node, leaves_q)
+                if omega is not None and int(np.abs(omega).sum(axis=1).max()) * _sum_bound(leaves_q.values()) >= 2 ** 62:
+                    raise QuantizeError(f"node {node.name!r}: T-GIM sums cannot be bounded below 2^62")
             for leaf, ql in leaves_q.items():
                 if isinstance(ql, QGain):
                     gain_of[(leaf, node.name)] = ql
@@ -324,6 +450,8 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
         out.add(q)
     out.meta.update({"integer": True, "semantics_version": SEMANTICS_VERSION,
                      "quantization": {"weight_bits": config.weight_bits, "per_channel": config.per_channel,
+                                      "method": config.lowering, "scales": scales, "bias_correction": use_bc,
+                                      "threshold_aware": use_ta, "layer_bits": dict(config.layer_bits),
                                       "input_bits": config.input_bits, "input_range": in_range,
                                       "input_rule": in_rule, "mix_frac_bits": config.mix_frac_bits,
                                       "leak_frac_bits": config.leak_frac_bits,
@@ -331,6 +459,15 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
                                       "calibration_images": 0 if calib is None else int(len(calib))}})
     out.meta.setdefault("passes", []).append(f"quantize[w{config.weight_bits}]")
     return finalize(out)
+
+
+def gain_exponent(ratio: np.ndarray, qmax: int) -> tuple[int, np.ndarray]:
+    """The smallest exponent E with every |round(ratio / 2^E)| ≤ qmax, and those mantissas (int32)."""
+    top = float(np.abs(ratio).max()) or 1.0
+    e = int(np.ceil(np.log2(top / qmax))) - 1
+    while np.abs(_round(ratio / 2.0 ** e)).max() > qmax:
+        e += 1
+    return e, _round(ratio / 2.0 ** e).astype(np.int32)
 
 
 def _sum_bound(leaves) -> int:
