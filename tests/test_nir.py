@@ -447,8 +447,17 @@ def test_snntorch_dialect_export_then_import_is_the_identity(beta, theta):
     kind, arrays = export_params(d, node)
     again = getattr(nir, kind)(**{k: np.asarray(v, np.float32) for k, v in arrays.items()})
     back = neuron_params(d, again, "n")
-    for key in ("beta", "scale", "bias", "threshold", "v_reset"):
+    for key in ("beta", "bias", "threshold", "v_reset"):
         assert np.array_equal(back[key], getattr(node, key)), key
+    # the importer computes the scale r·dt/τ in float32; for some τ no float32 r gives it back exactly
+    # (found by hypothesis: β = 0.5178274512290955). Exact wherever such an r exists, else within one ulp.
+    tau32, s32 = np.float32(again.tau[0]), np.float32(node.scale[0])
+    r0 = s32 * tau32 / dt
+    near = [r0] + [np.nextafter(r0, np.float32(sign * np.inf)) for sign in (-1, 1)]
+    if any(np.float32(r * dt / tau32) == s32 for r in near):
+        assert np.array_equal(back["scale"], node.scale)
+    else:
+        assert np.all(np.abs(np.float32(back["scale"][0]) - s32) <= np.spacing(s32)), back["scale"]
 
 
 def test_conv1d_graph_imports_runs_and_round_trips(tmp_path):

@@ -130,6 +130,18 @@ def neuron_params(d: Dialect, node, where: str) -> dict:
     return out
 
 
+def _inverse_r32(scale: np.ndarray, tau: np.ndarray, dt32: np.float32) -> np.ndarray:
+    """A float32 r with float32(r·dt/τ) == scale wherever one lies within a few ulps of scale·τ/dt (the
+    importer computes r·dt/τ in float32, so the plain quotient can come back one ulp off)."""
+    r = scale * tau / dt32
+    for _ in range(4):
+        off = (r * dt32 / tau) != scale
+        if not off.any():
+            break
+        r = np.where(off, np.nextafter(r, np.where((r * dt32 / tau) < scale, np.inf, -np.inf).astype(np.float32)), r)
+    return r.astype(np.float32)
+
+
 def export_params(d: Dialect, node) -> tuple[str, dict]:
     """The NIR node type and arrays that ``neuron_params`` maps back to ``node`` (an ``LIFNeuron``)."""
     beta, scale, bias = (np.asarray(a, np.float64) for a in (node.beta, node.scale, node.bias))
@@ -150,7 +162,7 @@ def export_params(d: Dialect, node) -> tuple[str, dict]:
     if d.name == "snntorch":   # float32 arithmetic, as snnTorch's export_to_nir
         dt32, b32 = np.float32(d.dt), beta.astype(np.float32)
         tau = dt32 / (np.float32(1) - b32)
-        r = scale.astype(np.float32) * tau / dt32
+        r = _inverse_r32(scale.astype(np.float32), tau, dt32)
     elif d.name == "sinabs":
         tau = -d.dt / np.log(beta)
         r = np.ones_like(beta)
