@@ -61,12 +61,32 @@ class Artifact:
         self.path = save_artifact(path, self.graphs, self.meta)
         return self.path
 
-    def simulate(self, x: np.ndarray, mode: str = "int", graph: str = "compiled", batch_size: int = 64,
-                 progress: bool = False, device: str = "cpu") -> Simulation:
+    def simulate(self, x, mode: str = "int", graph: str = "compiled", batch_size: int = 64,
+                 progress: bool = False, device: str = "cpu", *, workers: int | None = None,
+                 scheduler: str | None = None, client=None, resume: str | os.PathLike | None = None) -> Simulation:
         """Run ``x`` [N, C, H, W] through the integer runtime (``mode="int"``, on ``device``: cpu or cuda[:N],
-        the same integers on both) or the float executor."""
+        the same integers on both) or the float executor.
+
+        With ``workers`` (a local Dask cluster), ``scheduler`` (an address), ``client`` (a dask Client) or
+        ``resume`` (a directory of finished shards), the run is sharded in whole batches of ``batch_size``:
+        the artifact must be saved, ``x`` may also be a path (.npz, a directory of .npz shards, a .npy),
+        and the result is identical to the in-process run with the same batch size.
+        """
         from lmhtc.compiler.pipeline import simulate_arrays
 
+        if workers is not None or scheduler is not None or client is not None or resume is not None:
+            from lmhtc.compiler.distributed import run_sharded
+            from lmhtc.compiler.sources import InputSource
+
+            if self.path is None:
+                raise LmhtcError("a sharded run reads the artifact file on every worker: save() the artifact first")
+            if not isinstance(x, (str, os.PathLike, InputSource)):
+                raise LmhtcError("a sharded run reads its inputs by slices: pass a path (.npz, directory of .npz "
+                                 "shards, .npy) or an InputSource")
+            r = run_sharded(self.path, x, mode, batch_size, graph=graph, workers=workers, scheduler=scheduler,
+                            client=client, resume=resume, progress=progress)
+            r.pop("kernels", None)
+            return Simulation(**{k: np.array(v) if isinstance(v, list) else v for k, v in r.items()})
         arrays, _ = simulate_arrays(self.graphs, _images(x), mode, graph, batch_size, self._name(), progress, device)
         return Simulation(**arrays)
 

@@ -124,6 +124,18 @@ def test_python_api_run_sharded(art, local):
     assert np.array_equal(got["logits"], ref["logits"][:24]) and np.array_equal(got["outputs"], ref["outputs"][:, :24])
     with pytest.raises(LmhtcError, match="mode must be int or float"):
         run_sharded(art / "a.lmhtc", art / "x.npz", "half", 8)
+    # the same through the Python API: Artifact.simulate(..., scheduler=) equals its in-process run
+    import lmhtc
+
+    artifact = lmhtc.load(art / "a.lmhtc")
+    with np.load(art / "x.npz") as f:
+        x = f["x"]
+    here = artifact.simulate(x, mode="int", batch_size=8)
+    there = artifact.simulate(art / "x.npz", mode="int", batch_size=8, scheduler=local)
+    for key in ("logits_int", "outputs_int", "spike_counts", "sops", "saturation"):
+        np.testing.assert_array_equal(getattr(there, key), getattr(here, key), err_msg=key)
+    with pytest.raises(LmhtcError, match="pass a path"):
+        artifact.simulate(x, scheduler=local)
 
 
 def test_report_verify_sweep_exactness_on_local_cluster_are_identical(art, local):
