@@ -146,6 +146,20 @@ def check_tables(targets: list[str] | None = None) -> None:
         raise LoweringError("; ".join(missing))
 
 
+def check_integer_graph(graph: Graph, target: str) -> dict:
+    """``check_lowerable`` for an integer target, after the graph's integer flag and semantics version."""
+    from lmhtc.semantics import SEMANTICS_VERSION
+
+    if not graph.meta.get("integer"):
+        raise LoweringError(f"target {target!r}: the graph is not an integer network (a float network; compile "
+                            f"with integer lowering first, without --no-int)")
+    version = graph.meta.get("semantics_version")
+    if version != SEMANTICS_VERSION:
+        raise LoweringError(f"integer semantics version {version} is not supported by target {target!r} (it "
+                            f"implements version {SEMANTICS_VERSION})")
+    return check_lowerable(graph, target)
+
+
 def check_lowerable(graph: Graph, target: str) -> dict:
     """The target's table, after checking that it can lower every node of ``graph``; else LoweringError."""
     t = get_target(target)

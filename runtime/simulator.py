@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lmhtc.compiler.errors import LmhtcError
-from lmhtc.compiler.lowering import LoweringError, check_lowerable
-from lmhtc.semantics import SEMANTICS_VERSION
+from lmhtc.compiler.lowering import LoweringError
+from lmhtc.compiler.lowering import check_integer_graph as check_integer_graph_for
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
 from lmhtc.compiler.ir import Add, Graph, receives_spikes
@@ -530,14 +530,8 @@ def _per_step(per: torch.Tensor, steps: int) -> torch.Tensor:
 
 def check_integer_graph(graph: Graph) -> None:
     """The graph is an integer network of this semantics version, and every node kind has a lowering here."""
-    if not graph.meta.get("integer"):
-        raise IntegerGraphError("the graph is not an integer network (compile with integer lowering first)")
-    version = graph.meta.get("semantics_version")
-    if version != SEMANTICS_VERSION:
-        raise IntegerGraphError(f"integer semantics version {version} is not supported by this runtime "
-                                f"({SEMANTICS_VERSION})")
     try:
-        check_lowerable(graph, "int")
+        check_integer_graph_for(graph, "int")
     except LoweringError as exc:
         raise IntegerGraphError(str(exc)) from None
 

@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from lmhtc.compiler.lowering import LoweringError, check_lowerable, refuse
+from lmhtc.compiler.lowering import LoweringError, check_integer_graph, refuse
 from lmhtc.semantics import SEMANTICS_VERSION
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
                             QTemporalMix, SumPool2d, rs)
@@ -126,16 +126,10 @@ def export_int_onnx(graph: Graph, metadata: dict | None = None, spikes: bool = F
     ``float_limit``: synaptic sums bounded below it run as float32 Conv/MatMul (must be ≤ 2^24 to be exact;
     0 forces the int64 path everywhere). Raises ExportError naming a node the target cannot express.
     """
-    if not graph.meta.get("integer"):
-        raise ExportError("this is a float network; the onnx-int target exports the artifact's integer graph "
-                          "(compile without --no-int)")
-    if graph.meta.get("semantics_version") != SEMANTICS_VERSION:
-        raise ExportError(f"integer semantics version {graph.meta.get('semantics_version')} is not supported "
-                          f"(this emitter implements version {SEMANTICS_VERSION})")
     if float_limit > EXACT_F32:
         raise ValueError("float_limit above 2^24 would not be exact in float32")
     try:
-        table = check_lowerable(graph, "onnx-int")
+        table = check_integer_graph(graph, "onnx-int")
     except LoweringError as exc:
         raise ExportError(str(exc)) from None
     edge, sums = value_bounds(graph)

@@ -221,7 +221,8 @@ def test_killed_worker_shard_reruns_and_output_is_identical(art, dask_procs, tmp
     addr, workers = dask_procs
     with Client(addr, timeout=60) as c:
         c.wait_for_workers(2, timeout=120)
-    common = [art / "a.lmhtc", "--inputs", art / "big.npz", "--mode", "int", "--batch-size", "2"]
+    # batches of 1: 48 shards, so the run is still going when the first few have finished (the kill lands mid-run)
+    common = [art / "a.lmhtc", "--inputs", art / "big.npz", "--mode", "int", "--batch-size", "1"]
     code, out = cli("simulate", *common, "-o", tmp_path / "ref.npz", "--no-progress")
     assert code == 0, out
     proc = subprocess.Popen([BIN / "lmhtc", "simulate", *map(str, common), "-o", str(tmp_path / "dask.npz"),
@@ -233,7 +234,7 @@ def test_killed_worker_shard_reruns_and_output_is_identical(art, dask_procs, tmp
             break
         seen += chunk
         counts = [int(m) for m in re.findall(rb"(\d+)/48", seen)]
-        if counts and 4 <= counts[-1] < 48:
+        if counts and 2 <= counts[-1] < 40:
             os.killpg(workers[0].pid, signal.SIGKILL)
             killed_at = counts[-1]
     out, err = proc.communicate(timeout=180)

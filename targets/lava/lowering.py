@@ -25,7 +25,8 @@ from lmhtc.semantics import SEMANTICS_VERSION
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
 from lmhtc.compiler.ir import Add, Flatten, Graph, Node
-from lmhtc.compiler.lowering import LoweringError, check_lowerable, refuse
+from lmhtc.compiler import lowering as lowering_checks
+from lmhtc.compiler.lowering import LoweringError, refuse
 from lmhtc.targets.lava.description import NetworkDescription, PortSpec, ProcessSpec
 from lmhtc.targets.lava.errors import LavaExportError
 from lmhtc.targets.lava.procs.ports import MAX_PORTS
@@ -43,14 +44,8 @@ def lava_shape(shape) -> tuple[int, ...]:
 
 
 def check_integer_graph(graph: Graph) -> None:
-    if not graph.meta.get("integer"):
-        raise LavaExportError("the graph is not an integer network (a float graph); the Lava target runs "
-                              "the integer lowering (compile with integer lowering first)")
-    if graph.meta.get("semantics_version") != SEMANTICS_VERSION:
-        raise LavaExportError(f"integer semantics version {graph.meta.get('semantics_version')} is not "
-                              f"supported by the Lava target ({SEMANTICS_VERSION})")
     try:
-        check_lowerable(graph, "lava")
+        lowering_checks.check_integer_graph(graph, "lava")
     except LoweringError as exc:
         raise LavaExportError(str(exc)) from None
 
