@@ -82,19 +82,10 @@ def sharded(job, artifact: Path, source, batch_size: int, workers, scheduler, re
 
 
 def parse_shape(text: Optional[str]) -> Optional[tuple[int, int, int]]:
-    if text is None:
-        return None
-    try:
-        shape = tuple(int(s) for s in text.replace("x", ",").split(","))
-    except ValueError:
-        raise LmhtcError(f"--input-shape must look like 3,32,32, got {text!r}") from None
-    if len(shape) != 3 or min(shape) < 1:
-        raise LmhtcError(f"--input-shape must be three positive sizes C,H,W, got {text!r}")
-    from .graph_checks import MAX_ELEMENTS
+    """``--input-shape`` C,H,W of the zoo networks (compiler/flags.py ``parse_sizes``)."""
+    from .flags import parse_sizes
 
-    if max(shape) > 2 ** 16 or shape[0] * shape[1] * shape[2] > MAX_ELEMENTS:
-        raise LmhtcError(f"--input-shape {text!r} is too large (at most {MAX_ELEMENTS} values per image)")
-    return shape
+    return parse_sizes(text, "3,32,32", rank=3)
 
 
 def load_inputs(path: Path, limit: Optional[int] = None, shape=None, classes: Optional[int] = None,

@@ -6,6 +6,8 @@ otherwise one line names the flag, its value and the range. The bounds keep allo
 """
 from __future__ import annotations
 
+import math
+
 from .errors import LmhtcError
 from .graph_checks import MAX_LEVELS, MAX_STEPS
 
@@ -27,3 +29,23 @@ def check_flags(kwargs: dict) -> None:
         value = kwargs.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and not lo <= value <= hi:
             raise LmhtcError(f"{flag} must be between {lo} and {hi}, got {value}")
+
+
+def parse_sizes(text: str | None, example: str, rank: int | None = None) -> tuple[int, ...] | None:
+    """``--input-shape`` as positive sizes (``rank`` of them when given, e.g. C,H,W), at most 2^16 each and
+    ``MAX_ELEMENTS`` values per sample; one line naming the flag otherwise."""
+    from .graph_checks import MAX_ELEMENTS
+
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(","))
+    except ValueError:
+        raise LmhtcError(f"--input-shape must look like {example}, got {text!r}") from None
+    if rank == 3 and (len(shape) != 3 or min(shape) < 1):
+        raise LmhtcError(f"--input-shape must be three positive sizes C,H,W, got {text!r}")
+    if not shape or min(shape) < 1 or (rank is not None and len(shape) != rank):
+        raise LmhtcError(f"--input-shape must be positive sizes, got {text!r}")
+    if max(shape) > 2 ** 16 or math.prod(shape) > MAX_ELEMENTS:
+        raise LmhtcError(f"--input-shape {text!r} is too large (at most {MAX_ELEMENTS} values per image)")
+    return shape

@@ -18,16 +18,10 @@ from .errors import LmhtcError
 
 
 def parse_input_shape(text: Optional[str]) -> Optional[tuple[int, ...]]:
-    """``--input-shape`` as positive sizes, e.g. ``2,8,8`` or ``16``."""
-    if text is None:
-        return None
-    try:
-        shape = tuple(int(s) for s in text.replace("x", ",").split(","))
-    except ValueError:
-        raise LmhtcError(f"--input-shape must look like 2,8,8 or 16, got {text!r}") from None
-    if not shape or min(shape) < 1:
-        raise LmhtcError(f"--input-shape must be positive sizes, got {text!r}")
-    return shape
+    """``--input-shape`` as positive sizes of any rank, e.g. ``2,8,8`` or ``16`` (compiler/flags.py)."""
+    from .flags import parse_sizes
+
+    return parse_sizes(text, "2,8,8 or 16")
 
 
 def dialect_for(graph_meta: dict, dialect: Optional[str], dt: Optional[float], reset: Optional[str]):
