@@ -70,32 +70,52 @@ def _graph_to_json(graph: Graph, store: dict[str, np.ndarray]) -> dict:
     return {"steps": graph.steps, "meta": graph.meta, "nodes": nodes}
 
 
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError)
+
+
 def _graph_from_json(d: dict, tensors: dict[str, np.ndarray], source: str, gname: str) -> Graph:
-    graph = Graph(steps=int(d["steps"]), meta=dict(d.get("meta", {})))
-    for nd in d["nodes"]:
-        cls = NODE_TYPES.get(nd["kind"])
-        if cls is None:
-            raise ArtifactError(f"{source}: graph {gname!r} node {nd.get('name')!r} has unknown kind {nd['kind']!r}")
-        kwargs = dict(nd.get("attrs", {}))
-        for pname, key in nd.get("arrays", {}).items():
-            if key not in tensors:
-                raise ArtifactError(f"{source}: graph {gname!r} node {nd['name']!r} refers to missing tensor {key}")
-            kwargs[pname] = tensors[key]
-        for k, v in list(kwargs.items()):
-            if isinstance(v, list):
-                kwargs[k] = tuple(v)
+    """One graph of the manifest; a malformed field is an ArtifactError naming the graph, node and field."""
+    where = f"{source}: graph {gname!r}"
+    if not isinstance(d, dict):
+        raise ArtifactError(f"{where}: is a {type(d).__name__}, not an object")
+    for key, kind, what in (("steps", int, "an integer"), ("nodes", list, "a list"), ("meta", dict, "an object")):
+        if (key in d or key != "meta") and (not isinstance(d.get(key), kind) or isinstance(d.get(key), bool)):
+            raise ArtifactError(f"{where}: {key!r} must be {what}, got {str(d.get(key))[:40]!r}")
+    graph = Graph(steps=d["steps"], meta=dict(d.get("meta", {})))
+    for i, nd in enumerate(d["nodes"]):
+        name = nd.get("name") if isinstance(nd, dict) else None
         try:
-            node = cls(name=nd["name"], inputs=list(nd["inputs"]), **kwargs)
-        except TypeError as exc:
-            raise ArtifactError(f"{source}: graph {gname!r} node {nd['name']!r}: {exc}") from None
-        if not isinstance(node.name, str) or node.name in graph:
-            raise ArtifactError(f"{source}: graph {gname!r}: duplicate or invalid node name {node.name!r}")
-        for src_name in node.inputs:    # the saver writes nodes in topological order
-            if not isinstance(src_name, str) or src_name not in graph:
-                raise ArtifactError(f"{source}: graph {gname!r} node {node.name!r}: input {src_name!r} is not an "
-                                    f"earlier node (a cycle, or a missing node)")
-        graph.add(node)
+            graph.add(_node_from_json(nd, tensors, where, graph))
+        except MALFORMED as exc:
+            raise ArtifactError(f"{where} node {name if isinstance(name, str) else f'#{i}'!r}: malformed node "
+                                f"({type(exc).__name__}: {exc})") from None
     return graph
+
+
+def _node_from_json(nd: dict, tensors: dict[str, np.ndarray], where: str, graph: Graph):
+    """One node of a graph; ``where`` (file and graph) starts every message."""
+    cls = NODE_TYPES.get(nd["kind"])
+    if cls is None:
+        raise ArtifactError(f"{where} node {nd.get('name')!r} has unknown kind {nd['kind']!r}")
+    kwargs = dict(nd.get("attrs", {}))
+    for pname, key in nd.get("arrays", {}).items():
+        if key not in tensors:
+            raise ArtifactError(f"{where} node {nd['name']!r} refers to missing tensor {key}")
+        kwargs[pname] = tensors[key]
+    for k, v in list(kwargs.items()):
+        if isinstance(v, list):
+            kwargs[k] = tuple(v)
+    try:
+        node = cls(name=nd["name"], inputs=list(nd["inputs"]), **kwargs)
+    except TypeError as exc:
+        raise ArtifactError(f"{where} node {nd['name']!r}: {exc}") from None
+    if not isinstance(node.name, str) or node.name in graph:
+        raise ArtifactError(f"{where}: duplicate or invalid node name {node.name!r}")
+    for src_name in node.inputs:    # the saver writes nodes in topological order
+        if not isinstance(src_name, str) or src_name not in graph:
+            raise ArtifactError(f"{where} node {node.name!r}: input {src_name!r} is not an "
+                                f"earlier node (a cycle, or a missing node)")
+    return node
 
 
 def save_artifact(path: str | os.PathLike, graphs: dict[str, Graph], meta: dict | None = None) -> Path:
@@ -190,8 +210,10 @@ def load_artifact(path: str | os.PathLike) -> tuple[dict[str, Graph], dict]:
     except Exception as exc:   # safetensors raises its own error type
         raise ArtifactError(f"{src}: unreadable tensor data ({exc})") from None
     graphs = {}
-    try:
-        for gname, gd in manifest["graphs"].items():
+    if not isinstance(manifest.get("graphs"), dict):
+        raise ArtifactError(f"{src}: malformed manifest ('graphs' must be an object of graphs)")
+    for gname, gd in manifest["graphs"].items():
+        try:
             graph = _graph_from_json(gd, tensors, src, gname)
             if gname == "integer" and graph.meta.get("integer") is not True:
                 raise ArtifactError(f"{src}: graph 'integer': meta.integer is not true")
@@ -203,8 +225,8 @@ def load_artifact(path: str | os.PathLike) -> tuple[dict[str, Graph], dict]:
             except IRError as exc:
                 raise ArtifactError(f"{src}: graph {gname!r}: {exc}") from None
             graphs[gname] = graph
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
-        raise ArtifactError(f"{src}: malformed manifest ({type(exc).__name__}: {exc})") from None
+        except MALFORMED as exc:
+            raise ArtifactError(f"{src}: graph {gname!r}: malformed manifest ({type(exc).__name__}: {exc})") from None
     return graphs, _checked_meta(manifest.get("meta", {}), src)
 
 
