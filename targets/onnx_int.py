@@ -39,6 +39,7 @@ from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear
 from lmhtc.compiler.ir import Add, Graph
 
 from .onnx_common import Builder, ExportError, finish_model
+from .onnx_int_lif import emit_lif, sequence_steps
 
 __all__ = ["ExportError", "export_int_onnx", "value_bounds", "EXACT_F32"]
 
@@ -83,6 +84,8 @@ def value_bounds(graph: Graph) -> tuple[dict[str, int], dict[str, int]]:
             edge[node.name] = _shift_bound(acc, -node.frac_bits)
         elif isinstance(node, QNeuron):
             edge[node.name] = node.levels
+        elif node.kind == "qlif":
+            edge[node.name] = node.out_bound()
         else:   # flatten, readout
             edge[node.name] = src
     return edge, sums
@@ -145,8 +148,9 @@ def export_int_onnx(graph: Graph, metadata: dict | None = None, spikes: bool = F
     classes = graph.readout.shape[0]
     meta = {"integer": "true", "semantics_version": str(SEMANTICS_VERSION),
             "weight_bits": str(graph.meta.get("quantization", {}).get("weight_bits", "")), **(metadata or {})}
+    x_dims = ([steps] if _is_sequence(graph) else []) + ["N", *graph.input.input_shape]
     return finish_model(
-        b, graph, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *graph.input.input_shape])],
+        b, graph, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_dims)],
         [helper.make_tensor_value_info("logits_int", TensorProto.INT64, ["N", classes]),
          helper.make_tensor_value_info("outputs_int", TensorProto.INT64, [steps, "N", classes]),
          helper.make_tensor_value_info("logits", TensorProto.DOUBLE, ["N", classes]),
@@ -187,11 +191,30 @@ def _lower_global_sum(ctx: _Ctx, node: GlobalSumPool, ins) -> list[str]:
     return [ctx.b.op("ReduceSum", [v, axes], node.name, keepdims=1) for v in ins[0]]
 
 
+def _is_sequence(graph: Graph) -> bool:
+    """An input with encoding ``sequence`` (imported NIR graphs) takes x [steps, N, ...], one frame per step."""
+    return graph.input.encoding == "sequence"
+
+
+def _lower_input(ctx: _Ctx, node: QInput, ins) -> list[str]:
+    enc = _encode_input(ctx.b, node)
+    return sequence_steps(ctx.b, enc, ctx.steps, node.name) if _is_sequence(ctx.graph) else [enc]
+
+
+def _lower_lif(ctx: _Ctx, node, ins) -> list[str]:
+    return _spike_output(ctx, node, emit_lif(ctx.b, node, ins[0], ctx.steps), node.spiking)
+
+
 def _lower_neuron(ctx: _Ctx, node: QNeuron, ins) -> list[str]:
-    out = _neuron(ctx.b, node, ins[0], ctx.steps)
-    if ctx.spikes:
+    return _spike_output(ctx, node, _neuron(ctx.b, node, ins[0], ctx.steps), True)
+
+
+def _spike_output(ctx: _Ctx, node, out: list[str], spiking: bool) -> list[str]:
+    """With ``spikes``, a neuron layer's counts as the output ``spikes/<layer>`` [steps, N, ...]."""
+    levels = node.levels if isinstance(node, QNeuron) else node.out_bound()
+    if ctx.spikes and spiking:
         name = f"spikes/{node.name}"
-        narrow = node.levels < 128
+        narrow = levels < 128
         _stack(ctx.b, out, name, node.name, to=TensorProto.INT8 if narrow else None)
         ctx.spike_outputs.append(helper.make_tensor_value_info(
             name, TensorProto.INT8 if narrow else TensorProto.INT64, [ctx.steps, "N", *node.shape]))
@@ -369,7 +392,7 @@ def _readout(b: _IntBuilder, node: QReadout, ys: list[str], steps: int) -> None:
 
 # The integer ONNX target's lowering table: node kind → (context, node, input step tensors) → step tensors.
 LOWERING = {
-    "qinput": lambda ctx, node, ins: [_encode_input(ctx.b, node)],
+    "qinput": _lower_input,
     "qconv2d": _lower_synapse,
     "qlinear": _lower_synapse,
     "qgain": _lower_gain,
@@ -380,6 +403,7 @@ LOWERING = {
     "flatten": lambda ctx, node, ins: [ctx.b.op("Flatten", [v], node.name, axis=1) for v in ins[0]],
     "qtemporal_mix": lambda ctx, node, ins: _mix(ctx.b, node, ins[0], ctx.steps),
     "qneuron": _lower_neuron,
+    "qlif": _lower_lif,
     "qreadout": _lower_readout,
     "maxpool2d": refuse("integer max-pool is not part of the integer contract"),
 }
