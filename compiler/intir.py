@@ -124,4 +124,4 @@ def rs(a, frac_bits: int):
     return r
 
 
-from . import intir_lif  # noqa: E402,F401  (registers the qlif kind)
+from . import intir_conv1d, intir_lif  # noqa: E402,F401  (register the qconv1d and qlif kinds)

@@ -45,6 +45,7 @@ from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear
 from lmhtc.compiler.ir import Add, Graph, receives_spikes
 from lmhtc.runtime.device import resolve_device
 from lmhtc.runtime.int8 import INT32_MAX, Int8Product, OneDnnConv, onednn_available
+from lmhtc.compiler.intir_conv1d import QConv1d, conv2d_view
 from lmhtc.runtime.lif_kernel import run_lif
 from lmhtc.runtime.neuron import empty_steps, rs, run_neuron
 
@@ -248,16 +249,26 @@ class _Program:
         for i, node in enumerate(self.order):
             for src in node.inputs:
                 self.last_use[src] = i
-        self.syn = {n.name: _Synapse(n, graph.node(n.inputs[0]).shape, device)
-                    for n in self.order if isinstance(n, (QConv2d, QLinear, QGain))}
+        self.syn = {n.name: _synapse_of(n, graph, device)
+                    for n in self.order if isinstance(n, (QConv2d, QConv1d, QLinear, QGain))}
         self.analog = {name for name in self.syn if not receives_spikes(graph, name)}
         self.windows = window_plan(graph)
         self.row_blocks = {n.name: _row_block(n, graph) for n in self.order if isinstance(n, QTemporalMix)}
         self.input_shape = tuple(next(n for n in self.order if isinstance(n, QInput)).input_shape)
-        self.readout_scale = np.asarray(next(n for n in self.order if isinstance(n, QReadout)).scale, np.float64)
+        readout = next(n for n in self.order if isinstance(n, QReadout))
+        # per channel (dimension 0 of the output; a NIR Output may have several dimensions)
+        self.readout_scale = np.asarray(readout.scale, np.float64).reshape(-1, *([1] * (len(readout.shape) - 1)))
         self.neuron_params = {n.name: (torch.as_tensor(n.threshold, dtype=torch.int64, device=device),
                                        torch.as_tensor(n.v_init, dtype=torch.int64, device=device))
                               for n in self.order if isinstance(n, QNeuron)}
+
+
+def _synapse_of(node, graph: Graph, device: str) -> _Synapse:
+    """The prepared synapse of ``node``; a conv1d runs as its 2-D view on a (C, 1, L) input."""
+    in_shape = graph.node(node.inputs[0]).shape
+    if isinstance(node, QConv1d):
+        return _Synapse(conv2d_view(node), (in_shape[0], 1, in_shape[1]), device)
+    return _Synapse(node, in_shape, device)
 
 
 _PROGRAMS: "weakref.WeakKeyDictionary[Graph, dict[str, _Program]]" = weakref.WeakKeyDictionary()
@@ -333,6 +344,11 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
     if sy.bias is not None:
         out += (sy.bias.to(out.dtype) * lw).reshape(-1, *([1] * (out.dim() - 3)))
     return out, bound, lw
+
+
+def _lower_conv1d(st: _Batch, node, ins, lw, in_b):
+    out, bound, lw = _lower_synapse(st, st.prog.syn[node.name].node, [ins[0].unsqueeze(3)], lw, in_b)
+    return out.squeeze(3), bound, lw
 
 
 def _lower_gain(st: _Batch, node: QGain, ins, lw, in_b):
@@ -421,6 +437,7 @@ LOWERING = {
     "qinput": _lower_input,
     "qconv2d": _lower_synapse,
     "qlinear": _lower_synapse,
+    "qconv1d": _lower_conv1d,
     "qgain": _lower_gain,
     "sumpool2d": _lower_sum_pool,
     "globalsumpool": _lower_global_sum,

@@ -40,6 +40,7 @@ from lmhtc.compiler.ir import Add, Graph
 
 from .onnx_common import Builder, ExportError, finish_model
 from .onnx_int_lif import emit_lif, sequence_steps
+from lmhtc.compiler.intir_conv1d import QConv1d, conv2d_view
 
 __all__ = ["ExportError", "export_int_onnx", "value_bounds", "EXACT_F32"]
 
@@ -60,7 +61,7 @@ def value_bounds(graph: Graph) -> tuple[dict[str, int], dict[str, int]]:
         src = edge[node.inputs[0]] if node.inputs else 0
         if isinstance(node, QInput):
             edge[node.name] = 2 ** (node.bits - 1) - 1
-        elif isinstance(node, (QConv2d, QLinear)):
+        elif isinstance(node, (QConv2d, QConv1d, QLinear)):
             acc = _max_row_sum(node.weight) * src
             sums[node.name] = max(acc, src)
             bias = 0 if node.bias is None else int(np.abs(node.bias.astype(I64)).max(initial=0))
@@ -145,16 +146,16 @@ def export_int_onnx(graph: Graph, metadata: dict | None = None, spikes: bool = F
             raise ExportError(f"node {node.name!r} ({node.kind}): sums up to {sums[node.name]} do not fit int64")
         vals[node.name] = table[node.kind](ctx, node, [vals[i] for i in node.inputs])
     spike_outputs = ctx.spike_outputs
-    classes = graph.readout.shape[0]
+    classes = list(graph.readout.shape)     # [classes], or a NIR Output's several dimensions
     meta = {"integer": "true", "semantics_version": str(SEMANTICS_VERSION),
             "weight_bits": str(graph.meta.get("quantization", {}).get("weight_bits", "")), **(metadata or {})}
     x_dims = ([steps] if _is_sequence(graph) else []) + ["N", *graph.input.input_shape]
     return finish_model(
         b, graph, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_dims)],
-        [helper.make_tensor_value_info("logits_int", TensorProto.INT64, ["N", classes]),
-         helper.make_tensor_value_info("outputs_int", TensorProto.INT64, [steps, "N", classes]),
-         helper.make_tensor_value_info("logits", TensorProto.DOUBLE, ["N", classes]),
-         helper.make_tensor_value_info("outputs", TensorProto.DOUBLE, [steps, "N", classes]),
+        [helper.make_tensor_value_info("logits_int", TensorProto.INT64, ["N", *classes]),
+         helper.make_tensor_value_info("outputs_int", TensorProto.INT64, [steps, "N", *classes]),
+         helper.make_tensor_value_info("logits", TensorProto.DOUBLE, ["N", *classes]),
+         helper.make_tensor_value_info("outputs", TensorProto.DOUBLE, [steps, "N", *classes]),
          *spike_outputs], meta)
 
 
@@ -249,6 +250,15 @@ def _encode_input(b: _IntBuilder, node: QInput) -> str:
 def _synapse(b: _IntBuilder, node, graph: Graph, xs: list[str], use_float: bool) -> list[str]:
     """Σ w·x per step, exact: float32 Conv/MatMul under the 2^24 bound, else int64 MatMul (im2col for convs)."""
     w = node.weight.astype(I64)
+    if isinstance(node, QConv1d):      # its 2-D view on (C, 1, L), reshaped back to (Cout, L_out)
+        view = conv2d_view(node)
+        c, length = graph.node(node.inputs[0]).shape
+        shape4 = b.i64(f"{node.name}.as2d", [0, c, 1, length])
+        back = b.i64(f"{node.name}.as1d", [0, *node.shape])
+        xs4 = [b.op("Reshape", [x, shape4], node.name) for x in xs]
+        ys = _conv_sums(b, node.name, xs4, view.weight.astype(I64), (c, 1, length), view.shape, view.stride,
+                        view.padding, view.dilation, view.groups, use_float)
+        return [b.op("Reshape", [y, back], node.name) for y in ys]
     if isinstance(node, QLinear):
         if use_float:
             wt = b.const(f"{node.name}.weight_t", w.T, np.float32)
@@ -384,7 +394,8 @@ def _readout(b: _IntBuilder, node: QReadout, ys: list[str], steps: int) -> None:
     """``outputs_int`` [steps, N, K], ``logits_int = Σ_t y(t)``, dequantized exactly as the runtime does."""
     _stack(b, ys * steps if len(ys) == 1 else ys, "outputs_int", node.name)
     b.op("ReduceSum", ["outputs_int", b.i64(f"{node.name}.axis0", [0])], node.name, out="logits_int", keepdims=0)
-    scale = b.const(f"{node.name}.scale", node.scale.astype(np.float64), np.float64)
+    per_channel = node.scale.astype(np.float64).reshape(-1, *([1] * (len(node.shape) - 1)))
+    scale = b.const(f"{node.name}.scale", per_channel, np.float64)
     b.op("Mul", [b.op("Cast", ["outputs_int"], node.name, to=TensorProto.DOUBLE), scale], node.name, out="outputs")
     b.op("Div", [b.op("Mul", [b.op("Cast", ["logits_int"], node.name, to=TensorProto.DOUBLE), scale], node.name),
                  b.const(f"{node.name}.steps", float(steps), np.float64)], node.name, out="logits")
@@ -395,6 +406,7 @@ LOWERING = {
     "qinput": _lower_input,
     "qconv2d": _lower_synapse,
     "qlinear": _lower_synapse,
+    "qconv1d": _lower_synapse,
     "qgain": _lower_gain,
     "sumpool2d": lambda ctx, node, ins: _sum_pool(ctx.b, node, ctx.graph, ins[0],
                                                   ctx.sums[node.name] < ctx.float_limit),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import nir
 import numpy as np
@@ -503,9 +504,17 @@ def test_conv1d_graph_imports_runs_and_round_trips(tmp_path):
     back = nir.read(tmp_path / "c2.nir")
     assert type(back.nodes["conv"]).__name__ == "Conv1d" and np.array_equal(back.nodes["conv"].weight, w)
     assert type(back.nodes["if"]).__name__ == "IF"
-    np.savez(tmp_path / "x.npz", x=np.zeros((2, 1, 2, 10), np.float32))   # report takes [N,C,H,W] only
-    code, out = cli("report", tmp_path / "c.lmhtc", "--inputs", tmp_path / "x.npz", "--mode", "float")
-    assert_one_line_error(code, out, "'conv'", "conv1d", "fan-out")   # not a silent fan-out of 1
+    # the cost passes count a conv1d through its 2-D view: MACs = Cout·(Cin/groups)·k·L_out at every step
+    # (an imported Input is a sequence); the integer graph's SOPs are the IF's spikes (its readout gain)
+    np.savez(tmp_path / "x.npz", x=x.astype(np.float32))
+    for mode in ("float", "int"):
+        code, out = cli("report", tmp_path / "c.lmhtc", "--inputs", tmp_path / "x.npz", "--mode", mode, "--json",
+                        tmp_path / f"{mode}.json", "--no-progress")
+        assert code == 0, out
+    totals = {m: json.loads((tmp_path / f"{m}.json").read_text())["totals"] for m in ("float", "int")}
+    assert totals["float"]["macs_per_image"] == totals["int"]["macs_per_image"] == 3 * 2 * 3 * 5 * STEPS
+    spikes = run_int(load_artifact(tmp_path / "c.lmhtc")[0]["integer"], x).spike_counts.astype(np.int64)
+    assert spikes.sum() > 0 and totals["int"]["sops_per_image"] == pytest.approx(spikes.sum(1).mean(), rel=1e-12)
 
 
 def test_report_counts_sops_of_an_imported_network(tmp_path):

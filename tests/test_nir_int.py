@@ -185,23 +185,29 @@ def test_generic_graph_with_scale_and_sum_pool_lowers_and_is_bit_exact(tmp_path)
 
 # -- refusals -----------------------------------------------------------------------------------------
 
-def test_conv1d_has_no_integer_lowering_named_per_target(tmp_path):
-    wt = (np.random.default_rng(6).integers(-4, 5, size=(3, 2, 3)) / 4).astype(np.float32)
-    nodes = {"input": nir.Input({"input": np.array([2, 10])}), "conv": nir.Conv1d(10, wt, 2, 1, 1, 1, np.zeros(3, np.float32)),
+def test_conv1d_lowers_for_int_and_onnx_int_and_lava_refuses_it(tmp_path):
+    """A conv1d is a qconv1d (its 2-D view on (C, 1, L) in every target): int and onnx-int agree exactly and
+    spike as the float network; Lava's Conv is 2-D, so the Lava target refuses it naming node, kind, target."""
+    rng = np.random.default_rng(6)
+    wt = (rng.integers(-4, 5, size=(3, 2, 3)) / 4).astype(np.float32)
+    nodes = {"input": nir.Input({"input": np.array([2, 10])}),
+             "conv": nir.Conv1d(10, wt, 2, 1, 1, 1, (rng.integers(-2, 3, size=3) / 4).astype(np.float32)),
              "if": nir.IF(np.ones((3, 5), np.float32), np.ones((3, 5), np.float32), np.zeros((3, 5), np.float32)),
              "output": nir.Output({"output": np.array([3, 5])})}
     nir.write(tmp_path / "c.nir", _graph(nodes, [("input", "conv"), ("conv", "if"), ("if", "output")]))
     code, out = cli("import-nir", tmp_path / "c.nir", "--dialect", "snntorch", "-o", tmp_path / "c.lmhtc",
                     "--no-progress")
-    assert code == 0 and "no integer lowering" in out and "conv1d" in out, out
-    np.savez(tmp_path / "x.npz", x=np.zeros((STEPS, 1, 2, 10), np.float32))
-    for args, target in [(("simulate", tmp_path / "c.lmhtc", "--inputs", tmp_path / "x.npz", "--mode", "int",
-                           "-o", tmp_path / "o.npz"), "int"),
-                         (("export", tmp_path / "c.lmhtc", "--target", "onnx-int", "-o", tmp_path / "m.onnx"),
-                          "onnx-int"),
-                         (("export", tmp_path / "c.lmhtc", "--target", "lava", "-o", tmp_path / "lava"), "lava")]:
-        assert_one_line_error(*cli(*args), f"target {target!r}", "'conv'", "conv1d")
-    assert not (tmp_path / "o.npz").exists() and not (tmp_path / "lava").exists()
+    assert code == 0 and "no integer lowering" not in out, out
+    graphs = load_artifact(tmp_path / "c.lmhtc")[0]
+    assert "qconv1d" in {n.kind for n in graphs["integer"].topo()}
+    x = (rng.integers(0, 9, size=(STEPS, 5, 2, 10)) / 8).astype(np.float32)
+    runs, pairs = verify(graphs, x, ["int", "onnx-int"])
+    assert pairs[0].bit_exact and pairs[0].spikes_equal and runs[0].spikes["if"].any()
+    fl = run_float(graphs["compiled"], x, capture={"if"})
+    assert np.array_equal(runs[0].spikes["if"], fl.captured["if"])
+    assert_one_line_error(*cli("export", tmp_path / "c.lmhtc", "--target", "lava", "-o", tmp_path / "lava"),
+                          "target 'lava'", "'conv'", "qconv1d")
+    assert not (tmp_path / "lava").exists()
 
 
 def test_lava_refuses_a_non_spiking_integrator_naming_it(tmp_path):

@@ -44,7 +44,8 @@ from ..intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QR
 from ..ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Input, IRError, Linear,
                   MaxPool2d, Neuron, Node, Readout, TemporalMix, finalize)
 from ..lif_node import LIFNeuron
-from ..nir_ops import Scale, SumPool2d as NIRSumPool2d
+from ..intir_conv1d import QConv1d
+from ..nir_ops import Conv1d, Scale, SumPool2d as NIRSumPool2d
 
 
 class QuantizeError(IRError):
@@ -70,7 +71,7 @@ MSE_MAX_BITS = 8      # wider weights keep max-abs scales (rounding error ≤ 1/
 def calibrate_for(graph: Graph, calib: np.ndarray, config: "QuantConfig", batch_size: int = 32,
                   progress: bool = False) -> Calibration:
     """The one calibration pass that ``quantize(graph, config, calib)`` needs (reusable across widths)."""
-    scales, bc, ta = METHODS["maxabs" if graph.nodes_of(LIFNeuron) else config.lowering]
+    scales, bc, ta = METHODS["maxabs" if _dyadic(graph) else config.lowering]
     return calibrate(graph, calib, batch_size, progress, inputs=scales == "mse" or bc, near=ta)
 
 
@@ -137,7 +138,7 @@ def _group_leaves(g: Graph, root: Node) -> tuple[list[str], list[str]]:
     while stack:
         name = stack.pop()
         node = g.node(name)
-        if isinstance(node, (Add, Conv2d, Linear)) and len(g.consumers(name)) != 1:
+        if isinstance(node, (Add, Conv2d, Conv1d, Linear)) and len(g.consumers(name)) != 1:
             raise QuantizeError(f"node {name!r} ({node.kind}) feeds several layers; the integer lowering "
                                 f"needs each synaptic sum to feed one neuron layer")
         if isinstance(node, Add):
@@ -172,9 +173,9 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
             raise QuantizeError(f"node {node.name!r} (maxpool2d): max-pooling has no integer lowering yet")
         if isinstance(node, LIFNeuron) and lif_gap(node) is not None:
             raise QuantizeError(f"node {node.name!r} (lif): {lif_gap(node)}")
-    dyadic = bool(graph.nodes_of(LIFNeuron))      # NIR graphs: power-of-two scales (quantize_lif.py)
+    dyadic = _dyadic(graph)      # NIR graphs: power-of-two scales (quantize_lif.py)
     if dyadic and config.method not in LIF_METHODS:
-        raise QuantizeError(f"--quant-method {config.method}: a network with lif layers lowers with maxabs "
+        raise QuantizeError(f"--quant-method {config.method}: an imported NIR network lowers with maxabs "
                             f"(power-of-two scales) only")
     scales, want_bc, want_ta = METHODS["maxabs" if dyadic else config.lowering]
     cal = stats
@@ -244,7 +245,7 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
         """The real weight of one integer unit of each input: ``W × unit(input)`` (× a lif's drive gain)."""
         u_in = unit[node.inputs[0]]
         g = gain_of_root(leaf_of_group[node.name]).reshape(-1, *([1] * (node.weight.ndim - 1)))
-        if isinstance(node, Conv2d):
+        if isinstance(node, (Conv2d, Conv1d)):
             return node.weight.astype(np.float64) * _conv_in(u_in, node) * g
         return node.weight.astype(np.float64) * u_in.reshape(1, -1) * g
 
@@ -264,7 +265,7 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
         peaks_c, paths = [], []
         for leaf in leaves:
             node = src.node(leaf)
-            if isinstance(node, (Conv2d, Linear)):
+            if isinstance(node, (Conv2d, Conv1d, Linear)):
                 w_eff = effective_weights(node)
                 peaks_c.append(np.abs(w_eff).reshape(w_eff.shape[0], -1).max(axis=1))
                 if scales == "mse" and bits <= MSE_MAX_BITS:
@@ -305,17 +306,18 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
         s_w = mu * 2 ** shift
         wbits = group_bits[root_name]
         qmax_w = 2 ** (wbits - 1) - 1
-        if isinstance(node, (Conv2d, Linear)):
+        if isinstance(node, (Conv2d, Conv1d, Linear)):
             w_eff = effective_weights(node)
             mant = quantize_mantissa(w_eff, s_w, qmax_w)
             bias = None if node.bias is None else \
                 _round(node.bias.astype(np.float64) * gain_of_root(root_name) / mu).astype(np.int64)
             m_in = max_in[node.inputs[0]]
-            if isinstance(node, Conv2d):
+            if isinstance(node, (Conv2d, Conv1d)):
                 bound = (np.abs(mant) * _conv_in(m_in, node)).reshape(mant.shape[0], -1).sum(axis=1).max()
-                q = QConv2d(node.name, list(node.inputs), weight=mant.astype(np.int32), bias=bias, stride=node.stride,
-                            padding=node.padding, dilation=node.dilation, groups=node.groups, shift=shift,
-                            weight_bits=wbits, acc_bound=int(bound))
+                q = (QConv2d if isinstance(node, Conv2d) else QConv1d)(
+                    node.name, list(node.inputs), weight=mant.astype(np.int32), bias=bias, stride=node.stride,
+                    padding=node.padding, dilation=node.dilation, groups=node.groups, shift=shift,
+                    weight_bits=wbits, acc_bound=int(bound))
             else:
                 bound = (np.abs(mant) * m_in.reshape(1, -1)).sum(axis=1).max()
                 q = QLinear(node.name, list(node.inputs), weight=mant.astype(np.int32), bias=bias, shift=shift,
@@ -439,7 +441,7 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
                 q = QTemporalMix(node.name, list(node.inputs), omega=omega, frac_bits=config.mix_frac_bits)
             else:
                 q = QReadout(node.name, list(node.inputs), scale=membrane_unit[node.name].astype(np.float64))
-        elif isinstance(node, (Conv2d, Linear)):
+        elif isinstance(node, (Conv2d, Conv1d, Linear)):
             if node.name not in leaf_of_group:
                 raise QuantizeError(f"node {node.name!r} ({node.kind}) does not feed a neuron layer or the readout")
         elif isinstance(node, Add):
@@ -502,6 +504,11 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
     return finalize(out)
 
 
+def _dyadic(graph: Graph) -> bool:
+    """Imported NIR graphs (and any with lif layers) lower with power-of-two scales (quantize_lif.py)."""
+    return graph.meta.get("frontend") == "nir" or bool(graph.nodes_of(LIFNeuron))
+
+
 def gain_exponent(ratio: np.ndarray, qmax: int) -> tuple[int, np.ndarray]:
     """The smallest exponent E with every |round(ratio / 2^E)| ≤ qmax, and those mantissas (int32)."""
     top = float(np.abs(ratio).max()) or 1.0
@@ -522,20 +529,21 @@ def _sum_bound(leaves) -> int:
 
 
 def _conv_in(u: np.ndarray, conv: Conv2d) -> np.ndarray:
-    """A per-element quantity of a conv input (constant over H, W) as ``[Cout, Cin/groups, 1, 1]``:
-    the value of the input channel that each weight reads (grouped convolutions included)."""
+    """A per-element quantity of a conv input (constant over H, W, or L) as ``[Cout, Cin/groups, 1, 1]``
+    (``[Cout, Cin/groups, 1]`` for a conv1d): the value of the input channel that each weight reads (grouped
+    convolutions included)."""
     per_channel = u.reshape(u.shape[0], -1)[:, 0]
     cout, cin_g = conv.weight.shape[:2]
     group_of_out = np.arange(cout) // (cout // conv.groups)
     idx = group_of_out[:, None] * cin_g + np.arange(cin_g)[None, :]
-    return per_channel[idx][:, :, None, None]
+    return per_channel[idx].reshape(cout, cin_g, *([1] * (conv.weight.ndim - 2)))
 
 
 def _pool_unit(u: np.ndarray, out_shape) -> np.ndarray:
     return np.broadcast_to(u.reshape(u.shape[0], -1)[:, :1].reshape(-1, *([1] * (len(out_shape) - 1))), out_shape)
 
 
-# The float node kinds the integer lowering covers (BatchNorm must be folded first; the MSAT neuron kind,
-# max-pool and NIR's conv1d have no integer lowering yet).
+# The float node kinds the integer lowering covers (BatchNorm must be folded first; the MSAT neuron kind
+# and max-pool have no integer lowering yet).
 LOWERED_KINDS = frozenset({"input", "conv2d", "linear", "avgpool2d", "globalavgpool", "add", "flatten",
-                           "temporal_mix", "neuron", "readout", "lif", "sum_pool2d", "scale"})
+                           "temporal_mix", "neuron", "readout", "lif", "sum_pool2d", "scale", "conv1d"})

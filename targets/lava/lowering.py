@@ -312,6 +312,8 @@ LOWERING = {
     "qconv2d": _Lowering._conv, "qgain": _Lowering._conv, "sumpool2d": _Lowering._conv,
     "globalsumpool": _Lowering._conv,
     "qlinear": _Lowering._dense,
+    "qconv1d": refuse("Lava's Conv is 2-D and the Lava mapping has no (C, L) layout for a 1-D convolution's "
+                      "input and output"),
     "qneuron": _Lowering._sink, "qreadout": _Lowering._sink, "qlif": _Lowering._lif,
     "add": _Lowering._port, "flatten": _Lowering._port, "qtemporal_mix": _Lowering._port,
     "maxpool2d": refuse("max-pool is not a synaptic (linear) operation; Lava's Conv/Dense cannot express it"),
