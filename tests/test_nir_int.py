@@ -262,3 +262,32 @@ def test_readme_snntorch_on_lava_in_four_commands(tmp_path):
     with np.load(tmp_path / "lava.npz") as f, np.load(tmp_path / "few.npz") as g:
         integer = load_artifact(tmp_path / "model.lmhtc")[0]["integer"]
         assert np.array_equal(f["logits_int"], run_int(integer, g["x"]).logits_int)
+
+
+@pytest.mark.parametrize("doc_edit, array_edit, message", [
+    (lambda d: _lif_proc(d)["params"]["options"].update(reset="soft"), None, "option 'reset' has the invalid value"),
+    (lambda d: _lif_proc(d)["params"].pop("options"), None, "missing parameter 'options'"),
+    (lambda d: _lif_proc(d)["params"]["options"].pop("timing"), None, "'options' must have the keys"),
+    (lambda d: _lif_proc(d)["params"]["options"].update(frac_bits=99), None, "'frac_bits' must be an integer"),
+    (None, lambda a: a.update({k: v * 0 for k, v in a.items() if k.endswith("/threshold")}),
+     "'threshold' must be >= 1"),
+    (None, lambda a: a.update({k: v[:1] for k, v in a.items() if k.endswith("/beta")}), "array 'beta' has shape"),
+])
+def test_lava_lif_description_is_checked_before_lava_starts(tmp_path, doc_edit, array_edit, message):
+    """A tampered ``lif`` process of an exported network: one error naming the file, before Lava starts."""
+    from lmhtc.targets.lava.description import LavaNetworkError, load_description
+    from test_hostile import lava_copy
+
+    net, shape = mlp("subtract")
+    _, art = import_net(tmp_path, net, shape, "subtract")
+    code, out = cli("export", art, "--target", "lava", "-o", tmp_path / "lava")
+    assert code == 0, out
+    load_description(tmp_path / "lava")      # the untampered copy loads
+    bad = lava_copy(tmp_path / "lava", tmp_path / "bad", doc_edit, array_edit)
+    with pytest.raises(LavaNetworkError) as err:
+        load_description(bad)
+    assert str(bad / "network.json") in str(err.value) and message in str(err.value), str(err.value)
+
+
+def _lif_proc(doc):
+    return next(p for p in doc["processes"] if p["kind"] == "lif")
