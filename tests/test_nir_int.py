@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import int_reference as ref
 import semantics_cases as cases
 from conftest import assert_one_line_error, cli
 from lmhtc import semantics
@@ -53,6 +54,14 @@ def test_lif_step_hand_values():
         **{k: np.asarray(a)[:1] if isinstance(a, np.ndarray) else a for k, a in kw.items()},
         "membrane_bits": 8, "timing": "same-step", "threshold": np.array([1000])})
     assert v.tolist() == [127] and sat.tolist() == [True]               # saturates to 8 bits, counted
+
+
+@pytest.mark.parametrize("case", cases.LIF)
+def test_semantics_lif_equals_the_independent_reference(case):
+    out, sat = cases.lif_reference(case)
+    rout, rsat = ref.lif(case["current"], _qlif(case))
+    np.testing.assert_array_equal(out, rout)
+    np.testing.assert_array_equal(sat, rsat)
 
 
 @pytest.mark.parametrize("case", cases.LIF)
@@ -110,6 +119,25 @@ def test_integer_lowering_spikes_equal_float_and_snntorch(tmp_path, build, reset
         for name in names:
             assert np.array_equal(r.captured[name], fl.captured[name]), (name, integer.meta["quantization"])
         assert r.saturation.sum() == 0 and r.spike_counts.sum() == fl.spike_counts.sum() > 0
+
+
+@pytest.mark.parametrize("build", [convnet, synaptic_mlp])
+def test_runtime_equals_the_independent_reference_on_imported_networks(tmp_path, build):
+    """The whole integer network (per-step sequences) against tests/int_reference.py: outputs, spikes per layer,
+    saturation, SOPs per synaptic layer and step, analog MACs."""
+    net, shape = build("subtract")
+    _, art = import_net(tmp_path, net, shape, "subtract")
+    integer = load_artifact(art)[0]["integer"]
+    x = inputs(shape, seed=5, n=3)
+    want = ref.reference_run(integer, x)
+    got = run_int(integer, x, capture={n.name for n in integer.topo()})
+    assert np.array_equal(got.outputs_int, want["outputs_int"])
+    for name in got.captured:
+        assert np.array_equal(got.captured[name], want["values"][name]), name
+    assert np.array_equal(got.spike_counts, np.stack([want["spike_events"][n] for n in got.layer_names], 1))
+    assert np.array_equal(got.sops_by_layer_step, np.stack([want["sops"][n] for n in got.synaptic_layer_names], 1))
+    assert np.array_equal(got.macs, np.full(3, sum(want["macs"].values())))
+    assert got.spike_counts.sum() > 0 and got.sops.sum() > 0
 
 
 def test_verify_int_onnx_int_lava_and_report_sops(tmp_path):
