@@ -48,6 +48,7 @@ def import_nir_command(model: Path, output: Path, dialect: Optional[str], dt: Op
     from .frontends.nir import nir_to_ir, read_nir
     from .passes.quantize import QuantConfig, QuantizeError, quantize
     from .lowering import integer_lowering_gap
+    from .passes.quantize import lowering_gap
 
     if steps < 1:
         raise LmhtcError(f"--steps must be >= 1, got {steps}")
@@ -73,8 +74,7 @@ def import_nir_command(model: Path, output: Path, dialect: Optional[str], dt: Op
     try:
         unsupported = integer_lowering_gap(graph)
         if unsupported is not None:
-            raise QuantizeError(f"node {unsupported.name!r}: the {unsupported.kind} kind has no integer "
-                                f"lowering yet")
+            raise QuantizeError(f"node {unsupported.name!r} ({unsupported.kind}): {lowering_gap(unsupported)}")
         graphs["integer"] = quantize(graph, config, calib=cx, progress=progress)
     except QuantizeError as exc:
         if calib is not None or weight_bits is not None:

@@ -319,3 +319,27 @@ def test_lava_lif_description_is_checked_before_lava_starts(tmp_path, doc_edit, 
 
 def _lif_proc(doc):
     return next(p for p in doc["processes"] if p["kind"] == "lif")
+
+
+def test_a_drive_gain_varying_within_a_channel_is_refused_naming_node_kind_and_target(tmp_path):
+    """The lowering folds a lif's input scale into the conv weights per output channel; one that varies over
+    positions cannot be folded: no integer graph, and each integer target names the node, kind and reason."""
+    w = np.ones((2, 1, 3, 3), np.float32) / 4
+    r = np.ones((2, 4, 4), np.float32)
+    r[:, 0, 0] = 2.0
+    nodes = {"input": nir.Input({"input": np.array([1, 4, 4])}),
+             "conv": nir.Conv2d((4, 4), w, 1, 1, 1, 1, np.zeros(2, np.float32)),
+             "lif": nir.LIF(np.full((2, 4, 4), 4e-3, np.float32), r, np.zeros((2, 4, 4), np.float32),
+                            np.ones((2, 4, 4), np.float32), np.zeros((2, 4, 4), np.float32)),
+             "output": nir.Output({"output": np.array([2, 4, 4])})}
+    nir.write(tmp_path / "g.nir", _graph(nodes, [("input", "conv"), ("conv", "lif"), ("lif", "output")]))
+    code, out = cli("import-nir", tmp_path / "g.nir", "--dialect", "generic", "--dt", 1e-3, "-o",
+                    tmp_path / "g.lmhtc", "--no-progress")
+    assert code == 0 and "no integer lowering" in out and "varies within a channel" in out, out
+    assert "integer" not in load_artifact(tmp_path / "g.lmhtc")[0]
+    np.savez(tmp_path / "x.npz", x=np.ones((2, 1, 4, 4), np.float32))
+    for args, target in [(("simulate", tmp_path / "g.lmhtc", "--inputs", tmp_path / "x.npz", "--mode", "int", "-o",
+                           tmp_path / "o.npz"), "int"),
+                         (("export", tmp_path / "g.lmhtc", "--target", "lava", "-o", tmp_path / "lava"), "lava")]:
+        assert_one_line_error(*cli(*args), f"target {target!r}", "'lif' (lif)", "varies within a channel")
+    assert not (tmp_path / "o.npz").exists() and not (tmp_path / "lava").exists()

@@ -543,6 +543,13 @@ def _pool_unit(u: np.ndarray, out_shape) -> np.ndarray:
     return np.broadcast_to(u.reshape(u.shape[0], -1)[:, :1].reshape(-1, *([1] * (len(out_shape) - 1))), out_shape)
 
 
+def lowering_gap(node: Node) -> str | None:
+    """Why the integer lowering does not cover ``node`` (its kind, or a variant of a covered kind), or None."""
+    if node.kind not in LOWERED_KINDS:
+        return f"the {node.kind} kind has no integer lowering yet"
+    return lif_gap(node) if isinstance(node, LIFNeuron) else None
+
+
 # The float node kinds the integer lowering covers (BatchNorm must be folded first; the MSAT neuron kind
 # and max-pool have no integer lowering yet).
 LOWERED_KINDS = frozenset({"input", "conv2d", "linear", "avgpool2d", "globalavgpool", "add", "flatten",
