@@ -5,7 +5,8 @@ through the network one after another, one every ``steps`` time-steps, as on a
 chip; see ``schedule.py`` for the timing and ``procs/`` for the models. The run
 uses ``Loihi2SimCfg(select_tag="fixed_pt")``; ``conv_model="fast"`` swaps
 Lava's per-channel-pair scipy model of the stock ``Conv`` for the vectorised
-one (same integers), ``"stock"`` keeps Lava's own.
+one (same integers), ``"stock"`` keeps Lava's own. Every model runs guarded
+(``watchdog.py``): a failing process ends the run with one error.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import time
 import numpy as np
 
 import lmhtc.targets.lava.procs  # noqa: F401  (first: prepares multiprocessing for Lava's runtime)
-from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.conv.process import Conv
 from lava.proc.dense.process import Dense
@@ -27,8 +27,10 @@ from lmhtc.targets.lava.procs.io import AnalogInput, IntReadout
 from lmhtc.targets.lava.procs.lif_layer import LIFLayer
 from lmhtc.targets.lava.procs.lmht_layer import LMHTLayer
 from lmhtc.targets.lava.procs.ports import port_names
+from lmhtc.targets.lava.procs.stock_models import GuardedDenseModel, GuardedStockConvModel
 from lmhtc.targets.lava.result import LavaRunResult
 from lmhtc.targets.lava.schedule import Schedule, schedule
+from lmhtc.targets.lava.watchdog import LavaProcessError, abort, run_steps
 
 CONV_MODELS = ("fast", "stock")
 LAYER_KINDS = ("layer", "lif")       # the neuron layers (their spikes are recorded)
@@ -133,8 +135,8 @@ def run_description(desc: NetworkDescription | str | os.PathLike, x: np.ndarray,
     layers = [p.name for p in desc.processes if p.kind in LAYER_KINDS]
     recorders = layers if record_spikes else []
     records: dict[str, list] = {name: [] for name in [*recorders, readout]}
-    cfg = Loihi2SimCfg(select_tag="fixed_pt",
-                       exception_proc_model_map={Conv: VectorisedConvModel} if conv_model == "fast" else {})
+    models = {Conv: VectorisedConvModel if conv_model == "fast" else GuardedStockConvModel, Dense: GuardedDenseModel}
+    cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=models)
     anchor = procs[readout]
     bar = None
     if progress:
@@ -144,7 +146,7 @@ def run_description(desc: NetworkDescription | str | os.PathLike, x: np.ndarray,
     try:
         while done < total:
             n = min(chunk_images * steps, total - done)
-            anchor.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
+            run_steps(anchor, n, cfg)
             done += n
             for name in records:     # every record completed by now is in its pipe: receive without blocking
                 pipe = procs[name].rec.external_pipe_csp_recv_port
@@ -152,8 +154,11 @@ def run_description(desc: NetworkDescription | str | os.PathLike, x: np.ndarray,
                     records[name].append(np.array(pipe.recv(), copy=True))
             if bar is not None:
                 bar.update(len(records[readout]) - bar.n)
+    except LavaProcessError:
+        abort(anchor)
+        raise
     finally:
-        if anchor.runtime is not None:
+        if anchor.runtime is not None and anchor.runtime._is_started:
             anchor.stop()
         if bar is not None:
             bar.close()

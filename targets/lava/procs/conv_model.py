@@ -22,6 +22,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.conv.process import Conv
 
 from lmhtc.targets.lava.procs.fixed import conv_wh, signed_wrap
+from lmhtc.targets.lava.watchdog import guarded
 
 CONV_OUTPUT_BITS = 24        # the stock fixed-point model wraps its output to 24 bits
 
@@ -42,6 +43,7 @@ class VectorisedConvModel(PyLoihiProcessModel):
     weight_exp: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
     num_weight_bits: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=5)
 
+    @guarded
     def run_spk(self) -> None:
         self.a_out.send(self.a_buf)
         s_in = self.s_in.recv()

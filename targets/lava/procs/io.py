@@ -22,6 +22,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from lmhtc.semantics import I64
 from lmhtc.targets.lava.procs.ports import DelayLine, check_ports, port_names, sum_ports
+from lmhtc.targets.lava.watchdog import guarded
 
 
 class AnalogInput(AbstractProcess):
@@ -43,6 +44,7 @@ class PyAnalogInputModel(PyLoihiProcessModel):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     frames: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
+    @guarded
     def run_spk(self) -> None:
         b, t = divmod(self.time_step - 1, self.proc_params["steps"])
         if b < self.proc_params["images"]:
@@ -84,6 +86,7 @@ class PyIntReadoutModel(PyLoihiProcessModel):
         self.lines = [DelayLine(d, p["shape"]) for d in p["delays"]]
         self.buf = np.zeros((self.steps, *p["shape"]), I64)
 
+    @guarded
     def run_spk(self) -> None:
         y = self.bias.astype(I64) + sum_ports([self.in0, self.in1, self.in2, self.in3], self.lines, self.exponents)
         rel = self.time_step - self.arrive

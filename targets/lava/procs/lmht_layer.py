@@ -36,6 +36,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from lmhtc.semantics import I64, neuron_step, temporal_mix
 from lmhtc.targets.lava.procs.ports import DelayLine, check_ports, port_names, sum_ports
+from lmhtc.targets.lava.watchdog import guarded
 
 
 class LMHTLayer(AbstractProcess):
@@ -99,6 +100,7 @@ class PyLMHTLayerModel(PyLoihiProcessModel):
         self.cur = np.zeros((self.steps, *self.shape), I64)        # the mixed currents being emitted
         self.rec_buf = np.zeros((self.steps, *self.shape), np.int32)
 
+    @guarded
     def run_spk(self) -> None:
         self.s_out.send(self._emit(self.time_step - self.arrive - self.steps))
         y = sum_ports([self.in0, self.in1, self.in2, self.in3], self.lines, self.exponents)
