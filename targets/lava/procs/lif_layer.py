@@ -22,6 +22,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from lmhtc.semantics import I64, lif_step
 from lmhtc.targets.lava.procs.ports import DelayLine, check_ports, port_names, sum_ports
+from lmhtc.targets.lava.watchdog import guarded
 
 NEURON_ARRAYS = ("beta", "alpha", "bias_v", "threshold", "v_reset", "v_min", "v_init")   # per neuron, Lava layout
 
@@ -80,6 +81,7 @@ class PyLIFLayerModel(PyLoihiProcessModel):
         self.rec_buf = np.zeros((self.steps, *self.shape), np.int32)
         self.v = self.i = None
 
+    @guarded
     def run_spk(self) -> None:
         self.s_out.send(self._emit(self.time_step - self.arrive - self.steps))
         y = sum_ports([self.in0, self.in1, self.in2, self.in3], self.lines, self.exponents)
