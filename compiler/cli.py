@@ -474,7 +474,8 @@ def simulate(
         arrays = {k: np.array(v) if isinstance(v, list) else v for k, v in r.items()}
         logits = arrays["logits"]
     else:
-        x, y = _artifact_inputs(inputs, run_graph, limit, sequences=mode == "float")
+        x, y = _artifact_inputs(inputs, run_graph, limit,
+                                sequences=mode == "float" or run_graph.input.encoding == "sequence")
         arrays, logits = simulate_arrays(graphs, x, mode, graph, batch_size, artifact, progress=progress,
                                          device=device)
     if mode == "int" and arrays["saturation"].sum():
@@ -634,6 +635,7 @@ def verify(
     from .jobs import Verify
     from .sources import open_inputs
     from .verify import TargetRun, check_runnable, compare_runs, default_targets, parse_targets
+    from .verify import verify as verify_runs
 
     graphs, _ = load_artifact(artifact)
     names = parse_targets(targets) if targets is not None else default_targets(graphs)
@@ -649,14 +651,25 @@ def verify(
     if "lava" in names and dask:
         raise LmhtcError("--targets lava cannot run on Dask workers (Lava's runtime needs the 'fork' start method, "
                          "Dask workers use 'spawn'); verify lava in-process, or leave it out of --targets")
-    if not dask:
-        _artifact_inputs(inputs, next(iter(graphs.values())), limit)      # the input gate, before any work
-    source = open_inputs(inputs, limit)
-    record = sharded(Verify(tuple(names)), artifact, source, batch_size, workers, scheduler, resume, progress, graphs)
-    runs = [TargetRun(**record[name]) for name in names]
-    pairs = compare_runs(runs)
+    graph = next(iter(graphs.values()))
+    if graph.input.encoding == "sequence":     # an imported NIR network: per-step sequences, in-process
+        if dask:
+            raise LmhtcError(f"{artifact}: a network with per-step inputs is verified in-process; leave out "
+                             f"--workers/--scheduler/--resume")
+        x, _ = _artifact_inputs(inputs, graph, limit, sequences=True)
+        runs, pairs = verify_runs(graphs, x, names, progress=progress, batch_size=batch_size)
+        n_inputs = x.shape[1] if x.ndim == len(graph.input.input_shape) + 2 else len(x)
+    else:
+        if not dask:
+            _artifact_inputs(inputs, graph, limit)      # the input gate, before any work
+        source = open_inputs(inputs, limit)
+        record = sharded(Verify(tuple(names)), artifact, source, batch_size, workers, scheduler, resume, progress,
+                         graphs)
+        runs = [TargetRun(**record[name]) for name in names]
+        pairs = compare_runs(runs)
+        n_inputs = len(source)
     console = Console(width=120)
-    console.print(f"{len(source)} inputs; " + ", ".join(f"{r.name} {r.seconds:.2f} s" for r in runs))
+    console.print(f"{n_inputs} inputs; " + ", ".join(f"{r.name} {r.seconds:.2f} s" for r in runs))
     table = Table(title="pairs")
     for col in ("a", "b", "argmax agreement", "max |Δlogits|", "spikes equal", "bit-exact", "required"):
         table.add_column(col)
@@ -676,7 +689,7 @@ def verify(
                                      else str(p.layer_mismatches.get(layer))) for p in spike_pairs])
         console.print(layers)
     if json_out is not None:
-        doc = {"artifact": str(artifact), "inputs": len(source), "targets": names,
+        doc = {"artifact": str(artifact), "inputs": n_inputs, "targets": names,
                "seconds": {r.name: r.seconds for r in runs}, "pairs": [p.to_json() for p in pairs]}
         atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2)))
     failed = [f"{p.a} vs {p.b}" for p in pairs if p.failed]
@@ -785,7 +798,8 @@ def report(
         result = report_from_activity(graphs[graph], activity, energy, core, y=source.labels(), graph_name=graph,
                                       meta=info)
     else:       # in-process: the gate (per-step sequences too, in float mode), then the same per-batch reduction
-        x, y = _artifact_inputs(inputs, graphs[graph], limit, sequences=mode == "float")
+        x, y = _artifact_inputs(inputs, graphs[graph], limit,
+                                sequences=mode == "float" or graphs[graph].input.encoding == "sequence")
         result = build_report(graphs[graph], x, mode, energy, core, y=y, graph_name=graph, batch_size=batch_size,
                               progress=progress, meta=info, cg=cg)
     print_report(result)

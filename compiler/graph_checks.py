@@ -199,6 +199,8 @@ def check_integer_ranges(graph) -> None:
             hi[node.name] = np.full(node.shape[0], 2 ** (node.bits - 1) - 1, dtype=object)
         elif k == "qneuron":
             hi[node.name] = np.full(node.shape[0], node.levels, dtype=object)
+        elif k == "qlif":
+            hi[node.name] = np.full(node.shape[0], node.out_bound(), dtype=object)
         elif k in ("sumpool2d", "globalsumpool") and src[0] is not None:
             window = node.kernel[0] * node.kernel[1] if k == "sumpool2d" else \
                 graph.node(node.inputs[0]).shape[1] * graph.node(node.inputs[0]).shape[2]

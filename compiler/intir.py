@@ -122,3 +122,6 @@ def rs(a, frac_bits: int):
     r += 1 << (frac_bits - 1)
     r >>= frac_bits
     return r
+
+
+from . import intir_conv1d, intir_lif  # noqa: E402,F401  (register the qconv1d and qlif kinds)

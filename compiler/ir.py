@@ -468,7 +468,7 @@ def receives_spikes(graph: Graph, name: str) -> bool:
     """
     sources = spike_sources(graph, name)
     analog = any(isinstance(graph.node(s), Input) for s in sources)
-    spiking = any(isinstance(graph.node(s), Neuron) for s in sources)
+    spiking = any(isinstance(graph.node(s), Neuron) or graph.node(s).kind == "qlif" for s in sources)
     if analog and spiking:
         raise IRError(f"node {name!r} mixes the analog input with spikes; lmhtc cannot reparameterize that")
     return spiking

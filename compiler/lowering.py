@@ -178,13 +178,13 @@ def check_lowerable(graph: Graph, target: str) -> dict:
 
 
 def integer_lowering_gap(graph: Graph | None):
-    """The first node of a float ``graph`` whose kind the integer lowering (the quantize pass) does not
-    cover, or None: why an artifact has no integer graph."""
-    from .passes.quantize import LOWERED_KINDS
+    """The first node of a float ``graph`` that the integer lowering (the quantize pass) does not cover (its
+    kind, or a variant: ``quantize.lowering_gap``), or None: why an artifact has no integer graph."""
+    from .passes.quantize import lowering_gap
 
     if graph is None:
         return None
-    return next((n for n in graph.topo() if n.kind not in LOWERED_KINDS), None)
+    return next((n for n in graph.topo() if lowering_gap(n) is not None), None)
 
 
 def require_graph(graphs: dict[str, Graph], target: str, artifact, float_graph: str = "compiled") -> Graph:
@@ -202,9 +202,10 @@ def require_graph(graphs: dict[str, Graph], target: str, artifact, float_graph: 
         if graph is None:
             gap = integer_lowering_gap(graphs.get("compiled"))
             if gap is not None:
+                from .passes.quantize import lowering_gap
+
                 raise LoweringError(f"{artifact}: has no integer network: target {target!r} cannot run node "
-                                    f"{gap.name!r}: the {gap.kind} kind has no integer lowering yet (the float "
-                                    f"executor runs it)")
+                                    f"{gap.name!r} ({gap.kind}): {lowering_gap(gap)} (the float executor runs it)")
             raise LoweringError(f"{artifact}: target {target!r} cannot run: the artifact has no integer graph (it has "
                                 f"no integer network: compiled with --no-int, or a network the integer lowering "
                                 f"does not cover)")

@@ -48,16 +48,22 @@ def import_nir_command(model: Path, output: Path, dialect: Optional[str], dt: Op
     from .frontends.nir import nir_to_ir, read_nir
     from .passes.quantize import QuantConfig, QuantizeError, quantize
     from .lowering import integer_lowering_gap
+    from .passes.quantize import lowering_gap
 
     if steps < 1:
         raise LmhtcError(f"--steps must be >= 1, got {steps}")
     shape = parse_input_shape(input_shape)
     config = QuantConfig(weight_bits=8 if weight_bits is None else weight_bits)
     config.check()
-    cx = None if calib is None else limited(*load_inputs(calib), calib_limit)[0]
     nir_graph = read_nir(model)
     d = dialect_for(dict(nir_graph.metadata or {}), dialect, dt, reset)
     graph = nir_to_ir(nir_graph, d, steps, shape, source=str(model))
+    cx = None
+    if calib is not None:   # [N, *input_shape] or a per-step sequence [steps, N, *input_shape]
+        cx = load_inputs(calib, shape=tuple(graph.input.input_shape), steps=steps)[0]
+        seq = cx.ndim == len(graph.input.input_shape) + 2
+        cx = limited(cx.swapaxes(0, 1) if seq else cx, None, calib_limit)[0]
+        cx = cx.swapaxes(0, 1) if seq else cx
     source = {"nir": model.name, "sha256": file_sha256(model)}
     graph.meta["source"] = source
     graphs = {"source": graph, "compiled": graph}
@@ -68,8 +74,7 @@ def import_nir_command(model: Path, output: Path, dialect: Optional[str], dt: Op
     try:
         unsupported = integer_lowering_gap(graph)
         if unsupported is not None:
-            raise QuantizeError(f"node {unsupported.name!r}: the {unsupported.kind} kind has no integer "
-                                f"lowering yet")
+            raise QuantizeError(f"node {unsupported.name!r} ({unsupported.kind}): {lowering_gap(unsupported)}")
         graphs["integer"] = quantize(graph, config, calib=cx, progress=progress)
     except QuantizeError as exc:
         if calib is not None or weight_bits is not None:

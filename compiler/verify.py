@@ -74,7 +74,18 @@ def _ort_session(model):
 
 
 def _neuron_names(graph: Graph) -> list[str]:
-    return [n.name for n in graph.topo() if n.kind == "qneuron"]
+    """The spiking layers of an integer graph, whose spike trains the integer targets compare."""
+    return [n.name for n in graph.topo() if n.kind == "qneuron" or (n.kind == "qlif" and n.spiking)]
+
+
+def per_step(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """``x`` as the per-step sequence [steps, N, ...] a sequence-encoded (NIR) graph's ONNX and Lava
+    networks take: a static input [N, ...] is the same frame at every step."""
+    from .executor import is_sequence
+
+    if graph.input.encoding != "sequence" or is_sequence(graph, x):
+        return x
+    return np.ascontiguousarray(np.broadcast_to(x, (graph.steps, *np.shape(x))))
 
 
 # Each target's runner factory (the registry's ``run`` entry): (graphs, progress) → (x → TargetRun), with the
@@ -119,7 +130,7 @@ def onnx_int_runner(graphs: dict[str, Graph], progress: bool = False):
     neurons = _neuron_names(integer)
 
     def run(x):
-        outs = sess.run(["logits", "logits_int", *[f"spikes/{n}" for n in neurons]], {"x": x})
+        outs = sess.run(["logits", "logits_int", *[f"spikes/{n}" for n in neurons]], {"x": per_step(integer, x)})
         return TargetRun("onnx-int", outs[0], outs[1], {n: s.astype(np.int64) for n, s in zip(neurons, outs[2:])})
     return run
 
@@ -128,7 +139,7 @@ def lava_runner(graphs: dict[str, Graph], progress: bool = False):
     from lmhtc.targets.lava import run_lava
 
     def run(x):
-        r = run_lava(graphs["integer"], x, progress=progress)
+        r = run_lava(graphs["integer"], per_step(graphs["integer"], x), progress=progress)
         return TargetRun("lava", r.logits, r.logits_int, dict(r.spikes))
     return run
 
@@ -203,13 +214,18 @@ def compare(a: TargetRun, b: TargetRun) -> PairResult:
 
 def verify(graphs: dict[str, Graph], x: np.ndarray, targets: list[str], progress: bool = False,
            batch_size: int | None = None):
-    """Run ``targets`` on ``x`` (in batches of ``batch_size``; default one batch) and compare every pair;
-    returns (runs, pairs). Checks every target first."""
+    """Run ``targets`` on ``x`` [N, ...] or a per-step sequence [steps, N, ...] (in batches of ``batch_size``
+    samples; default one batch) and compare every pair; returns (runs, pairs). Checks every target first."""
+    from .executor import is_sequence
+
     for t in targets:
         check_runnable(t, graphs)
-    step = len(x) if batch_size is None else batch_size
+    seq = is_sequence(next(iter(graphs.values())), x)     # a per-step sequence: samples along axis 1
+    n = x.shape[int(seq)]
+    step = n if batch_size is None else batch_size
     memo: dict = {}
-    records = [run_batch(graphs, x[i:i + step], targets, memo, progress) for i in range(0, len(x), max(step, 1))]
+    records = [run_batch(graphs, x[:, i:i + step] if seq else x[i:i + step], targets, memo, progress)
+               for i in range(0, n, max(step, 1))]
     runs = join_runs(records, targets)
     return runs, compare_runs(runs)
 

@@ -65,3 +65,61 @@ def neuron_step(v, current, leak: int, leak_frac_bits: int, theta, levels: int, 
     for level in range(1, levels + 1):
         k += v >= level * theta
     return v - k * theta, k, v != raw
+
+
+def lif_step(v, i, current, *, beta, alpha, bias, threshold, v_reset, v_min, frac_bits: int, membrane_bits: int,
+             reset: str, compare: str, timing: str, multi_spike: bool, spiking: bool = True):
+    """One step of the integer ``qlif`` neuron (NIR's LIF/IF/CubaLIF/LI); returns (v', i', out, saturated).
+
+    Every parameter is an int64 array broadcasting to the layer (``alpha``/``v_min`` may be None);
+    ``beta``/``alpha`` are multipliers of 2^−F (F = ``frac_bits``); ``threshold`` ≥ 1. With B = ``membrane_bits``::
+
+        i  ← sat(rs(alpha·i, F) + x, B); drive = i          (CubaLIF; else drive = x, i unchanged)
+        r  = [v > Θ]                                        (timing "snntorch" only, else r = 0)
+        v  ← (1 − r)·v                                      (snntorch, reset zero)
+        u  = sat(rs(beta·v, F) + drive + bias − r·Θ·[subtract], B)
+        s  = [u > Θ] | [u ≥ Θ] (compare);  multi_spike: s = max(u, 0) div Θ
+        v' = u − s·Θ (subtract) | v_reset where s > 0, else u (zero) | u (none)
+        snntorch: v' = u − (s − r)·Θ (subtract) | u·(1 − s + r) (zero)
+        v' ← max(v', v_min)                                 (when v_min is set)
+
+    ``out`` is s, or u for a non-spiking integrator (``spiking`` false). ``saturated`` marks where a clip of
+    u (or of i) changed the value.
+    """
+    v = np.asarray(v, dtype=I64)
+    i = np.asarray(i, dtype=I64)
+    drive = np.asarray(current, dtype=I64)
+    clipped = np.zeros(np.broadcast_shapes(v.shape, drive.shape), bool)
+    if alpha is not None:
+        raw_i = rs(np.asarray(alpha, I64) * i, frac_bits) + drive
+        i = saturate(raw_i, membrane_bits)
+        clipped |= i != raw_i
+        drive = i
+    theta = np.asarray(threshold, I64)
+    snn = timing == "snntorch"
+    r = (v > theta).astype(I64) if snn else np.zeros_like(v)
+    if snn and reset == "zero":
+        v = (1 - r) * v
+    raw = rs(np.asarray(beta, I64) * v, frac_bits) + drive + np.asarray(bias, I64)
+    if snn and reset == "subtract":
+        raw = raw - r * theta
+    u = saturate(raw, membrane_bits)
+    clipped |= u != raw
+    if not spiking:
+        v = s = u
+    else:
+        if multi_spike:
+            s = np.maximum(u, 0) // theta
+        else:
+            s = ((u > theta) if compare == ">" else (u >= theta)).astype(I64)
+        if snn:
+            v = u - (s - r) * (theta if reset == "subtract" else u)
+        elif reset == "subtract":
+            v = u - s * theta
+        elif reset == "zero":
+            v = np.where(s > 0, np.asarray(v_reset, I64), u)
+        else:
+            v = u
+    if v_min is not None:
+        v = np.maximum(v, np.asarray(v_min, I64))
+    return v, i, s, clipped

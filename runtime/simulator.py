@@ -45,6 +45,8 @@ from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear
 from lmhtc.compiler.ir import Add, Graph, receives_spikes
 from lmhtc.runtime.device import resolve_device
 from lmhtc.runtime.int8 import INT32_MAX, Int8Product, OneDnnConv, onednn_available
+from lmhtc.compiler.intir_conv1d import QConv1d, conv2d_view
+from lmhtc.runtime.lif_kernel import run_lif
 from lmhtc.runtime.neuron import empty_steps, rs, run_neuron
 
 EXACT_F32 = 2 ** 24
@@ -247,16 +249,26 @@ class _Program:
         for i, node in enumerate(self.order):
             for src in node.inputs:
                 self.last_use[src] = i
-        self.syn = {n.name: _Synapse(n, graph.node(n.inputs[0]).shape, device)
-                    for n in self.order if isinstance(n, (QConv2d, QLinear, QGain))}
+        self.syn = {n.name: _synapse_of(n, graph, device)
+                    for n in self.order if isinstance(n, (QConv2d, QConv1d, QLinear, QGain))}
         self.analog = {name for name in self.syn if not receives_spikes(graph, name)}
         self.windows = window_plan(graph)
         self.row_blocks = {n.name: _row_block(n, graph) for n in self.order if isinstance(n, QTemporalMix)}
         self.input_shape = tuple(next(n for n in self.order if isinstance(n, QInput)).input_shape)
-        self.readout_scale = np.asarray(next(n for n in self.order if isinstance(n, QReadout)).scale, np.float64)
+        readout = next(n for n in self.order if isinstance(n, QReadout))
+        # per channel (dimension 0 of the output; a NIR Output may have several dimensions)
+        self.readout_scale = np.asarray(readout.scale, np.float64).reshape(-1, *([1] * (len(readout.shape) - 1)))
         self.neuron_params = {n.name: (torch.as_tensor(n.threshold, dtype=torch.int64, device=device),
                                        torch.as_tensor(n.v_init, dtype=torch.int64, device=device))
                               for n in self.order if isinstance(n, QNeuron)}
+
+
+def _synapse_of(node, graph: Graph, device: str) -> _Synapse:
+    """The prepared synapse of ``node``; a conv1d runs as its 2-D view on a (C, 1, L) input."""
+    in_shape = graph.node(node.inputs[0]).shape
+    if isinstance(node, QConv1d):
+        return _Synapse(conv2d_view(node), (in_shape[0], 1, in_shape[1]), device)
+    return _Synapse(node, in_shape, device)
 
 
 _PROGRAMS: "weakref.WeakKeyDictionary[Graph, dict[str, _Program]]" = weakref.WeakKeyDictionary()
@@ -291,7 +303,8 @@ class _Batch:
         self.windowed_rows: dict[str, tuple[int, bool]] = {}    # mix outputs once per window: (L, front-loaded)
         self.row_blocks = prog.row_blocks if row_windows else {}
         self.spikes, self.sats, self.sops = [], [], []
-        self.macs = torch.zeros(x.shape[0], dtype=torch.int64)
+        self.sequence = x.dim() == len(prog.input_shape) + 2     # a per-step input [steps, B, ...]
+        self.macs = torch.zeros(x.shape[int(self.sequence)], dtype=torch.int64)
         self.kernels: dict[str, dict[str, int]] = {}
         self.channel_sums: dict[int, tuple] = {}    # id(spike tensor) → (tensor, Σ over channels), for SOPs
         self.outputs = None
@@ -300,7 +313,7 @@ class _Batch:
 # Each lowering: (batch state, node, inputs, window size, input bound) → (output, its bound, window size).
 
 def _lower_input(st: _Batch, node: QInput, ins, lw, in_b):
-    out = _encode_input(st.x, node).unsqueeze(0)
+    out = _encode_input(st.x, node) if st.sequence else _encode_input(st.x, node).unsqueeze(0)
     bound = 2 ** (node.bits - 1) - 1
     return (out.to(torch.int8) if bound <= 127 else out), bound, lw
 
@@ -309,7 +322,7 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
     v, sy, analog = ins[0], st.prog.syn[node.name], node.name in st.prog.analog
     if analog:
         cout, cin_g, *k = node.weight.shape
-        st.macs += int(np.prod(node.shape)) * cin_g * int(np.prod(k))
+        st.macs += int(np.prod(node.shape)) * cin_g * int(np.prod(k)) * v.shape[0]   # per distinct input frame
     else:
         st.sops.append(_per_step(sy.sops(v, in_b, st.channel_sums), st.steps))
     vin = _window_sums(v, lw, in_b)
@@ -331,6 +344,11 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
     if sy.bias is not None:
         out += (sy.bias.to(out.dtype) * lw).reshape(-1, *([1] * (out.dim() - 3)))
     return out, bound, lw
+
+
+def _lower_conv1d(st: _Batch, node, ins, lw, in_b):
+    out, bound, lw = _lower_synapse(st, st.prog.syn[node.name].node, [ins[0].unsqueeze(3)], lw, in_b)
+    return out.squeeze(3), bound, lw
 
 
 def _lower_gain(st: _Batch, node: QGain, ins, lw, in_b):
@@ -399,6 +417,15 @@ def _lower_neuron(st: _Batch, node: QNeuron, ins, lw, in_b):
     return out, bound, lw
 
 
+def _lower_lif(st: _Batch, node, ins, lw, in_b):
+    out, sat = run_lif(ins[0], node, st.steps)
+    bound = node.out_bound()
+    if node.spiking:
+        st.spikes.append(out.sum(dim=tuple(d for d in range(out.dim()) if d != 1), dtype=torch.int64))
+    st.sats.append(sat)
+    return _fit(out, bound) if bound > 127 else out.to(torch.int8), bound, lw
+
+
 def _lower_readout(st: _Batch, node: QReadout, ins, lw, in_b):
     v = ins[0]
     st.outputs = v.expand(st.steps, *v.shape[1:]) if v.shape[0] == 1 else v
@@ -410,6 +437,7 @@ LOWERING = {
     "qinput": _lower_input,
     "qconv2d": _lower_synapse,
     "qlinear": _lower_synapse,
+    "qconv1d": _lower_conv1d,
     "qgain": _lower_gain,
     "sumpool2d": _lower_sum_pool,
     "globalsumpool": _lower_global_sum,
@@ -417,6 +445,7 @@ LOWERING = {
     "flatten": lambda st, node, ins, lw, in_b: (ins[0].flatten(2), in_b, lw),
     "qtemporal_mix": _lower_mix,
     "qneuron": _lower_neuron,
+    "qlif": _lower_lif,
     "qreadout": _lower_readout,
 }
 _WINDOWED_KINDS = frozenset({"qconv2d", "qlinear", "qgain", "add"})   # may hold window sums
@@ -463,7 +492,7 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
         for src in set(node.inputs):
             if last_use.get(src) == i:
                 del values[src]
-    b = x.shape[0]
+    b = x.shape[int(st.sequence)]
     stack = (lambda xs: torch.stack(xs, dim=1) if xs else torch.zeros(b, 0, dtype=torch.int64, device=x.device))
     sop_t = torch.stack(st.sops, dim=1) if st.sops else torch.zeros(b, 0, steps, dtype=torch.int64, device=x.device)
     return st.outputs.to(torch.int64), stack(st.spikes), stack(st.sats), sop_t, st.macs, st.kernels, captured
@@ -540,7 +569,8 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
             progress: bool = False, capture=frozenset(), kernel: str = "auto", event_density: float = 0.02,
             windows: bool = True, micro_batch: int = 16, desc: str = "simulate (int)",
             layer_times: dict[str, float] | None = None) -> IntRunResult:
-    """Run the integer network on ``x`` [N, C, H, W]; bit-exact integer outputs, events and SOPs.
+    """Run the integer network on ``x`` [N, *input_shape] or a per-step sequence [steps, N, *input_shape];
+    bit-exact integer outputs, events and SOPs.
 
     Samples are independent, so a batch runs as micro-batches of at most ``micro_batch`` samples:
     the same integers, with each layer's sequence small enough to stay in cache (measured on
@@ -554,8 +584,11 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
     device = resolve_device(device)
     prog = _program(graph, device)
     expected = prog.input_shape
-    if tuple(x.shape[1:]) != expected:
-        raise LmhtcError(f"inputs have per-sample shape {tuple(x.shape[1:])}, the network expects {expected}")
+    seq = x.dim() == len(expected) + 2       # a per-step sequence [steps, N, ...]: samples along axis 1
+    if seq and x.shape[0] != graph.steps:
+        raise LmhtcError(f"input sequence has {x.shape[0]} steps, the network runs {graph.steps}")
+    if tuple(x.shape[1 + seq:]) != expected:
+        raise LmhtcError(f"inputs have per-sample shape {tuple(x.shape[1 + seq:])}, the network expects {expected}")
     syn, analog = prog.syn, prog.analog
     plan = prog.windows if windows and not capture else {}
     parts: dict[str, list] = {k: [] for k in ("out", "spk", "sat", "sop", "mac")}
@@ -563,8 +596,9 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
     kernels: dict[str, dict[str, int]] = {}
     with torch.no_grad():
         step = max(1, min(batch_size, micro_batch))
-        for i in tqdm(range(0, len(x), step), desc=desc, disable=not progress, unit="micro-batch"):
-            o, spk, sat, sop, mac, kern, cap = run_graph_batch_int(prog, x[i:i + step].to(device), kernel,
+        for i in tqdm(range(0, x.shape[int(seq)], step), desc=desc, disable=not progress, unit="micro-batch"):
+            xb = x[:, i:i + step] if seq else x[i:i + step]
+            o, spk, sat, sop, mac, kern, cap = run_graph_batch_int(prog, xb.to(device), kernel,
                                                                    event_density, capture, plan, windows,
                                                                    layer_times)
             for key, val in zip(("out", "spk", "sat", "sop", "mac"), (o, spk, sat, sop, mac)):
@@ -584,7 +618,7 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
         outputs_int=outputs_int, logits_int=logits_int, outputs=outputs_int * scale,
         logits=logits_int * scale / graph.steps, spike_counts=torch.cat(parts["spk"]).numpy(),
         saturation=torch.cat(parts["sat"]).numpy(),
-        layer_names=[n.name for n in prog.order if isinstance(n, QNeuron)],
+        layer_names=[n.name for n in prog.order if isinstance(n, QNeuron) or (n.kind == "qlif" and n.spiking)],
         sops=sop.sum(axis=(1, 2)), sops_by_layer_step=sop,
         synaptic_layer_names=[n for n in syn if n not in analog], macs=torch.cat(parts["mac"]).numpy(),
         kernels=kernels, captured={k: torch.cat(v, dim=1).numpy().astype(np.int64) for k, v in caps.items()})

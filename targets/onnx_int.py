@@ -39,6 +39,8 @@ from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear
 from lmhtc.compiler.ir import Add, Graph
 
 from .onnx_common import Builder, ExportError, finish_model
+from .onnx_int_lif import emit_lif, sequence_steps
+from lmhtc.compiler.intir_conv1d import QConv1d, conv2d_view
 
 __all__ = ["ExportError", "export_int_onnx", "value_bounds", "EXACT_F32"]
 
@@ -59,7 +61,7 @@ def value_bounds(graph: Graph) -> tuple[dict[str, int], dict[str, int]]:
         src = edge[node.inputs[0]] if node.inputs else 0
         if isinstance(node, QInput):
             edge[node.name] = 2 ** (node.bits - 1) - 1
-        elif isinstance(node, (QConv2d, QLinear)):
+        elif isinstance(node, (QConv2d, QConv1d, QLinear)):
             acc = _max_row_sum(node.weight) * src
             sums[node.name] = max(acc, src)
             bias = 0 if node.bias is None else int(np.abs(node.bias.astype(I64)).max(initial=0))
@@ -83,6 +85,8 @@ def value_bounds(graph: Graph) -> tuple[dict[str, int], dict[str, int]]:
             edge[node.name] = _shift_bound(acc, -node.frac_bits)
         elif isinstance(node, QNeuron):
             edge[node.name] = node.levels
+        elif node.kind == "qlif":
+            edge[node.name] = node.out_bound()
         else:   # flatten, readout
             edge[node.name] = src
     return edge, sums
@@ -142,15 +146,16 @@ def export_int_onnx(graph: Graph, metadata: dict | None = None, spikes: bool = F
             raise ExportError(f"node {node.name!r} ({node.kind}): sums up to {sums[node.name]} do not fit int64")
         vals[node.name] = table[node.kind](ctx, node, [vals[i] for i in node.inputs])
     spike_outputs = ctx.spike_outputs
-    classes = graph.readout.shape[0]
+    classes = list(graph.readout.shape)     # [classes], or a NIR Output's several dimensions
     meta = {"integer": "true", "semantics_version": str(SEMANTICS_VERSION),
             "weight_bits": str(graph.meta.get("quantization", {}).get("weight_bits", "")), **(metadata or {})}
+    x_dims = ([steps] if _is_sequence(graph) else []) + ["N", *graph.input.input_shape]
     return finish_model(
-        b, graph, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *graph.input.input_shape])],
-        [helper.make_tensor_value_info("logits_int", TensorProto.INT64, ["N", classes]),
-         helper.make_tensor_value_info("outputs_int", TensorProto.INT64, [steps, "N", classes]),
-         helper.make_tensor_value_info("logits", TensorProto.DOUBLE, ["N", classes]),
-         helper.make_tensor_value_info("outputs", TensorProto.DOUBLE, [steps, "N", classes]),
+        b, graph, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_dims)],
+        [helper.make_tensor_value_info("logits_int", TensorProto.INT64, ["N", *classes]),
+         helper.make_tensor_value_info("outputs_int", TensorProto.INT64, [steps, "N", *classes]),
+         helper.make_tensor_value_info("logits", TensorProto.DOUBLE, ["N", *classes]),
+         helper.make_tensor_value_info("outputs", TensorProto.DOUBLE, [steps, "N", *classes]),
          *spike_outputs], meta)
 
 
@@ -187,11 +192,30 @@ def _lower_global_sum(ctx: _Ctx, node: GlobalSumPool, ins) -> list[str]:
     return [ctx.b.op("ReduceSum", [v, axes], node.name, keepdims=1) for v in ins[0]]
 
 
+def _is_sequence(graph: Graph) -> bool:
+    """An input with encoding ``sequence`` (imported NIR graphs) takes x [steps, N, ...], one frame per step."""
+    return graph.input.encoding == "sequence"
+
+
+def _lower_input(ctx: _Ctx, node: QInput, ins) -> list[str]:
+    enc = _encode_input(ctx.b, node)
+    return sequence_steps(ctx.b, enc, ctx.steps, node.name) if _is_sequence(ctx.graph) else [enc]
+
+
+def _lower_lif(ctx: _Ctx, node, ins) -> list[str]:
+    return _spike_output(ctx, node, emit_lif(ctx.b, node, ins[0], ctx.steps), node.spiking)
+
+
 def _lower_neuron(ctx: _Ctx, node: QNeuron, ins) -> list[str]:
-    out = _neuron(ctx.b, node, ins[0], ctx.steps)
-    if ctx.spikes:
+    return _spike_output(ctx, node, _neuron(ctx.b, node, ins[0], ctx.steps), True)
+
+
+def _spike_output(ctx: _Ctx, node, out: list[str], spiking: bool) -> list[str]:
+    """With ``spikes``, a neuron layer's counts as the output ``spikes/<layer>`` [steps, N, ...]."""
+    levels = node.levels if isinstance(node, QNeuron) else node.out_bound()
+    if ctx.spikes and spiking:
         name = f"spikes/{node.name}"
-        narrow = node.levels < 128
+        narrow = levels < 128
         _stack(ctx.b, out, name, node.name, to=TensorProto.INT8 if narrow else None)
         ctx.spike_outputs.append(helper.make_tensor_value_info(
             name, TensorProto.INT8 if narrow else TensorProto.INT64, [ctx.steps, "N", *node.shape]))
@@ -226,6 +250,15 @@ def _encode_input(b: _IntBuilder, node: QInput) -> str:
 def _synapse(b: _IntBuilder, node, graph: Graph, xs: list[str], use_float: bool) -> list[str]:
     """Σ w·x per step, exact: float32 Conv/MatMul under the 2^24 bound, else int64 MatMul (im2col for convs)."""
     w = node.weight.astype(I64)
+    if isinstance(node, QConv1d):      # its 2-D view on (C, 1, L), reshaped back to (Cout, L_out)
+        view = conv2d_view(node)
+        c, length = graph.node(node.inputs[0]).shape
+        shape4 = b.i64(f"{node.name}.as2d", [0, c, 1, length])
+        back = b.i64(f"{node.name}.as1d", [0, *node.shape])
+        xs4 = [b.op("Reshape", [x, shape4], node.name) for x in xs]
+        ys = _conv_sums(b, node.name, xs4, view.weight.astype(I64), (c, 1, length), view.shape, view.stride,
+                        view.padding, view.dilation, view.groups, use_float)
+        return [b.op("Reshape", [y, back], node.name) for y in ys]
     if isinstance(node, QLinear):
         if use_float:
             wt = b.const(f"{node.name}.weight_t", w.T, np.float32)
@@ -361,7 +394,8 @@ def _readout(b: _IntBuilder, node: QReadout, ys: list[str], steps: int) -> None:
     """``outputs_int`` [steps, N, K], ``logits_int = Σ_t y(t)``, dequantized exactly as the runtime does."""
     _stack(b, ys * steps if len(ys) == 1 else ys, "outputs_int", node.name)
     b.op("ReduceSum", ["outputs_int", b.i64(f"{node.name}.axis0", [0])], node.name, out="logits_int", keepdims=0)
-    scale = b.const(f"{node.name}.scale", node.scale.astype(np.float64), np.float64)
+    per_channel = node.scale.astype(np.float64).reshape(-1, *([1] * (len(node.shape) - 1)))
+    scale = b.const(f"{node.name}.scale", per_channel, np.float64)
     b.op("Mul", [b.op("Cast", ["outputs_int"], node.name, to=TensorProto.DOUBLE), scale], node.name, out="outputs")
     b.op("Div", [b.op("Mul", [b.op("Cast", ["logits_int"], node.name, to=TensorProto.DOUBLE), scale], node.name),
                  b.const(f"{node.name}.steps", float(steps), np.float64)], node.name, out="logits")
@@ -369,9 +403,10 @@ def _readout(b: _IntBuilder, node: QReadout, ys: list[str], steps: int) -> None:
 
 # The integer ONNX target's lowering table: node kind → (context, node, input step tensors) → step tensors.
 LOWERING = {
-    "qinput": lambda ctx, node, ins: [_encode_input(ctx.b, node)],
+    "qinput": _lower_input,
     "qconv2d": _lower_synapse,
     "qlinear": _lower_synapse,
+    "qconv1d": _lower_synapse,
     "qgain": _lower_gain,
     "sumpool2d": lambda ctx, node, ins: _sum_pool(ctx.b, node, ctx.graph, ins[0],
                                                   ctx.sums[node.name] < ctx.float_limit),
@@ -380,6 +415,7 @@ LOWERING = {
     "flatten": lambda ctx, node, ins: [ctx.b.op("Flatten", [v], node.name, axis=1) for v in ins[0]],
     "qtemporal_mix": lambda ctx, node, ins: _mix(ctx.b, node, ins[0], ctx.steps),
     "qneuron": _lower_neuron,
+    "qlif": _lower_lif,
     "qreadout": _lower_readout,
     "maxpool2d": refuse("integer max-pool is not part of the integer contract"),
 }

@@ -177,6 +177,63 @@ def neuron(current: np.ndarray, node) -> tuple[np.ndarray, np.ndarray]:
     return k_all, saturations
 
 
+def _rs_int(a: int, f: int) -> int:
+    """rs on one Python integer: sign(a)·((|a| + 2^(F−1)) >> F)."""
+    if f == 0:
+        return a
+    return (-1 if a < 0 else 1) * ((abs(a) + (1 << (f - 1))) >> f)
+
+
+def lif(current: np.ndarray, node) -> tuple[np.ndarray, np.ndarray]:
+    """The qlif pseudo-code, one neuron at a time in Python integers. current: [steps, N, *shape] →
+    (outputs [steps, N, *shape], saturation events [N]: steps × neurons where a clip changed U or I)."""
+    steps, n = current.shape[:2]
+    flat = current.reshape(steps, n, -1)
+    p = {k: None if getattr(node, k) is None else np.asarray(getattr(node, k), dtype=I64).reshape(-1)
+         for k in ("beta", "alpha", "bias", "threshold", "v_reset", "v_min", "v_init")}
+    f, bits = int(node.frac_bits), int(node.membrane_bits)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    snn, sub = node.reset_timing == "snntorch", node.reset == "subtract"
+    out = np.zeros_like(flat, dtype=I64)
+    saturations = np.zeros(n, dtype=I64)
+    for b in range(n):
+        for j in range(flat.shape[2]):
+            th, beta, bias = int(p["threshold"][j]), int(p["beta"][j]), int(p["bias"][j])
+            v, i = int(p["v_init"][j]), 0
+            for t in range(steps):
+                x, clipped = int(flat[t, b, j]), False
+                if p["alpha"] is not None:
+                    raw_i = _rs_int(int(p["alpha"][j]) * i, f) + x
+                    i = min(max(raw_i, lo), hi)
+                    clipped, x = i != raw_i, i
+                r = 1 if snn and v > th else 0
+                if snn and not sub and r:
+                    v = 0
+                raw = _rs_int(beta * v, f) + x + bias - (r * th if snn and sub else 0)
+                u = min(max(raw, lo), hi)
+                clipped = clipped or u != raw
+                if not node.spiking:
+                    s = v = u
+                else:
+                    if node.multi_spike:
+                        s = u // th if u > 0 else 0
+                    else:
+                        s = int(u > th) if node.compare == ">" else int(u >= th)
+                    if snn:
+                        v = u - (s - r) * (th if sub else u)
+                    elif sub:
+                        v = u - s * th
+                    elif node.reset == "zero":
+                        v = int(p["v_reset"][j]) if s > 0 else u
+                    else:
+                        v = u
+                if p["v_min"] is not None:
+                    v = max(v, int(p["v_min"][j]))
+                out[t, b, j] = s
+                saturations[b] += int(clipped)
+    return out.reshape(current.shape), saturations
+
+
 # -- graph walk ----------------------------------------------------------------------
 
 def spiking_input(graph, name: str) -> bool:
@@ -189,18 +246,21 @@ def spiking_input(graph, name: str) -> bool:
             continue
         seen.add(cur)
         node = graph.node(cur)
-        if node.kind in ("qneuron", "qinput"):
-            sources.add(node.kind)
+        if node.kind in ("qneuron", "qlif", "qinput"):
+            sources.add("qinput" if node.kind == "qinput" else "neuron")
         else:
             stack.extend(node.inputs)
     assert len(sources) == 1, f"{name}: fed by {sources}"
-    return sources == {"qneuron"}
+    return sources == {"neuron"}
 
 
 def reference_run(graph, x) -> dict:
-    """Run the integer graph on float images x [N, *input_shape]; see the module docstring."""
+    """Run the integer graph on float images x [N, *input_shape] (or a per-step sequence [steps, N, ...]);
+    see the module docstring."""
     x = np.asarray(x)
-    steps, n = int(graph.steps), x.shape[0]
+    seq = x.ndim == len(graph.input.input_shape) + 2
+    steps, n = int(graph.steps), x.shape[int(seq)]
+    frames = steps if seq else 1        # analog MACs: once per distinct input frame
     values: dict[str, np.ndarray] = {}
     spike_events, saturation, sops, macs = {}, {}, {}, {}
     outputs_int = readout = None
@@ -210,7 +270,7 @@ def reference_run(graph, x) -> dict:
         kind = node.kind
         if kind == "qinput":
             enc = encode_input(x, node)
-            out = np.stack([enc] * steps)
+            out = enc if seq else np.stack([enc] * steps)
         elif kind == "qconv2d":
             acc = conv_sum(v, node.weight, node.stride, node.padding, node.dilation, int(node.groups),
                            node.shape[1:])
@@ -242,6 +302,11 @@ def reference_run(graph, x) -> dict:
             out, sats = neuron(v, node)
             spike_events[node.name] = out.reshape(steps, n, -1).sum(axis=(0, 2))
             saturation[node.name] = sats
+        elif kind == "qlif":
+            out, sats = lif(v, node)
+            if node.spiking:
+                spike_events[node.name] = out.reshape(steps, n, -1).sum(axis=(0, 2))
+            saturation[node.name] = sats
         elif kind == "qreadout":
             out = v.copy()
             outputs_int, readout = v, node
@@ -259,11 +324,11 @@ def reference_run(graph, x) -> dict:
                 cout, cin_g, kh, kw = np.asarray(node.weight).shape
                 # Cout/groups × Cin × kh × kw × Hout × Wout, once per image
                 macs[node.name] = (cout // node.groups) * (cin_g * node.groups) * kh * kw * \
-                    node.shape[1] * node.shape[2]
+                    node.shape[1] * node.shape[2] * frames
             elif kind == "qlinear":
-                macs[node.name] = int(np.asarray(node.weight).size)
+                macs[node.name] = int(np.asarray(node.weight).size) * frames
             else:   # qgain on the analog input: one multiply per element
-                macs[node.name] = int(np.prod(in_shape))
+                macs[node.name] = int(np.prod(in_shape)) * frames
 
     assert outputs_int is not None, "graph has no qreadout"
     logits_int = outputs_int.sum(axis=0)

@@ -61,3 +61,44 @@ def neuron_reference(case: dict) -> tuple[np.ndarray, np.ndarray]:
         ks.append(k)
         sat += clipped.reshape(len(sat), -1).sum(1)
     return np.stack(ks), sat
+
+
+def _lif_case(seed, shape, f, bits, reset, compare, timing, alpha=False, multi=False, v_min=False, spiking=True):
+    """A ``qlif`` case: random int64 parameters (per neuron) and currents [steps, N, *shape]."""
+    rng = np.random.default_rng(seed)
+    one = 1 << f
+    theta = rng.integers(1, 300, shape).astype(I64) if spiking else np.ones(shape, I64)
+    hi = 1 << (bits - 1)
+    params = dict(beta=rng.integers(0, one + 1, shape).astype(I64),
+                  alpha=rng.integers(0, one, shape).astype(I64) if alpha else None,
+                  bias=rng.integers(-20, 20, shape).astype(I64), threshold=theta,
+                  v_reset=rng.integers(-50, 50, shape).astype(I64),
+                  v_min=-theta if v_min else None, frac_bits=f, membrane_bits=bits, reset=reset,
+                  compare=compare, timing=timing, multi_spike=multi, spiking=spiking)
+    current = rng.integers(-hi, hi, (8, 3, *shape)).astype(I64) if bits <= 12 else \
+        rng.integers(-200, 700, (8, 3, *shape)).astype(I64)
+    v_init = rng.integers(-100, 100, shape).astype(I64)
+    return dict(current=current, v_init=v_init, params=params)
+
+
+LIF = [_lif_case(1, (5,), 12, 24, "subtract", ">", "snntorch"), _lif_case(2, (5,), 12, 24, "zero", ">", "snntorch"),
+       _lif_case(3, (2, 3, 3), 8, 24, "zero", ">=", "same-step"),
+       _lif_case(4, (4,), 12, 24, "subtract", ">", "same-step", alpha=True),
+       _lif_case(5, (4,), 6, 10, "subtract", ">=", "same-step", multi=True, v_min=True),   # saturates
+       _lif_case(6, (6,), 12, 24, "none", ">", "same-step", spiking=False, v_min=True),
+       _lif_case(7, (6,), 12, 11, "zero", ">", "snntorch", alpha=True)]                      # saturates
+
+
+def lif_reference(case: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs [steps, N, ...] and saturation events per sample [N]: ``semantics.lif_step`` iterated."""
+    from lmhtc import semantics
+
+    current = case["current"]
+    v = np.broadcast_to(case["v_init"], current.shape[1:]).astype(I64)
+    i = np.zeros_like(v)
+    outs, sat = [], np.zeros(current.shape[1], I64)
+    for t in range(current.shape[0]):
+        v, i, s, clipped = semantics.lif_step(v, i, current[t], **case["params"])
+        outs.append(s)
+        sat += clipped.reshape(len(sat), -1).sum(1)
+    return np.stack(outs), sat

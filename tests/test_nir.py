@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import nir
 import numpy as np
@@ -16,6 +17,7 @@ from lmhtc.compiler.executor import _Params, neuron_dynamics, run_float
 from lmhtc.compiler.frontends import trace_to_ir
 from lmhtc.compiler.lif_node import LIFNeuron, lif_dynamics
 from lmhtc.compiler.pipeline import compile_graphs
+from lmhtc.runtime.simulator import run_int
 from nets import TinyResNet, randomize
 
 snn = pytest.importorskip("snntorch")
@@ -257,10 +259,9 @@ def test_bad_flags_and_files(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
-def test_generic_dialect_follows_forward_euler(tmp_path):
-    """Conv2d → LIF (v_leak, v_reset ≠ 0) → SumPool2d → Scale → Flatten → Affine (+ a second edge: summed) → IF,
-    imported with --dialect generic --dt, against NIR's equations stepped by forward Euler in numpy float64."""
-    rng = np.random.default_rng(4)
+def generic_graph(rng):
+    """Conv2d → LIF (v_leak, v_reset ≠ 0) → SumPool2d → Scale → Flatten → Affine (+ a second edge: summed) → IF:
+    (nodes, edges, their parameters)."""
     w = rng.integers(-4, 5, size=(2, 1, 3, 3)) / 4
     tau, r, v_leak, th, v_reset = 4e-3, 2.0, 0.25, 1.0, -0.5
     fc = rng.integers(-4, 5, size=(3, 8)) / 4
@@ -278,6 +279,17 @@ def test_generic_dialect_follows_forward_euler(tmp_path):
              "output": nir.Output({"output": np.array([3])})}
     edges = [("input", "conv"), ("conv", "lif"), ("lif", "pool"), ("pool", "scale"), ("scale", "flat"),
              ("flat", "fc"), ("flat", "skip"), ("fc", "if"), ("skip", "if"), ("if", "output")]
+    return nodes, edges, dict(w=w, tau=tau, r=r, v_leak=v_leak, th=th, v_reset=v_reset, fc=fc, skip=skip,
+                              scale=scale)
+
+
+def test_generic_dialect_follows_forward_euler(tmp_path):
+    """The generic graph (``generic_graph``), imported with --dialect generic --dt, against NIR's equations
+    stepped by forward Euler in numpy float64."""
+    rng = np.random.default_rng(4)
+    nodes, edges, p = generic_graph(rng)
+    w, tau, r, v_leak, th, v_reset, fc, skip, scale = (p[k] for k in ("w", "tau", "r", "v_leak", "th", "v_reset",
+                                                                       "fc", "skip", "scale"))
     nir.write(tmp_path / "g.nir", nir.NIRGraph(nodes=nodes, edges=edges, type_check=False))
     dt = 1e-3
     code, out = cli("import-nir", tmp_path / "g.nir", "--dialect", "generic", "--dt", dt, "-o", tmp_path / "g.lmhtc",
@@ -312,17 +324,21 @@ def test_generic_dialect_follows_forward_euler(tmp_path):
 
 
 def test_targets_without_the_lif_kind_refuse_it_before_running(tmp_path):
+    """Float ONNX has no lif; the integer targets lower it (tests/test_nir_int.py) and export and run it."""
     net, shape = mlp("zero")
     _, art = import_net(tmp_path, net, shape, "zero")
     x = tmp_path / "x.npz"
     np.savez(x, x=inputs(shape)[0])
     for args, target in [(("export", art, "--target", "onnx", "-o", tmp_path / "m.onnx"), "onnx"),
-                         (("export", art, "--target", "onnx-int", "-o", tmp_path / "m.onnx"), "onnx-int"),
-                         (("export", art, "--target", "lava", "-o", tmp_path / "lava"), "lava"),
-                         (("simulate", art, "--inputs", x, "--mode", "int", "-o", tmp_path / "o.npz"), "int"),
                          (("verify", art, "--inputs", x, "--targets", "float,onnx"), "onnx")]:
         assert_one_line_error(*cli(*args), f"target {target!r}", "lif")
-    assert not any(tmp_path.glob("m.onnx*")) and not (tmp_path / "lava").exists()
+    assert not any(tmp_path.glob("m.onnx*"))
+    for args, made in [(("export", art, "--target", "onnx-int", "-o", tmp_path / "i.onnx"), tmp_path / "i.onnx"),
+                       (("export", art, "--target", "lava", "-o", tmp_path / "lava"), tmp_path / "lava" / "run.py"),
+                       (("simulate", art, "--inputs", x, "--mode", "int", "-o", tmp_path / "o.npz", "--no-progress"),
+                        tmp_path / "o.npz")]:
+        code, out = cli(*args)
+        assert code == 0 and made.exists(), out
 
 
 def test_simulate_takes_a_per_step_sequence(tmp_path):
@@ -488,9 +504,17 @@ def test_conv1d_graph_imports_runs_and_round_trips(tmp_path):
     back = nir.read(tmp_path / "c2.nir")
     assert type(back.nodes["conv"]).__name__ == "Conv1d" and np.array_equal(back.nodes["conv"].weight, w)
     assert type(back.nodes["if"]).__name__ == "IF"
-    np.savez(tmp_path / "x.npz", x=np.zeros((2, 1, 2, 10), np.float32))   # report takes [N,C,H,W] only
-    code, out = cli("report", tmp_path / "c.lmhtc", "--inputs", tmp_path / "x.npz", "--mode", "float")
-    assert_one_line_error(code, out, "'conv'", "conv1d", "fan-out")   # not a silent fan-out of 1
+    # the cost passes count a conv1d through its 2-D view: MACs = Cout·(Cin/groups)·k·L_out at every step
+    # (an imported Input is a sequence); the integer graph's SOPs are the IF's spikes (its readout gain)
+    np.savez(tmp_path / "x.npz", x=x.astype(np.float32))
+    for mode in ("float", "int"):
+        code, out = cli("report", tmp_path / "c.lmhtc", "--inputs", tmp_path / "x.npz", "--mode", mode, "--json",
+                        tmp_path / f"{mode}.json", "--no-progress")
+        assert code == 0, out
+    totals = {m: json.loads((tmp_path / f"{m}.json").read_text())["totals"] for m in ("float", "int")}
+    assert totals["float"]["macs_per_image"] == totals["int"]["macs_per_image"] == 3 * 2 * 3 * 5 * STEPS
+    spikes = run_int(load_artifact(tmp_path / "c.lmhtc")[0]["integer"], x).spike_counts.astype(np.int64)
+    assert spikes.sum() > 0 and totals["int"]["sops_per_image"] == pytest.approx(spikes.sum(1).mean(), rel=1e-12)
 
 
 def test_report_counts_sops_of_an_imported_network(tmp_path):
@@ -510,7 +534,13 @@ def test_report_counts_sops_of_an_imported_network(tmp_path):
     counts = run_float(graph, x).spike_counts.astype(np.int64)      # [N, 2 layers]
     assert counts[:, 0].sum() > 0
     assert doc["totals"]["sops_per_image"] == pytest.approx(3 * counts[:, 0].mean(), rel=1e-12)
-    assert_one_line_error(*cli("report", art, "--inputs", tmp_path / "x.npz", "--mode", "int"), "target 'int'", "lif")
+    # the integer graph: the same rule, plus one SOP per last-layer spike (its readout gain, fan-out 1)
+    code, out = cli("report", art, "--inputs", tmp_path / "x.npz", "--mode", "int", "--json", tmp_path / "i.json",
+                    "--no-progress")
+    assert code == 0, out
+    int_counts = run_int(load_artifact(art)[0]["integer"], x).spike_counts.astype(np.int64)
+    assert json.loads((tmp_path / "i.json").read_text())["totals"]["sops_per_image"] == \
+        pytest.approx((3 * int_counts[:, 0] + int_counts[:, 1]).mean(), rel=1e-12)
 
 
 def _eye_affine():

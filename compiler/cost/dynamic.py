@@ -95,7 +95,7 @@ def _layer_events(events: dict[str, np.ndarray], names: list[str]) -> np.ndarray
 
 def measure_activity(graph: Graph, x: np.ndarray, mode: str, batch_size: int = 16, progress: bool = False,
                      cg: CostGraph | None = None) -> Activity:
-    """Run ``graph`` on ``x`` [N, C, H, W] (float mode: also a per-step sequence [steps, N, ...]) and count
+    """Run ``graph`` on ``x`` [N, C, H, W] or a per-step sequence [steps, N, ...] and count
     spike events, SOPs and analog MACs per image."""
     if mode not in ("int", "float"):
         raise LmhtcError(f"mode must be int or float, got {mode!r}")
@@ -111,8 +111,11 @@ def measure_activity(graph: Graph, x: np.ndarray, mode: str, batch_size: int = 1
     capture = set(cg.sources)
     macs_per_image = sum(u.ann_macs for u in cg.units if u.analog) * cg.input_frames
     from ..executor import is_sequence
+    from ..verify import per_step
 
-    seq = mode == "float" and is_sequence(graph, x)   # a per-step sequence: samples along axis 1
+    if mode == "int":      # a sequence-encoded (NIR) network counts its analog MACs at every step
+        x = per_step(graph, x)
+    seq = is_sequence(graph, x)   # a per-step sequence: samples along axis 1
     n = x.shape[1] if seq else len(x)
     records = [_batch_record(graph, x[:, i:i + batch_size] if seq else x[i:i + batch_size], mode, cg, counter,
                              names, layers, capture, macs_per_image, seq)
@@ -131,11 +134,11 @@ def _batch_record(graph: Graph, xb: np.ndarray, mode: str, cg: CostGraph, counte
     if mode == "int":
         from lmhtc.runtime.simulator import run_int
 
-        r = run_int(graph, xb, batch_size=len(xb), capture=capture, windows=False)
+        r = run_int(graph, xb, batch_size=xb.shape[int(seq)], capture=capture, windows=False)
         events = r.captured
         counted = counter.count(events)
         _check_against_runtime(r, counter.units, counted, names, _layer_events(events, names))
-        if not np.array_equal(r.macs, np.full(len(xb), macs_per_image)):
+        if not np.array_equal(r.macs, np.full(xb.shape[int(seq)], macs_per_image)):
             raise RuntimeError(f"internal: analog MACs {r.macs[:1]} differ from the cost graph's {macs_per_image}")
     else:
         from ..executor import run_float

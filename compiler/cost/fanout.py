@@ -33,6 +33,8 @@ import torch.nn.functional as F
 
 from ..errors import LmhtcError
 from ..intir import QGain
+from ..intir_conv1d import conv2d_view
+from ..nir_ops import Conv1d
 from ..ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Linear, MaxPool2d,
                   Neuron, Node, Readout, is_spiking, spike_sources)
 
@@ -121,7 +123,10 @@ def fold_through_pool(fmap: np.ndarray, in_shape, kernel, stride, padding) -> np
 
 
 def unit_input_fanout(node: Node, in_shape: tuple[int, ...]) -> np.ndarray:
-    """The fan-out of each position of a synaptic node's own input: outputs reached per unit of input."""
+    """The fan-out of each position of a synaptic node's own input: outputs reached per unit of input
+    (a conv1d's: its 2-D view's on (C, 1, L))."""
+    if isinstance(node, Conv1d):
+        return unit_input_fanout(conv2d_view(node), (in_shape[0], 1, in_shape[1])).reshape(in_shape)
     if isinstance(node, Conv2d):
         cout, _, kh, kw = node.weight.shape
         cover = _cover(node.shape[1:], in_shape[1:], (kh, kw), node.stride, node.padding, node.dilation)
@@ -179,7 +184,7 @@ def _source(graph: Graph, name: str) -> Source:
         node = graph.node(next(iter(ups)))
     threshold = getattr(node, "threshold", None) if isinstance(node, Neuron) else None
     theta = None if threshold is None else float(np.asarray(threshold).reshape(-1)[0])
-    if node.kind == "lif":   # outputs spike counts themselves (several per step with multi_spike)
+    if node.kind in ("lif", "qlif"):   # outputs spike counts themselves (several per step with multi_spike)
         theta = 1.0
     return Source(name, node.name, theta, int(getattr(node, "levels", 1)))
 
@@ -231,6 +236,8 @@ def _weights(node: Node) -> tuple[int, int, int | None]:
 
 def _ann_macs(node: Node) -> tuple[int, int]:
     """(MACs of one pass, fan-in per output) of a conv/linear node."""
+    if isinstance(node, Conv1d):
+        return _ann_macs(conv2d_view(node))
     if isinstance(node, Conv2d):
         cout, cin_g, kh, kw = node.weight.shape
         return int(np.prod(node.shape)) * cin_g * kh * kw, cin_g * kh * kw
@@ -246,7 +253,8 @@ def cost_graph(graph: Graph) -> CostGraph:
     specs = []      # (unit name, kind, weight node, input, target, node it is placed at)
     for node in graph.topo():
         if node.synaptic:
-            kind = "identity" if isinstance(node, QGain) else ("conv2d" if isinstance(node, Conv2d) else "linear")
+            kind = "identity" if isinstance(node, QGain) else ("conv2d" if isinstance(node, Conv2d) else
+                                                               "conv1d" if isinstance(node, Conv1d) else "linear")
             specs.append((node.name, kind, node, node.inputs[0], _target(graph, node.name), node.name))
     if not integer:
         for leaf, add, root in _identity_leaves(graph):

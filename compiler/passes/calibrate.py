@@ -75,24 +75,35 @@ def calibrate(graph: Graph, calib: np.ndarray, batch_size: int = 32, progress: b
     moments only with ``inputs``, the near-threshold records only with ``near``)."""
     from ..executor import neuron_dynamics, run_float
 
+    from ..lif_node import LIFNeuron, lif_dynamics
+    from ..executor import _Params, is_sequence
+
     neurons = graph.neuron_layers()
     mix_of = {n.name: n.inputs[0] for n in neurons}
+    lifs = graph.nodes_of(LIFNeuron)      # their peak |u| per channel (the membrane headroom)
     srcs = synaptic_sources(graph) if inputs else set()
-    peaks = {n.name: 0.0 for n in neurons}
+    peaks = {n.name: 0.0 for n in neurons} | {n.name: np.zeros(n.shape[0]) for n in lifs}
     sums: dict[str, torch.Tensor] = {}
     sqs: dict[str, torch.Tensor] = {}
     near_parts: dict[str, list] = {n.name: [] for n in neurons}
     count = 0
-    for i in tqdm(range(0, len(calib), batch_size), desc="calibrate", disable=not progress, unit="batch"):
-        xb = calib[i:i + batch_size]
-        run = run_float(graph, xb, batch_size, capture=set(mix_of.values()) | srcs)
+    seq = is_sequence(graph, calib)      # a per-step sequence [steps, N, ...]: samples along axis 1
+    for i in tqdm(range(0, calib.shape[int(seq)], batch_size), desc="calibrate", disable=not progress,
+                  unit="batch"):
+        xb = calib[:, i:i + batch_size] if seq else calib[i:i + batch_size]
+        run = run_float(graph, xb, batch_size, capture=set(mix_of.values()) | srcs | {n.inputs[0] for n in lifs})
+        for n in lifs:
+            _, u = lif_dynamics(torch.as_tensor(run.captured[n.inputs[0]], dtype=torch.float64), n,
+                                _Params(torch.float64, "cpu"))
+            per = u.abs().transpose(0, 2).reshape(n.shape[0], -1).amax(dim=1).numpy()
+            peaks[n.name] = np.maximum(peaks[n.name], per)
         for name in srcs:
             v = torch.as_tensor(run.captured[name], dtype=torch.float64)
             w = v.shape[0] * v.shape[1]
             s, q = v.sum(dim=(0, 1)), _channel_mean(v * v) * w
             sums[name] = sums[name] + s if name in sums else s
             sqs[name] = sqs[name] + q if name in sqs else q
-        count += len(xb)
+        count += xb.shape[int(seq)]
         for n in neurons:
             cur = torch.as_tensor(run.captured[mix_of[n.name]], dtype=torch.float64)
             theta = float(n.threshold)

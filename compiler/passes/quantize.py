@@ -38,10 +38,14 @@ from lmhtc.semantics import SEMANTICS_VERSION
 
 from .calibrate import Calibration, calibrate
 from .lowbit import bias_correction, bias_response, quantize_mantissa, search_scales, threshold_aware
+from .quantize_lif import LIF_METHODS, drive_gain, lif_gap, lif_peak, lif_unit, pow2_ceil, quant_lif
 from ..intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
                      QTemporalMix, SumPool2d)
 from ..ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Input, IRError, Linear,
                   MaxPool2d, Neuron, Node, Readout, TemporalMix, finalize)
+from ..lif_node import LIFNeuron
+from ..intir_conv1d import QConv1d
+from ..nir_ops import Conv1d, Scale, SumPool2d as NIRSumPool2d
 
 
 class QuantizeError(IRError):
@@ -67,7 +71,7 @@ MSE_MAX_BITS = 8      # wider weights keep max-abs scales (rounding error ≤ 1/
 def calibrate_for(graph: Graph, calib: np.ndarray, config: "QuantConfig", batch_size: int = 32,
                   progress: bool = False) -> Calibration:
     """The one calibration pass that ``quantize(graph, config, calib)`` needs (reusable across widths)."""
-    scales, bc, ta = METHODS[config.lowering]
+    scales, bc, ta = METHODS["maxabs" if _dyadic(graph) else config.lowering]
     return calibrate(graph, calib, batch_size, progress, inputs=scales == "mse" or bc, near=ta)
 
 
@@ -134,7 +138,7 @@ def _group_leaves(g: Graph, root: Node) -> tuple[list[str], list[str]]:
     while stack:
         name = stack.pop()
         node = g.node(name)
-        if isinstance(node, (Add, Conv2d, Linear)) and len(g.consumers(name)) != 1:
+        if isinstance(node, (Add, Conv2d, Conv1d, Linear)) and len(g.consumers(name)) != 1:
             raise QuantizeError(f"node {name!r} ({node.kind}) feeds several layers; the integer lowering "
                                 f"needs each synaptic sum to feed one neuron layer")
         if isinstance(node, Add):
@@ -167,7 +171,13 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
             raise QuantizeError(f"node {node.name!r} (batchnorm): fold BatchNorm before integer lowering")
         if isinstance(node, MaxPool2d):
             raise QuantizeError(f"node {node.name!r} (maxpool2d): max-pooling has no integer lowering yet")
-    scales, want_bc, want_ta = METHODS[config.lowering]
+        if isinstance(node, LIFNeuron) and lif_gap(node) is not None:
+            raise QuantizeError(f"node {node.name!r} (lif): {lif_gap(node)}")
+    dyadic = _dyadic(graph)      # NIR graphs: power-of-two scales (quantize_lif.py)
+    if dyadic and config.method not in LIF_METHODS:
+        raise QuantizeError(f"--quant-method {config.method}: an imported NIR network lowers with maxabs "
+                            f"(power-of-two scales) only")
+    scales, want_bc, want_ta = METHODS["maxabs" if dyadic else config.lowering]
     cal = stats
     if calib is not None and cal is None:
         cal = calibrate_for(graph, calib, config, batch_size, progress)
@@ -187,7 +197,7 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
     membrane_unit: dict[str, np.ndarray] = {}   # group root (mix/readout) → per-channel membrane unit
     group_shift: dict[str, int] = {}
     leaf_of_group: dict[str, str] = {}
-    roots = [n for n in src.topo() if isinstance(n, (TemporalMix, Readout))]
+    roots = [n for n in src.topo() if isinstance(n, (TemporalMix, Readout, LIFNeuron))]
     groups = {}
     for root in roots:
         adds, leaves = _group_leaves(src, root)
@@ -196,7 +206,7 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
             leaf_of_group[leaf] = root.name
 
     in_range, in_rule = _input_range(src, calib)
-    input_scale = in_range / qmax_x
+    input_scale = float(pow2_ceil(in_range / qmax_x)) if dyadic else in_range / qmax_x
     group_bits: dict[str, int] = {}       # group root → weight bits
     neuron_ints: dict[str, tuple[np.ndarray, np.ndarray]] = {}   # neuron → threshold-aware (Θ, v_init)
 
@@ -224,7 +234,7 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
         return sq.reshape(-1, 1)
 
     def consumer_neuron(root: Node) -> Neuron | None:
-        if isinstance(root, Readout):
+        if isinstance(root, (Readout, LIFNeuron)):
             return None
         (n,) = src.consumers(root.name)
         if not isinstance(n, Neuron):
@@ -232,11 +242,18 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
         return n
 
     def effective_weights(node: Node) -> np.ndarray:
-        """The real weight of one integer unit of each input: ``W × unit(input)``."""
+        """The real weight of one integer unit of each input: ``W × unit(input)`` (× a lif's drive gain)."""
         u_in = unit[node.inputs[0]]
-        if isinstance(node, Conv2d):
-            return node.weight.astype(np.float64) * _conv_in(u_in, node)
-        return node.weight.astype(np.float64) * u_in.reshape(1, -1)
+        g = gain_of_root(leaf_of_group[node.name]).reshape(-1, *([1] * (node.weight.ndim - 1)))
+        if isinstance(node, (Conv2d, Conv1d)):
+            return node.weight.astype(np.float64) * _conv_in(u_in, node) * g
+        return node.weight.astype(np.float64) * u_in.reshape(1, -1) * g
+
+    def gain_of_root(root_name: str) -> np.ndarray:
+        """Per output channel, the factor a group's sum is multiplied by before it drives its root (a lif's
+        scale·w_in; 1 for the other roots)."""
+        root = src.node(root_name)
+        return drive_gain(root) if isinstance(root, LIFNeuron) else np.ones(1)
 
     def plan_group(root: Node) -> None:
         """Choose the membrane unit and shift of the group ending at ``root``."""
@@ -248,14 +265,14 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
         peaks_c, paths = [], []
         for leaf in leaves:
             node = src.node(leaf)
-            if isinstance(node, (Conv2d, Linear)):
+            if isinstance(node, (Conv2d, Conv1d, Linear)):
                 w_eff = effective_weights(node)
                 peaks_c.append(np.abs(w_eff).reshape(w_eff.shape[0], -1).max(axis=1))
                 if scales == "mse" and bits <= MSE_MAX_BITS:
                     paths.append((w_eff, importance(node, node.inputs[0])))
             elif leaf in unit:    # identity shortcut of a spiking value → qgain
                 if not own_gain_exponent(root.name):
-                    u = unit[leaf].reshape(unit[leaf].shape[0], -1)
+                    u = unit[leaf].reshape(unit[leaf].shape[0], -1) * gain_of_root(root.name).reshape(-1, 1)
                     peaks_c.append(np.abs(u).max(axis=1))
             else:
                 raise QuantizeError(f"node {leaf!r} ({node.kind}) cannot feed a neuron layer directly")
@@ -265,16 +282,20 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
         peak = np.where(peak > 0, peak, peak.max() if peak.max() > 0 else 1.0)
         if scales == "mse" and bits <= MSE_MAX_BITS:
             peak = peak * search_scales(peak, paths, qmax_w, config.per_channel)
-        s_w = peak / qmax_w
+        s_w = pow2_ceil(peak / qmax_w) if dyadic else peak / qmax_w
         shift = config.shift
+        v_peak, layer = None, neuron
         if neuron is not None:
             # headroom: the membrane peak (calibrated, else 8·(L+1)·θ) must fit in membrane_bits − 1 bits
             v_peak = peaks[neuron.name] if peaks is not None else 8 * (neuron.levels + 1) * neuron.threshold
             v_peak = max(v_peak, (neuron.levels + 1) * neuron.threshold)
+        elif isinstance(root, LIFNeuron):
+            v_peak, layer = lif_peak(root, peaks), root
+        if v_peak is not None:
             while shift > -32 and np.max(v_peak / (s_w / 2 ** shift)) > vmax / 2:
                 shift -= 1     # a negative exponent is a rounding right shift of the synaptic sum
             if np.max(v_peak / (s_w / 2 ** shift)) > vmax:
-                raise QuantizeError(f"node {neuron.name!r}: membrane range does not fit {config.membrane} bits "
+                raise QuantizeError(f"node {layer.name!r}: membrane range does not fit {config.membrane} bits "
                                     f"at {bits}-bit weights")
         membrane_unit[root.name] = s_w / 2 ** shift
         group_shift[root.name] = shift
@@ -285,16 +306,18 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
         s_w = mu * 2 ** shift
         wbits = group_bits[root_name]
         qmax_w = 2 ** (wbits - 1) - 1
-        if isinstance(node, (Conv2d, Linear)):
+        if isinstance(node, (Conv2d, Conv1d, Linear)):
             w_eff = effective_weights(node)
             mant = quantize_mantissa(w_eff, s_w, qmax_w)
-            bias = None if node.bias is None else _round(node.bias.astype(np.float64) / mu).astype(np.int64)
+            bias = None if node.bias is None else \
+                _round(node.bias.astype(np.float64) * gain_of_root(root_name) / mu).astype(np.int64)
             m_in = max_in[node.inputs[0]]
-            if isinstance(node, Conv2d):
+            if isinstance(node, (Conv2d, Conv1d)):
                 bound = (np.abs(mant) * _conv_in(m_in, node)).reshape(mant.shape[0], -1).sum(axis=1).max()
-                q = QConv2d(node.name, list(node.inputs), weight=mant.astype(np.int32), bias=bias, stride=node.stride,
-                            padding=node.padding, dilation=node.dilation, groups=node.groups, shift=shift,
-                            weight_bits=wbits, acc_bound=int(bound))
+                q = (QConv2d if isinstance(node, Conv2d) else QConv1d)(
+                    node.name, list(node.inputs), weight=mant.astype(np.int32), bias=bias, stride=node.stride,
+                    padding=node.padding, dilation=node.dilation, groups=node.groups, shift=shift,
+                    weight_bits=wbits, acc_bound=int(bound))
             else:
                 bound = (np.abs(mant) * m_in.reshape(1, -1)).sum(axis=1).max()
                 q = QLinear(node.name, list(node.inputs), weight=mant.astype(np.int32), bias=bias, shift=shift,
@@ -303,7 +326,7 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
                 raise QuantizeError(f"node {node.name!r}: integer sums may exceed 62 bits")
             return q
         # identity shortcut
-        u = unit[node.name].reshape(unit[node.name].shape[0], -1)[:, 0]
+        u = unit[node.name].reshape(unit[node.name].shape[0], -1)[:, 0] * gain_of_root(root_name)
         if own_gain_exponent(root_name):      # its own exponent: a gain of max(8, weight_bits) bits
             wbits = min(max(wbits, GAIN_BITS), 24)
             shift, gain = gain_exponent(u / mu, 2 ** (wbits - 1) - 1)
@@ -359,6 +382,7 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
         leaves_q[carriers[0]].bias = b.astype(np.int64)
 
     qnodes: dict[str, Node] = {}
+    alias: dict[str, str] = {}                    # a folded node (scale) → the integer node carrying its value
     gain_of: dict[tuple[str, str], QGain] = {}    # (identity leaf, group root) → its qgain
     for node in src.topo():
         shape = node.shape
@@ -383,7 +407,7 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
                         leak_frac_bits=config.leak_frac_bits, membrane_bits=config.membrane)
             unit[node.name] = np.full(shape, float(node.threshold))
             max_in[node.name] = np.full(shape, float(node.levels))
-        elif isinstance(node, (TemporalMix, Readout)):
+        elif isinstance(node, (TemporalMix, Readout, LIFNeuron)):
             plan_group(node)
             omega = None
             if isinstance(node, TemporalMix):
@@ -409,15 +433,28 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
                     gain_of[(leaf, node.name)] = ql
                 else:
                     qnodes[leaf] = ql
-            if omega is not None:
+            if isinstance(node, LIFNeuron):
+                q = quant_lif(node, membrane_unit[node.name], config.leak_frac_bits, config.membrane)
+                unit[node.name] = lif_unit(node, membrane_unit[node.name])
+                max_in[node.name] = np.full(shape, float(q.out_bound()))
+            elif omega is not None:
                 q = QTemporalMix(node.name, list(node.inputs), omega=omega, frac_bits=config.mix_frac_bits)
             else:
                 q = QReadout(node.name, list(node.inputs), scale=membrane_unit[node.name].astype(np.float64))
-        elif isinstance(node, (Conv2d, Linear)):
+        elif isinstance(node, (Conv2d, Conv1d, Linear)):
             if node.name not in leaf_of_group:
                 raise QuantizeError(f"node {node.name!r} ({node.kind}) does not feed a neuron layer or the readout")
         elif isinstance(node, Add):
             q = Add(node.name, list(node.inputs))
+        elif isinstance(node, NIRSumPool2d):     # NIR's sum pool: the unit is the input's
+            q = SumPool2d(node.name, list(node.inputs), kernel=node.kernel, stride=node.stride, padding=node.padding)
+            k = node.kernel[0] * node.kernel[1]
+            unit[node.name] = _pool_unit(unit[node.inputs[0]], shape)
+            max_in[node.name] = _pool_unit(max_in[node.inputs[0]], shape) * k
+        elif isinstance(node, Scale):           # folded into the units: its consumers' weights carry it
+            alias[node.name] = alias.get(node.inputs[0], node.inputs[0])
+            unit[node.name] = unit[node.inputs[0]] * np.broadcast_to(np.asarray(node.scale, np.float64), shape)
+            max_in[node.name] = max_in[node.inputs[0]]
         elif isinstance(node, AvgPool2d):
             q = SumPool2d(node.name, list(node.inputs), kernel=node.kernel, stride=node.stride, padding=node.padding)
             k = node.kernel[0] * node.kernel[1]
@@ -440,25 +477,36 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
     # build in the source's topological order; identity paths go through their qgain
     root_of_add = {a: root for root, (adds, _) in groups.items() for a in adds}
     for node in src.topo():
+        if node.name in alias:
+            continue
         q = qnodes[node.name]
         root = root_of_add.get(node.name, node.name if node.name in groups else None)
         if root is not None:
             q.inputs = [gain_of[(i, root)].name if (i, root) in gain_of else i for i in q.inputs]
             for (leaf, r), gain in gain_of.items():
                 if r == root and gain.name not in out:
+                    gain.inputs = [alias.get(i, i) for i in gain.inputs]
                     out.add(gain)
+        q.inputs = [alias.get(i, i) for i in q.inputs]
         out.add(q)
     out.meta.update({"integer": True, "semantics_version": SEMANTICS_VERSION,
                      "quantization": {"weight_bits": config.weight_bits, "per_channel": config.per_channel,
-                                      "method": config.lowering, "scales": scales, "bias_correction": use_bc,
+                                      "method": "maxabs" if dyadic else config.lowering,
+                                      "scales": "power-of-two" if dyadic else scales, "bias_correction": use_bc,
                                       "threshold_aware": use_ta, "layer_bits": dict(config.layer_bits),
                                       "input_bits": config.input_bits, "input_range": in_range,
                                       "input_rule": in_rule, "mix_frac_bits": config.mix_frac_bits,
                                       "leak_frac_bits": config.leak_frac_bits,
                                       "membrane_bits": config.membrane, "default_shift": config.shift,
-                                      "calibration_images": 0 if calib is None else int(len(calib))}})
+                                      "calibration_images": 0 if calib is None else
+                                      int(calib.shape[int(calib.ndim == len(src.input.input_shape) + 2)])}})
     out.meta.setdefault("passes", []).append(f"quantize[w{config.weight_bits}]")
     return finalize(out)
+
+
+def _dyadic(graph: Graph) -> bool:
+    """Imported NIR graphs (and any with lif layers) lower with power-of-two scales (quantize_lif.py)."""
+    return graph.meta.get("frontend") == "nir" or bool(graph.nodes_of(LIFNeuron))
 
 
 def gain_exponent(ratio: np.ndarray, qmax: int) -> tuple[int, np.ndarray]:
@@ -481,20 +529,28 @@ def _sum_bound(leaves) -> int:
 
 
 def _conv_in(u: np.ndarray, conv: Conv2d) -> np.ndarray:
-    """A per-element quantity of a conv input (constant over H, W) as ``[Cout, Cin/groups, 1, 1]``:
-    the value of the input channel that each weight reads (grouped convolutions included)."""
+    """A per-element quantity of a conv input (constant over H, W, or L) as ``[Cout, Cin/groups, 1, 1]``
+    (``[Cout, Cin/groups, 1]`` for a conv1d): the value of the input channel that each weight reads (grouped
+    convolutions included)."""
     per_channel = u.reshape(u.shape[0], -1)[:, 0]
     cout, cin_g = conv.weight.shape[:2]
     group_of_out = np.arange(cout) // (cout // conv.groups)
     idx = group_of_out[:, None] * cin_g + np.arange(cin_g)[None, :]
-    return per_channel[idx][:, :, None, None]
+    return per_channel[idx].reshape(cout, cin_g, *([1] * (conv.weight.ndim - 2)))
 
 
 def _pool_unit(u: np.ndarray, out_shape) -> np.ndarray:
     return np.broadcast_to(u.reshape(u.shape[0], -1)[:, :1].reshape(-1, *([1] * (len(out_shape) - 1))), out_shape)
 
 
-# The float node kinds the integer lowering covers (BatchNorm must be folded first; the MSAT and NIR
-# neuron kinds, max-pool and the NIR-only kinds have no integer lowering yet).
+def lowering_gap(node: Node) -> str | None:
+    """Why the integer lowering does not cover ``node`` (its kind, or a variant of a covered kind), or None."""
+    if node.kind not in LOWERED_KINDS:
+        return f"the {node.kind} kind has no integer lowering yet"
+    return lif_gap(node) if isinstance(node, LIFNeuron) else None
+
+
+# The float node kinds the integer lowering covers (BatchNorm must be folded first; the MSAT neuron kind
+# and max-pool have no integer lowering yet).
 LOWERED_KINDS = frozenset({"input", "conv2d", "linear", "avgpool2d", "globalavgpool", "add", "flatten",
-                           "temporal_mix", "neuron", "readout"})
+                           "temporal_mix", "neuron", "readout", "lif", "sum_pool2d", "scale", "conv1d"})

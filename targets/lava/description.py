@@ -47,9 +47,12 @@ KINDS = {
     "dense": ({"num_message_bits", "weight_bits"}, {"weight"}),
     "layer": ({"levels", "frac_bits", "leak_frac_bits", "membrane_bits", "ir_shape"},
               {"threshold", "v_init", "bias", "leak"}),
+    "lif": ({"options", "ir_shape", "membrane_bits"}, {"bias", "beta", "bias_v", "threshold", "v_reset", "v_init"}),
     "readout": (set(), {"bias", "scale"}),
 }
-SOURCES = {"input": 0, "conv": 1, "dense": 1, "layer": None, "readout": None}   # None: 1..MAX_PORTS
+SOURCES = {"input": 0, "conv": 1, "dense": 1, "layer": None, "lif": None, "readout": None}   # None: 1..MAX_PORTS
+LIF_OPTIONS = {"frac_bits": int, "membrane_bits": int, "reset": ("subtract", "zero", "none"),
+               "compare": (">", ">="), "timing": ("same-step", "snntorch"), "multi_spike": bool, "spiking": bool}
 
 
 class LavaNetworkError(Exception):
@@ -196,8 +199,33 @@ def _value_problem(p: ProcessSpec) -> str | None:
         if _max_abs(a["leak"]).bit_length() + q["membrane_bits"] > 63:
             return "array 'leak' times the membrane overflows 64 bits"
         return None
+    if p.kind == "lif":
+        return _lif_problem(a, q)
     if p.kind == "readout" and not np.all(np.isfinite(a["scale"])):
         return "array 'scale' has non-finite values"
+    return None
+
+
+def _lif_problem(a: dict, q: dict) -> str | None:
+    """Why a ``lif`` process's options or arrays are out of range (None when all are in range)."""
+    opts = q["options"]
+    if not isinstance(opts, dict) or set(opts) != set(LIF_OPTIONS):
+        return f"parameter 'options' must have the keys {', '.join(sorted(LIF_OPTIONS))}"
+    for key, rule in LIF_OPTIONS.items():
+        v = opts[key]
+        ok = (_is_int(v) if rule is int else isinstance(v, bool)) if rule in (int, bool) else v in rule
+        if not ok:
+            return f"option {key!r} has the invalid value {v!r}"
+    problem = _bad_int(opts, "frac_bits", 0, 30) or _bad_int(opts, "membrane_bits", 2, 48)
+    if problem:
+        return problem
+    if opts["membrane_bits"] != q["membrane_bits"] or not opts["spiking"]:
+        return "option 'membrane_bits' must equal the parameter and 'spiking' be true"
+    if a["threshold"].size and int(a["threshold"].min()) < 1:
+        return "array 'threshold' must be >= 1"
+    for key in ("beta", "alpha"):
+        if key in a and _max_abs(a[key]).bit_length() + opts["membrane_bits"] > 63:
+            return f"array {key!r} times the membrane overflows 64 bits"
     return None
 
 
@@ -221,13 +249,17 @@ def _shape_problem(p: ProcessSpec, seen: dict[str, ProcessSpec], steps: int) -> 
     else:
         if any(s != tuple(p.shape) for s in src):
             return f"inputs of shapes {src} do not all match its shape {p.shape}"
-        per_channel = ("threshold", "v_init", "bias") if p.kind == "layer" else ("bias", "scale")
+        per_channel = {"layer": ("threshold", "v_init", "bias"), "lif": ("bias",)}.get(p.kind, ("bias", "scale"))
         for key in per_channel:
             if a[key].shape != (p.shape[-1],):
                 return f"array {key!r} has shape {a[key].shape}, expected ({p.shape[-1]},)"
         if p.kind == "layer" and (a["leak"].shape != (steps,) or a.get("omega", np.zeros((steps, steps))).shape
                                   != (steps, steps)):
             return f"leak must have {steps} entries and omega be {steps}x{steps}"
+        if p.kind == "lif":
+            for key in sorted(set(a) - {"bias"}):
+                if a[key].shape != tuple(p.shape):
+                    return f"array {key!r} has shape {a[key].shape}, expected {tuple(p.shape)}"
     return None
 
 

@@ -24,6 +24,7 @@ from lmhtc.semantics import SEMANTICS_VERSION
 
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
+from lmhtc.compiler.intir_lif import QLIF
 from lmhtc.compiler.ir import Add, Flatten, Graph, Node
 from lmhtc.compiler import lowering as lowering_checks
 from lmhtc.compiler.lowering import LoweringError, refuse
@@ -35,7 +36,7 @@ from lmhtc.targets.lava.schedule import schedule
 DENDRITE_BITS = 24            # Lava's fixed-point Conv output and Loihi's dendritic accumulator
 WEIGHT_MANTISSA = 127         # 8-bit signed mantissa (Loihi; Lava's fixed-point Dense)
 SYNAPTIC = (QConv2d, QLinear, QGain)
-SOURCES = (QInput, QNeuron, SumPool2d, GlobalSumPool)
+SOURCES = (QInput, QNeuron, QLIF, SumPool2d, GlobalSumPool)
 
 
 def lava_shape(shape) -> tuple[int, ...]:
@@ -80,14 +81,15 @@ class _Lowering:
     def _message_bits(self, source: str) -> int:
         """Lava's num_message_bits of a connection from ``source``: 0 for binary spikes, else graded."""
         m = self.max_value[source]
-        return 0 if m <= 1 and self.g.node(source).kind == "qneuron" else int(m).bit_length() + 1
+        return 0 if m <= 1 and self.g.node(source).kind in ("qneuron", "qlif") else int(m).bit_length() + 1
 
     def _input(self, node: QInput) -> None:
         self.max_value[node.name] = 2 ** (node.bits - 1) - 1
         n = int(np.prod(node.shape))
         self.procs.append(ProcessSpec(node.name, "input", lava_shape(node.shape), [],
                                       {"scale": float(node.scale), "bits": int(node.bits),
-                                       "ir_shape": list(node.input_shape)},
+                                       "ir_shape": list(node.input_shape),
+                                       "sequence": node.encoding == "sequence"},
                                       {}, [node.name], {"neurons": n, "synapses": 0}))
 
     def _conv(self, node) -> None:
@@ -203,6 +205,36 @@ class _Lowering:
             {"neurons": n, "synapses": 0, "membrane_bits": int(node.membrane_bits),
              "state_bits": n * int(node.membrane_bits), "tgim_buffer_words": 2 * self.steps * n}))
 
+    def _lif(self, node: QLIF) -> None:
+        """qlif → ``LIFLayer``: per-neuron arrays in the Lava layout, the synaptic bias per channel."""
+        leaves = self._leaves(self.g.node(node.inputs[0]), node)
+        if len(leaves) > MAX_PORTS:
+            raise LavaExportError(f"node {node.name!r} (qlif): sums {len(leaves)} synaptic paths; the Lava "
+                                  f"processes take at most {MAX_PORTS}")
+        if not node.spiking:
+            raise LavaExportError(f"target 'lava' cannot lower node {node.name!r} (qlif): a non-spiking "
+                                  f"integrator sends its membrane, wider than the 24-bit graded spikes of a Lava port")
+        if node.out_bound() >= 2 ** 23:
+            raise LavaExportError(f"target 'lava' cannot lower node {node.name!r} (qlif): up to "
+                                  f"{node.out_bound()} spikes per step exceed the 24-bit graded spikes of a Lava port")
+        bias = np.zeros(node.shape[0], np.int64)
+        for leaf in leaves:
+            if getattr(leaf, "bias", None) is not None:
+                bias += leaf.bias.astype(np.int64)
+        self.max_value[node.name] = node.out_bound()
+        arrays = {("bias_v" if k == "bias" else k): _to_lava(getattr(node, k))
+                  for k in ("beta", "alpha", "bias", "threshold", "v_reset", "v_min", "v_init")
+                  if getattr(node, k) is not None}
+        options = {k: v for k, v in node.step_params().items() if not isinstance(v, np.ndarray) and v is not None}
+        n = int(np.prod(node.shape))
+        self.procs.append(ProcessSpec(
+            node.name, "lif", lava_shape(node.shape), [PortSpec(leaf.name, int(leaf.shift)) for leaf in leaves],
+            {"options": options, "ir_shape": list(node.shape), "membrane_bits": int(node.membrane_bits)},
+            {"bias": bias, **arrays}, [node.name],
+            {"neurons": n, "synapses": 0, "membrane_bits": int(node.membrane_bits),
+             "state_bits": n * int(node.membrane_bits) * (2 if node.alpha is not None else 1),
+             "tgim_buffer_words": 2 * self.steps * n}))
+
     def _leaves(self, node: Node, sink: Node) -> list[Node]:
         if isinstance(node, Add):
             return [leaf for i in node.inputs for leaf in self._leaves(self.g.node(i), sink)]
@@ -215,9 +247,15 @@ class _Lowering:
         """A synaptic output may only reach neurons or the readout (through adds and T-GIM)."""
         if isinstance(node, SYNAPTIC + (Add,)):
             for c in self.g.consumers(node.name):
-                if not isinstance(c, (Add, QTemporalMix, QNeuron, QReadout)):
+                if not isinstance(c, (Add, QTemporalMix, QNeuron, QLIF, QReadout)):
                     raise LavaExportError(f"node {c.name!r} ({c.kind}): takes the synaptic output of "
                                           f"{node.name!r}; Lava synapses feed neurons only")
+
+
+def _to_lava(a: np.ndarray) -> np.ndarray:
+    """A per-neuron IR array (C, H, W) in Lava's (X, Y, C) layout; vectors unchanged."""
+    a = np.asarray(a, np.int64)
+    return np.ascontiguousarray(a.transpose(2, 1, 0)) if a.ndim == 3 else a
 
 
 def _xy(pair) -> list[int]:
@@ -253,7 +291,7 @@ def lower_to_lava(graph: Graph) -> NetworkDescription:
     desc = _Lowering(graph).run().validate("lowering")
     sched = schedule(desc)
     for p in desc.processes:
-        if p.kind in ("layer", "readout"):
+        if p.kind in ("layer", "lif", "readout"):
             p.resources["port_delays"] = sched.delays[p.name]
             p.resources["delay_line_words"] = sum(sched.delays[p.name]) * int(np.prod(p.shape))
     desc.meta.update({"levels": graph.meta.get("reparam_levels", 1), "latency_steps": sched.latency,
@@ -274,7 +312,9 @@ LOWERING = {
     "qconv2d": _Lowering._conv, "qgain": _Lowering._conv, "sumpool2d": _Lowering._conv,
     "globalsumpool": _Lowering._conv,
     "qlinear": _Lowering._dense,
-    "qneuron": _Lowering._sink, "qreadout": _Lowering._sink,
+    "qconv1d": refuse("Lava's Conv is 2-D and the Lava mapping has no (C, L) layout for a 1-D convolution's "
+                      "input and output"),
+    "qneuron": _Lowering._sink, "qreadout": _Lowering._sink, "qlif": _Lowering._lif,
     "add": _Lowering._port, "flatten": _Lowering._port, "qtemporal_mix": _Lowering._port,
     "maxpool2d": refuse("max-pool is not a synaptic (linear) operation; Lava's Conv/Dense cannot express it"),
 }

@@ -24,6 +24,7 @@ from lmhtc import semantics
 from lmhtc.targets.lava.description import LavaNetworkError, NetworkDescription, load_description
 from lmhtc.targets.lava.procs.conv_model import VectorisedConvModel
 from lmhtc.targets.lava.procs.io import AnalogInput, IntReadout
+from lmhtc.targets.lava.procs.lif_layer import LIFLayer
 from lmhtc.targets.lava.procs.lmht_layer import LMHTLayer
 from lmhtc.targets.lava.procs.ports import port_names
 from lmhtc.targets.lava.procs.stock_models import GuardedDenseModel, GuardedStockConvModel
@@ -32,6 +33,7 @@ from lmhtc.targets.lava.schedule import Schedule, schedule
 from lmhtc.targets.lava.watchdog import LavaProcessError, abort, run_steps
 
 CONV_MODELS = ("fast", "stock")
+LAYER_KINDS = ("layer", "lif")       # the neuron layers (their spikes are recorded)
 
 
 def encode_input(x: np.ndarray, spec) -> np.ndarray:
@@ -67,7 +69,8 @@ def build_processes(desc: NetworkDescription, frames: np.ndarray, sched: Schedul
     for p in desc.processes:
         a, q = p.arrays, p.params
         if p.kind == "input":
-            proc = AnalogInput(frames=frames, steps=desc.steps, name=p.name)
+            proc = AnalogInput(frames=frames, steps=desc.steps, per_step=frames.ndim > len(p.shape) + 1,
+                               name=p.name)
         elif p.kind == "conv":
             proc = Conv(weight=a["weight"].astype(np.int32), weight_exp=0, input_shape=tuple(q["input_shape"]),
                         padding=tuple(q["padding"]), stride=tuple(q["stride"]), dilation=tuple(q["dilation"]),
@@ -84,6 +87,10 @@ def build_processes(desc: NetworkDescription, frames: np.ndarray, sched: Schedul
                              leak_frac_bits=int(q["leak_frac_bits"]), membrane_bits=int(q["membrane_bits"]),
                              exponents=[i.exponent for i in p.inputs], delays=sched.delays[p.name],
                              arrive=sched.arrive[p.name], record=record_spikes, record_buffer=buffer, name=p.name)
+        elif p.kind == "lif":
+            proc = LIFLayer(shape=p.shape, steps=desc.steps, images=images, arrays=a, options=q["options"],
+                            exponents=[i.exponent for i in p.inputs], delays=sched.delays[p.name],
+                            arrive=sched.arrive[p.name], record=record_spikes, record_buffer=buffer, name=p.name)
         else:
             proc = IntReadout(classes=p.shape[0], steps=desc.steps, images=images, bias=a["bias"],
                               exponents=[i.exponent for i in p.inputs], delays=sched.delays[p.name],
@@ -91,7 +98,7 @@ def build_processes(desc: NetworkDescription, frames: np.ndarray, sched: Schedul
         procs[p.name] = proc
         if p.kind in ("conv", "dense"):
             out_port(p.inputs[0].source, p.inputs[0].flatten).connect(proc.s_in)
-        elif p.kind in ("layer", "readout"):
+        elif p.kind in (*LAYER_KINDS, "readout"):
             for port, i in zip(port_names(), p.inputs):
                 out_port(i.source, i.flatten).connect(getattr(proc, port))
     return procs
@@ -99,7 +106,8 @@ def build_processes(desc: NetworkDescription, frames: np.ndarray, sched: Schedul
 
 def run_description(desc: NetworkDescription | str | os.PathLike, x: np.ndarray, conv_model: str = "fast",
                     record_spikes: bool = True, progress: bool = False, chunk_images: int = 8) -> LavaRunResult:
-    """Build the network for the images ``x`` [N, C, H, W] (float), run it, and collect its integers."""
+    """Build the network for the images ``x`` [N, C, H, W] (float), run it, and collect its integers; an
+    input with ``sequence`` set takes a per-step sequence [steps, N, ...] (or a static [N, ...])."""
     t0 = time.perf_counter()
     if not isinstance(desc, NetworkDescription):
         desc = load_description(desc)
@@ -108,19 +116,24 @@ def run_description(desc: NetworkDescription | str | os.PathLike, x: np.ndarray,
     inp = desc.of_kind("input")[0]
     x = np.asarray(x)
     expected = tuple(inp.params["ir_shape"])
-    if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected or len(x) == 0:
+    seq = bool(inp.params.get("sequence")) and x.ndim == len(expected) + 2
+    if seq and x.shape[0] != desc.steps:
+        raise LavaNetworkError(f"input sequence has {x.shape[0]} steps, the network runs {desc.steps}")
+    if x.ndim != len(expected) + 1 + seq or tuple(x.shape[1 + seq:]) != expected or x.shape[seq] == 0:
         raise LavaNetworkError(f"inputs have shape {tuple(x.shape)}, the network expects [N, "
                                f"{', '.join(map(str, expected))}] with N >= 1")
     if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
         raise LavaNetworkError("inputs must be finite numbers")
-    frames = encode_input(x, inp)
-    images, steps = len(x), desc.steps
+    # frames [N, *lava_shape], or [N, steps, *lava_shape] for a sequence (image b, step t)
+    frames = np.stack([encode_input(x[t], inp) for t in range(len(x))], axis=1) if seq else encode_input(x, inp)
+    images, steps = x.shape[seq], desc.steps
     sched = schedule(desc)
     total = sched.total_steps(images)
     buffer = chunk_images + 2
     procs = build_processes(desc, frames, sched, record_spikes, buffer)
     readout = sched.readout
-    recorders = [p.name for p in desc.of_kind("layer")] if record_spikes else []
+    layers = [p.name for p in desc.processes if p.kind in LAYER_KINDS]
+    recorders = layers if record_spikes else []
     records: dict[str, list] = {name: [] for name in [*recorders, readout]}
     models = {Conv: VectorisedConvModel if conv_model == "fast" else GuardedStockConvModel, Dense: GuardedDenseModel}
     cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=models)
@@ -156,5 +169,5 @@ def run_description(desc: NetworkDescription | str | os.PathLike, x: np.ndarray,
     for name in recorders:
         spikes[name] = from_lava_layout(np.stack(records[name], axis=1), 2).astype(np.int64)
     return LavaRunResult(outputs_int=outputs_int, logits_int=logits_int, logits=logits_int * scale / steps,
-                         spikes=spikes, layer_names=[p.name for p in desc.of_kind("layer")], time_steps=total,
+                         spikes=spikes, layer_names=layers, time_steps=total,
                          latency_steps=sched.latency, wall_s=time.perf_counter() - t0)

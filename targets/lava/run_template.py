@@ -77,17 +77,19 @@ def run(args) -> int:
     from lmhtc.targets.lava.network import run_description
 
     desc = load_description(HERE)
-    shape = tuple(desc.of_kind("input")[0].params["ir_shape"])
+    inp = desc.of_kind("input")[0].params
+    shape = tuple(inp["ir_shape"])
     out = Path(args.output)
     check_output(out, [args.inputs, HERE / NETWORK_JSON, HERE / ARRAYS_NPZ, Path(__file__)])
-    x, _ = read_inputs(args.inputs, LavaNetworkError, shape=shape)
+    # a sequence-encoded input (an imported NIR network) also takes per-step sequences [steps, N, ...]
+    x, _ = read_inputs(args.inputs, LavaNetworkError, shape=shape, steps=desc.steps if inp.get("sequence") else None)
     result = run_description(desc, x, conv_model=args.conv_model, record_spikes=not args.no_spikes,
                              progress=args.progress)
     arrays = {"logits_int": result.logits_int, "outputs_int": result.outputs_int, "logits": result.logits,
               "layer_names": np.array(result.layer_names, dtype=str)}
     arrays.update({f"spikes/{name}": s for name, s in result.spikes.items()})
     write_npz_atomic(out, arrays)
-    print(f"{len(x)} images, {result.time_steps} Lava time-steps (latency {result.latency_steps} per image), "
+    print(f"{result.logits_int.shape[0]} images, {result.time_steps} Lava time-steps (latency {result.latency_steps} per image), "
           f"{result.wall_s:.1f} s -> {out}")
     return 0
 

@@ -5,7 +5,8 @@ Rules (time-steps count from 1, Lava's first step):
 * the input sends image b, step t at ``1 + b·steps + t``;
 * a stock ``Conv``/``Dense`` sends at step s what it received at s − 1 (one step of delay);
 * a ``layer`` aligns its ports by delaying each to the latest one (``arrive``), buffers the whole
-  sequence of an image (T-GIM is non-causal) and starts emitting it ``steps`` later;
+  sequence of an image (T-GIM is non-causal) and starts emitting it ``steps`` later; a ``lif`` layer
+  streams the same way (one rule for both neuron kinds);
 * the ``readout`` aligns its ports likewise and has image b's logits at ``arrive + b·steps + steps − 1``.
 
 Every process then handles one image every ``steps`` time-steps (the pipeline period).
@@ -61,7 +62,7 @@ def schedule(desc: NetworkDescription) -> Schedule:
             times = [s.start[i.source] for i in p.inputs]
             s.arrive[p.name] = max(times)
             s.delays[p.name] = [s.arrive[p.name] - t for t in times]
-            if p.kind == "layer":
+            if p.kind in ("layer", "lif"):
                 s.start[p.name] = s.arrive[p.name] + desc.steps
             else:
                 s.readout = p.name

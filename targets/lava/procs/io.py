@@ -26,12 +26,14 @@ from lmhtc.targets.lava.watchdog import guarded
 
 
 class AnalogInput(AbstractProcess):
-    """Sends ``frames[b]`` (int, Lava layout) at each of the ``steps`` time-steps of image b."""
+    """Sends ``frames[b]`` (int, Lava layout) at each of the ``steps`` time-steps of image b, or, with
+    ``per_step``, ``frames[b, t]`` at its step t (a per-step input sequence)."""
 
-    def __init__(self, *, frames: np.ndarray, steps: int, name=None):
+    def __init__(self, *, frames: np.ndarray, steps: int, per_step: bool = False, name=None):
         frames = np.asarray(frames)
-        super().__init__(shape=frames.shape[1:], steps=steps, images=frames.shape[0], name=name)
-        self.s_out = OutPort(shape=frames.shape[1:])
+        shape = frames.shape[2:] if per_step else frames.shape[1:]
+        super().__init__(shape=shape, steps=steps, images=frames.shape[0], per_step=per_step, name=name)
+        self.s_out = OutPort(shape=shape)
         self.frames = Var(shape=frames.shape, init=frames.astype(np.int32))
 
 
@@ -44,9 +46,9 @@ class PyAnalogInputModel(PyLoihiProcessModel):
 
     @guarded
     def run_spk(self) -> None:
-        b = (self.time_step - 1) // self.proc_params["steps"]
+        b, t = divmod(self.time_step - 1, self.proc_params["steps"])
         if b < self.proc_params["images"]:
-            self.s_out.send(self.frames[b])
+            self.s_out.send(self.frames[b, t] if self.proc_params["per_step"] else self.frames[b])
         else:
             self.s_out.send(np.zeros(self.s_out.shape, np.int32))
 
