@@ -113,11 +113,15 @@ class OneDnnConv:
         self.packed = {zp: torch.ops.onednn.qconv_prepack(w, self.ones, 1.0, zp, *self.geom, 1, None)
                        for zp in (0, 128)}
         self.wsum = int(torch.as_tensor(node.weight).abs().reshape(w.shape[0], -1).sum(1).max()) if w.numel() else 0
+        # oneDNN's int8 conv returns wrong sums where the padding is wider than the dilated kernel extent
+        # (found by hypothesis: cin 1, cout 2, k 2, padding 2, hw 4); such geometries take the im2col path
+        k = w.shape[2:]
+        self.geometry_ok = all(p <= d * (kk - 1) for p, d, kk in zip(node.padding, node.dilation, k))
 
     def exact(self, in_bound: int, signed: bool) -> bool:
         """Inputs fit the uint8 encoding, |Σ w·x| < 2^24 (exact float32 output), the uint8 sums fit int32."""
-        return (in_bound <= INT8_MAX if signed else in_bound <= 255) and self.wsum * in_bound < EXACT_F32 \
-            and self.wsum * 255 <= INT32_MAX
+        return self.geometry_ok and (in_bound <= INT8_MAX if signed else in_bound <= 255) \
+            and self.wsum * in_bound < EXACT_F32 and self.wsum * 255 <= INT32_MAX
 
     def __call__(self, v: torch.Tensor, signed: bool) -> torch.Tensor:
         """v [S, B, C, H, W] (int8 for signed inputs, else any integer dtype ≥ 0) → int32 [S, B, Cout, Ho, Wo]."""

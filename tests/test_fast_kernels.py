@@ -60,6 +60,9 @@ def test_onednn_int8_conv_equals_the_exact_sum(cin, cout, k, stride, padding, di
     lo, hi = (-127, 127) if signed else (0, 4)
     x = torch.as_tensor(rng.integers(lo, hi + 1, size=(2, batch, cin, hw, hw)), dtype=torch.int8)
     conv = OneDnnConv(node, "cpu")
+    if padding > dilation * (k - 1):           # a geometry oneDNN gets wrong: refused, the runtime uses im2col
+        assert not conv.exact(hi, signed)
+        return
     assert conv.exact(hi, signed) and not conv.exact(300, False)
     got = conv(x, signed)
     assert got.dtype == torch.int32
