@@ -21,8 +21,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from lmhtc.semantics import I64, lif_step
-from lmhtc.targets.lava.procs.ports import DelayLine, check_ports, port_names, sum_ports
-from lmhtc.targets.lava.watchdog import guarded
+from lmhtc.targets.lava.procs.ports import SequenceStream, check_ports, port_names
 
 NEURON_ARRAYS = ("beta", "alpha", "bias_v", "threshold", "v_reset", "v_min", "v_init")   # per neuron, Lava layout
 
@@ -53,7 +52,7 @@ class LIFLayer(AbstractProcess):
 @implements(proc=LIFLayer, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyLIFLayerModel(PyLoihiProcessModel):
+class PyLIFLayerModel(SequenceStream, PyLoihiProcessModel):
     in0: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     in1: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     in2: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
@@ -71,40 +70,19 @@ class PyLIFLayerModel(PyLoihiProcessModel):
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
-        p = self.proc_params
-        self.shape, self.steps, self.images = p["shape"], p["steps"], p["images"]
-        self.options, self.has = p["options"], p["has"]
-        self.exponents, self.arrive, self.record = p["exponents"], p["arrive"], p["record"]
-        self.lines = [DelayLine(d, self.shape) for d in p["delays"]]
-        self.in_buf = np.zeros((self.steps, *self.shape), I64)     # the sequence being received
-        self.cur = np.zeros((self.steps, *self.shape), I64)        # the sequence being emitted
-        self.rec_buf = np.zeros((self.steps, *self.shape), np.int32)
+        self._init_stream(self.proc_params)
+        self.options, self.has = self.proc_params["options"], self.proc_params["has"]
         self.v = self.i = None
 
-    @guarded
-    def run_spk(self) -> None:
-        self.s_out.send(self._emit(self.time_step - self.arrive - self.steps))
-        y = sum_ports([self.in0, self.in1, self.in2, self.in3], self.lines, self.exponents)
-        rel = self.time_step - self.arrive
-        if 0 <= rel < self.images * self.steps:
-            self.in_buf[rel % self.steps] = y + self.bias
-            if rel % self.steps == self.steps - 1:
-                self.cur = self.in_buf.copy()
+    def _complete(self, seq: np.ndarray) -> np.ndarray:
+        return seq.copy()
 
-    def _emit(self, rel: int) -> np.ndarray:
-        """Outputs of emission step ``rel`` (relative to image 0's first output step); zeros outside."""
-        if rel < 0 or rel // self.steps >= self.images:
-            return np.zeros(self.shape, np.int32)
-        t = rel % self.steps
-        if t == 0:
-            self.v, self.i = self.v_init.astype(I64), np.zeros(self.shape, I64)
+    def _start(self) -> None:
+        self.v, self.i = self.v_init.astype(I64), np.zeros(self.shape, I64)
+
+    def _step(self, t: int) -> np.ndarray:
         arr = {k: (getattr(self, k) if self.has[k] else None) for k in ("alpha", "v_min")}
         self.v, self.i, s, _ = lif_step(self.v, self.i, self.cur[t], beta=self.beta, alpha=arr["alpha"],
                                         bias=self.bias_v, threshold=self.threshold, v_reset=self.v_reset,
                                         v_min=arr["v_min"], **self.options)
-        s = s.astype(np.int32)
-        if self.record:
-            self.rec_buf[t] = s
-            if t == self.steps - 1:
-                self.rec.send(self.rec_buf.copy())
         return s

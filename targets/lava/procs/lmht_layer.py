@@ -35,8 +35,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from lmhtc.semantics import I64, neuron_step, temporal_mix
-from lmhtc.targets.lava.procs.ports import DelayLine, check_ports, port_names, sum_ports
-from lmhtc.targets.lava.watchdog import guarded
+from lmhtc.targets.lava.procs.ports import SequenceStream, check_ports, port_names
 
 
 class LMHTLayer(AbstractProcess):
@@ -74,7 +73,7 @@ class LMHTLayer(AbstractProcess):
 @implements(proc=LMHTLayer, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyLMHTLayerModel(PyLoihiProcessModel):
+class PyLMHTLayerModel(SequenceStream, PyLoihiProcessModel):
     in0: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     in1: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     in2: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
@@ -91,44 +90,18 @@ class PyLMHTLayerModel(PyLoihiProcessModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
         p = self.proc_params
-        self.shape, self.steps, self.images = p["shape"], p["steps"], p["images"]
+        self._init_stream(p)
         self.levels, self.frac_bits = p["levels"], p["frac_bits"]
-        self.leak_frac_bits, self.membrane_bits = p["leak_frac_bits"], p["membrane_bits"]
-        self.exponents, self.arrive, self.mix, self.record = p["exponents"], p["arrive"], p["mix"], p["record"]
-        self.lines = [DelayLine(d, self.shape) for d in p["delays"]]
-        self.in_buf = np.zeros((self.steps, *self.shape), I64)     # the sequence being received
-        self.cur = np.zeros((self.steps, *self.shape), I64)        # the mixed currents being emitted
-        self.rec_buf = np.zeros((self.steps, *self.shape), np.int32)
+        self.leak_frac_bits, self.membrane_bits, self.mix = p["leak_frac_bits"], p["membrane_bits"], p["mix"]
 
-    @guarded
-    def run_spk(self) -> None:
-        self.s_out.send(self._emit(self.time_step - self.arrive - self.steps))
-        y = sum_ports([self.in0, self.in1, self.in2, self.in3], self.lines, self.exponents)
-        self._receive(self.time_step - self.arrive, y)
+    def _complete(self, seq: np.ndarray) -> np.ndarray:
+        """The T-GIM mix of a whole input sequence (a copy without T-GIM)."""
+        return temporal_mix(seq, self.omega, self.frac_bits) if self.mix else seq.copy()
 
-    def _receive(self, rel: int, y: np.ndarray) -> None:
-        """Store the aligned input of step ``rel`` (relative to image 0's first step); mix a complete sequence."""
-        if rel < 0:
-            return
-        b, m = divmod(rel, self.steps)
-        if b >= self.images:
-            return
-        self.in_buf[m] = y + self.bias
-        if m == self.steps - 1:
-            self.cur = temporal_mix(self.in_buf, self.omega, self.frac_bits) if self.mix else self.in_buf.copy()
+    def _start(self) -> None:
+        self.v = np.broadcast_to(self.v_init, self.shape).astype(I64)
 
-    def _emit(self, rel: int) -> np.ndarray:
-        """Spike counts of emission step ``rel`` (relative to image 0's first output step); zeros outside."""
-        if rel < 0 or rel // self.steps >= self.images:
-            return np.zeros(self.shape, np.int32)
-        t = rel % self.steps
-        if t == 0:
-            self.v = np.broadcast_to(self.v_init, self.shape).astype(I64)
+    def _step(self, t: int) -> np.ndarray:
         self.v, k, _ = neuron_step(self.v, self.cur[t], int(self.leak[t]), self.leak_frac_bits, self.threshold,
                                    self.levels, self.membrane_bits)
-        k = k.astype(np.int32)
-        if self.record:
-            self.rec_buf[t] = k
-            if t == self.steps - 1:
-                self.rec.send(self.rec_buf.copy())
         return k

@@ -1,9 +1,11 @@
-"""Input ports shared by the layer and readout Processes: up to MAX_PORTS synaptic paths, each with a delay line."""
+"""Input ports shared by the layer and readout Processes: up to MAX_PORTS synaptic paths, each with a delay line,
+and the sequence streaming every neuron-layer model shares."""
 from __future__ import annotations
 
 import numpy as np
 
-from lmhtc.semantics import exp_shift
+from lmhtc.semantics import I64, exp_shift
+from lmhtc.targets.lava.watchdog import guarded
 
 MAX_PORTS = 4
 
@@ -42,4 +44,47 @@ class DelayLine:
         out = self.ring[self.pos].copy()
         self.ring[self.pos] = x
         self.pos = (self.pos + 1) % self.delay
+        return out
+
+
+class SequenceStream:
+    """The schedule of a neuron-layer ProcessModel (``schedule.py``), written once for every layer kind.
+
+    Ports are aligned at ``arrive``; image b's input sequence (synaptic sum plus ``bias``) is buffered,
+    turned into the currents to emit by ``_complete`` once whole, and emitted one step at a time at
+    ``arrive + (b+1)·steps + t`` through ``_step(t)``, after ``_start()`` at each image's first step.
+    With ``record`` the outputs of each image also go out on ``rec``. A subclass (also a
+    ``PyLoihiProcessModel``, listed after this class) declares the ports and the three hooks.
+    """
+
+    def _init_stream(self, p) -> None:
+        self.shape, self.steps, self.images = p["shape"], p["steps"], p["images"]
+        self.exponents, self.arrive, self.record = p["exponents"], p["arrive"], p["record"]
+        self.lines = [DelayLine(d, self.shape) for d in p["delays"]]
+        self.in_buf = np.zeros((self.steps, *self.shape), I64)     # the sequence being received
+        self.cur = np.zeros((self.steps, *self.shape), I64)        # the currents being emitted
+        self.rec_buf = np.zeros((self.steps, *self.shape), np.int32)
+
+    @guarded
+    def run_spk(self) -> None:
+        self.s_out.send(self._emit(self.time_step - self.arrive - self.steps))
+        y = sum_ports([self.in0, self.in1, self.in2, self.in3], self.lines, self.exponents)
+        rel = self.time_step - self.arrive       # relative to image 0's first input step
+        if 0 <= rel < self.images * self.steps:
+            self.in_buf[rel % self.steps] = y + self.bias
+            if rel % self.steps == self.steps - 1:
+                self.cur = self._complete(self.in_buf)
+
+    def _emit(self, rel: int) -> np.ndarray:
+        """Outputs of emission step ``rel`` (relative to image 0's first output step); zeros outside."""
+        if rel < 0 or rel // self.steps >= self.images:
+            return np.zeros(self.shape, np.int32)
+        t = rel % self.steps
+        if t == 0:
+            self._start()
+        out = self._step(t).astype(np.int32)
+        if self.record:
+            self.rec_buf[t] = out
+            if t == self.steps - 1:
+                self.rec.send(self.rec_buf.copy())
         return out
