@@ -482,6 +482,7 @@ def test_damaged_tensor_header_names_the_node_and_array(net, tmp_path, edit, fra
     (lambda d: _proc(d, "conv").update(shape=[8, "x", 1]), ["process 'features.0.0'", "'shape' must be a list"]),
     (lambda d: _proc(d, "dense").update(arrays=[1]), ["process 'classifier.0'", "'arrays' must be a dict"]),
     (lambda d: d.update(processes=3), ["'processes' must be a list"]),
+    (lambda d: d.update(processes=[]), ["'processes' must hold exactly one input and one readout"]),
     (lambda d: d.update(steps=None), ["steps must be an integer"]),
     (lambda d: d.update(meta=[[1]]), ["'meta' must be a dict"]),
     (lambda d: d.update(semantics_version=None), ["semantics_version None not supported"]),

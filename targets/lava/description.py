@@ -136,8 +136,10 @@ class NetworkDescription:
             if problem:
                 raise LavaNetworkError(f"{at}: {problem}")
             seen[p.name] = p
-        if len(self.of_kind("input")) != 1 or len(self.of_kind("readout")) != 1:
-            raise LavaNetworkError(f"{where}: needs exactly one input and one readout process")
+        ends = {kind: [p.name for p in self.of_kind(kind)] for kind in ("input", "readout")}
+        if any(len(names) != 1 for names in ends.values()):
+            raise LavaNetworkError(f"{where}: 'processes' must hold exactly one input and one readout process, "
+                                   f"has inputs {ends['input']} and readouts {ends['readout']}")
         return self
 
 
