@@ -126,6 +126,9 @@ def _node_from_json(nd: dict, tensors: dict[str, np.ndarray], where: str, graph:
     for k, v in list(kwargs.items()):
         if isinstance(v, list):
             kwargs[k] = tuple(v)
+    if not isinstance(nd["inputs"], list):
+        raise ArtifactError(f"{where} node {nd['name']!r}: 'inputs' must be a list of node names, "
+                            f"got {str(nd['inputs'])[:40]!r}")
     try:
         node = cls(name=nd["name"], inputs=list(nd["inputs"]), **kwargs)
     except TypeError as exc:

@@ -329,6 +329,8 @@ def _shapes(graph: Graph, stored: dict | None = None) -> dict[str, tuple[int, ..
         for src in node.inputs:
             if src not in graph:
                 raise IRError(f"node {node.name!r} ({node.kind}): input {src!r} does not exist")
+        if len(node.inputs) != node.arity:
+            raise IRError(f"node {node.name!r} ({node.kind}): takes {node.arity} input(s), has {len(node.inputs)}")
         check_node(node, graph)
         try:
             shapes[node.name] = _node_shape(node, [shapes[i] for i in node.inputs])

@@ -510,3 +510,13 @@ def test_sidecar_model_spec_of_the_wrong_type_names_the_field(net, tmp_path):
         (tmp_path / "c.json").write_text(json.dumps(doc))
         code, text = cli("compile", tmp_path / "c.pth", "-o", tmp_path / "o.lmhtc", "--no-int", "--no-progress")
         assert_one_line_error(code, text, "c.json", frag)
+
+
+@pytest.mark.parametrize("inputs, fragment", [({}, "'inputs' must be a list"), ([], "takes 1 input(s), has 0")])
+def test_node_without_inputs_is_named(net, tmp_path, inputs, fragment):
+    """Once "malformed manifest (TypeError: object of type 'NoneType' has no len())" for the graph."""
+    _, _, art, _ = net
+    bad = rewrite_manifest(art, tmp_path / "bad.lmhtc",
+                           lambda m: node(m, "source", "conv2d").update(inputs=inputs))
+    code, text = cli("inspect", bad, "--graph", "source")
+    assert_one_line_error(code, text, str(bad), "node 'features.0.0'", fragment)
