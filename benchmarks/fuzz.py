@@ -524,6 +524,7 @@ def bench_fuzz(console, examples: int = 200, only: list | None = None) -> None:
     try:
         w = World.build(root / "world")
         results: dict[str, Counter] = {}
+        named: Counter = Counter()        # errors whose damaged key / node / tensor was checked in the line
         failures: list[str] = []
         for name in only or MUTATORS:
             counts = results.setdefault(name, Counter())
@@ -535,6 +536,7 @@ def bench_fuzz(console, examples: int = 200, only: list | None = None) -> None:
                 case = new_case(w, root / "case", name, data)
                 verdict = judge(case)
                 counts[verdict] += 1
+                named[name] += verdict == "error" and bool(case.names)
                 if verdict.startswith("FAIL") and len(failures) < 20:
                     failures.append(f"{name}: {verdict}: {case.detail}")
 
@@ -543,17 +545,18 @@ def bench_fuzz(console, examples: int = 200, only: list | None = None) -> None:
         shutil.rmtree(root, ignore_errors=True)
     table = Table(title=f"fuzz: hostile files per mutator ({examples} hypothesis examples each, "
                         f"{time.perf_counter() - start:.0f} s)")
-    for col in ("mutator", "cases", "exit 0, valid", "one-line error", "failures", "handled"):
+    for col in ("mutator", "cases", "exit 0, valid", "one-line error", "of which key named", "failures", "handled"):
         table.add_column(col, justify="left" if col == "mutator" else "right")
     total = Counter()
     for name, c in results.items():
         n = sum(c.values())
         fails = sum(v for k, v in c.items() if k.startswith("FAIL"))
         total.update(c)
-        table.add_row(name, str(n), str(c["ok"]), str(c["error"]), str(fails), f"{100 * (n - fails) / max(n, 1):.2f} %")
+        table.add_row(name, str(n), str(c["ok"]), str(c["error"]), str(named[name]), str(fails),
+                      f"{100 * (n - fails) / max(n, 1):.2f} %")
     n = sum(total.values())
     fails = sum(v for k, v in total.items() if k.startswith("FAIL"))
-    table.add_row("all", str(n), str(total["ok"]), str(total["error"]), str(fails),
+    table.add_row("all", str(n), str(total["ok"]), str(total["error"]), str(sum(named.values())), str(fails),
                   f"{100 * (n - fails) / max(n, 1):.2f} %", end_section=True)
     console.print(table)
     for k, v in sorted(total.items()):

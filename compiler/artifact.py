@@ -243,7 +243,7 @@ def load_artifact(path: str | os.PathLike) -> tuple[dict[str, Graph], dict]:
             if gname == "integer" and graph.meta.get("integer") is not True:
                 raise ArtifactError(f"{src}: graph 'integer': meta.integer is not true")
             if graph.meta.get("integer") and graph.meta.get("semantics_version") != SEMANTICS_VERSION:
-                raise ArtifactError(f"{src}: graph {gname!r}: integer semantics version "
+                raise ArtifactError(f"{src}: graph {gname!r}: meta.semantics_version (integer semantics) "
                                     f"{graph.meta.get('semantics_version')!r} is not supported ({SEMANTICS_VERSION})")
             try:
                 infer_shapes(graph, _stored_shapes(gd, f"{src}: graph {gname!r}"))

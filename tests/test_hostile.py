@@ -520,3 +520,21 @@ def test_node_without_inputs_is_named(net, tmp_path, inputs, fragment):
                            lambda m: node(m, "source", "conv2d").update(inputs=inputs))
     code, text = cli("inspect", bad, "--graph", "source")
     assert_one_line_error(code, text, str(bad), "node 'features.0.0'", fragment)
+
+
+def test_sidecar_field_that_mismatches_the_checkpoint_is_named(net, tmp_path):
+    """A sidecar input_shape of 3 channels: the checkpoint's first conv no longer fits; the line shows the shape."""
+    _, ckpt, _, _ = net
+    (tmp_path / "c.pth").write_bytes(ckpt.read_bytes())
+    doc = json.loads(ckpt.with_suffix(".json").read_text())
+    doc["model_spec"]["input_shape"] = [3, 8, 8]
+    (tmp_path / "c.json").write_text(json.dumps(doc))
+    code, text = cli("compile", tmp_path / "c.pth", "-o", tmp_path / "o.lmhtc", "--no-int", "--no-progress")
+    assert_one_line_error(code, text, "c.json", "input_shape 3,8,8", "features.0.0.weight")
+
+
+def test_unsupported_semantics_version_names_the_field(net, tmp_path):
+    _, _, art, _ = net
+    bad = rewrite_manifest(art, tmp_path / "bad.lmhtc", lambda m: m["graphs"]["integer"]["meta"].update(
+        semantics_version=[1]))
+    assert_one_line_error(*cli("inspect", bad, "--graph", "integer"), str(bad), "meta.semantics_version")
