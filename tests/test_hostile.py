@@ -533,8 +533,12 @@ def test_sidecar_field_that_mismatches_the_checkpoint_is_named(net, tmp_path):
     assert_one_line_error(code, text, "c.json", "input_shape 3,8,8", "features.0.0.weight")
 
 
-def test_unsupported_semantics_version_names_the_field(net, tmp_path):
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda m: m["graphs"]["integer"]["meta"].update(semantics_version=[1]), "meta.semantics_version"),
+    (lambda m: m.update(graphs={"\r\x9b": 5}), "'graphs' entry '\\r\\x9b' is a int"),
+    (lambda m: m.update(tensors_sha256="0" * 64), "tensors_sha256"),
+])
+def test_damaged_manifest_field_is_named(net, tmp_path, edit, fragment):
     _, _, art, _ = net
-    bad = rewrite_manifest(art, tmp_path / "bad.lmhtc", lambda m: m["graphs"]["integer"]["meta"].update(
-        semantics_version=[1]))
-    assert_one_line_error(*cli("inspect", bad, "--graph", "integer"), str(bad), "meta.semantics_version")
+    bad = rewrite_manifest(art, tmp_path / "bad.lmhtc", edit)
+    assert_one_line_error(*cli("inspect", bad, "--graph", "integer"), str(bad), fragment)
