@@ -522,15 +522,19 @@ def test_node_without_inputs_is_named(net, tmp_path, inputs, fragment):
     assert_one_line_error(code, text, str(bad), "node 'features.0.0'", fragment)
 
 
-def test_sidecar_field_that_mismatches_the_checkpoint_is_named(net, tmp_path):
-    """A sidecar input_shape of 3 channels: the checkpoint's first conv no longer fits; the line shows the shape."""
+@pytest.mark.parametrize("key, value, fragments", [
+    ("input_shape", [3, 8, 8], ["input_shape 3,8,8", "features.0.0.weight"]),
+    ("timesteps", 64, ["timesteps T=64", "features.1.mask"]),
+])
+def test_sidecar_field_that_mismatches_the_checkpoint_is_named(net, tmp_path, key, value, fragments):
+    """A sidecar field the checkpoint does not fit: the line names the field with the tensor that disagrees."""
     _, ckpt, _, _ = net
     (tmp_path / "c.pth").write_bytes(ckpt.read_bytes())
     doc = json.loads(ckpt.with_suffix(".json").read_text())
-    doc["model_spec"]["input_shape"] = [3, 8, 8]
+    doc["model_spec"][key] = value
     (tmp_path / "c.json").write_text(json.dumps(doc))
     code, text = cli("compile", tmp_path / "c.pth", "-o", tmp_path / "o.lmhtc", "--no-int", "--no-progress")
-    assert_one_line_error(code, text, "c.json", "input_shape 3,8,8", "features.0.0.weight")
+    assert_one_line_error(code, text, "c.json", *fragments)
 
 
 @pytest.mark.parametrize("edit, fragment", [
