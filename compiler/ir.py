@@ -490,9 +490,11 @@ def validate(graph: Graph) -> Graph:
 
 def validate_integer(graph: Graph) -> Graph:
     """Lint an integer graph: ``validate``'s checks plus the integer ranges (weights within weight_bits,
-    acc_bound covering the range analysis, shifts and widths int64-exact) and the semantics version."""
+    acc_bound covering the range analysis, shifts and widths int64-exact), the semantics version, and a
+    window plan annotation, where present, equal to the plan the graph allows."""
     from lmhtc.semantics import SEMANTICS_VERSION
 
+    from .analysis.windows import check_window_plan
     from .graph_checks import check_integer_ranges
 
     _lint(graph, "integer")
@@ -500,6 +502,7 @@ def validate_integer(graph: Graph) -> Graph:
         raise IRError(f"integer semantics version {graph.meta.get('semantics_version')} is not "
                       f"{SEMANTICS_VERSION}")
     check_integer_ranges(graph)
+    check_window_plan(graph)
     return graph
 
 

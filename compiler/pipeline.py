@@ -121,13 +121,15 @@ def cost_graph_name(graphs: dict[str, Graph], mode: str | None, graph: str | Non
 
 def lower_integer(compiled: Graph, config, calib=None, required: bool = False,
                   progress: bool = False) -> tuple[Graph | None, str | None]:
-    """The integer lowering of ``compiled`` with ``config`` (a QuantConfig): (graph, None), or, when it is not
+    """The integer lowering of ``compiled`` with ``config`` (a QuantConfig), annotated with its window plan:
+    (graph, None), or, when it is not
     ``required`` and the network is one the lowering does not cover, (None, the reason)."""
     from .passes.quantize import QuantizeError
 
     config.check()
     try:
-        return run_passes(compiled, [("quantize", {"config": config, "calib": calib, "progress": progress})]), None
+        return run_passes(compiled, [("quantize", {"config": config, "calib": calib, "progress": progress}),
+                                     ("plan_windows", {})]), None
     except QuantizeError as exc:
         if required:
             raise

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..analysis.cover import conv_cover, fold_through_pool
 from ..errors import LmhtcError
 from ..intir import QGain
 from ..intir_conv1d import conv2d_view
@@ -102,32 +103,6 @@ class CostGraph:
 
 # -- fan-out maps -------------------------------------------------------------------------
 
-def _cover(out_hw, in_hw, kernel, stride, padding, dilation=(1, 1)) -> np.ndarray:
-    """[H, W]: how many output positions' windows cover each input position (zero padding excluded)."""
-    ones = torch.ones(1, 1, *out_hw, dtype=torch.float64)
-    kern = torch.ones(1, 1, *kernel, dtype=torch.float64)
-    full = F.conv_transpose2d(ones, kern, stride=stride, dilation=dilation)[0, 0].numpy()
-    # full[i] counts the windows covering padded-input index i, i.e. input index i − padding
-    out = np.zeros(in_hw, dtype=np.float64)
-    ph, pw = padding
-    crop = full[ph:ph + in_hw[0], pw:pw + in_hw[1]]
-    out[:crop.shape[0], :crop.shape[1]] = crop
-    return np.rint(out).astype(np.int64)
-
-
-def fold_through_pool(fmap: np.ndarray, in_shape, kernel, stride, padding) -> np.ndarray:
-    """Fold a fan-out map over a pool's output back to its input: Σ over the windows covering each position."""
-    c, ho, wo = fmap.shape
-    t = torch.as_tensor(fmap, dtype=torch.float64).reshape(1, c, ho, wo)
-    kern = torch.ones(c, 1, *kernel, dtype=torch.float64)
-    full = F.conv_transpose2d(t, kern, stride=stride, groups=c)[0].numpy()
-    out = np.zeros(in_shape, dtype=np.float64)
-    ph, pw = padding
-    crop = full[:, ph:ph + in_shape[1], pw:pw + in_shape[2]]
-    out[:, :crop.shape[1], :crop.shape[2]] = crop
-    return np.rint(out).astype(np.int64)
-
-
 def unit_input_fanout(node: Node, in_shape: tuple[int, ...]) -> np.ndarray:
     """The fan-out of each position of a synaptic node's own input: outputs reached per unit of input
     (a conv1d's: its 2-D view's on (C, 1, L))."""
@@ -139,7 +114,7 @@ def unit_input_fanout(node: Node, in_shape: tuple[int, ...]) -> np.ndarray:
 
 def _conv_fanout(node: ConvBase, in_shape) -> np.ndarray:
     cout, _, kh, kw = node.weight.shape
-    cover = _cover(node.shape[1:], in_shape[1:], (kh, kw), node.stride, node.padding, node.dilation)
+    cover = conv_cover(node.shape[1:], in_shape[1:], (kh, kw), node.stride, node.padding, node.dilation)
     return np.broadcast_to(cover * (cout // node.groups), in_shape).copy()
 
 
