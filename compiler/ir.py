@@ -45,6 +45,11 @@ class Node:
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if isinstance(getattr(self, f.name), np.ndarray)}
 
+    def lint(self, steps: int) -> str | None:
+        """What is wrong with this node's parameters in a graph of ``steps`` steps (None: nothing); the
+        kinds with parameter rules (the bases below) override it, the validators raise it naming the node."""
+        return None
+
     def attrs(self) -> dict:
         """JSON-serialisable non-array attributes."""
         out = {}
@@ -102,6 +107,11 @@ class ConvBase(Node):
         _, cin_g, kh, kw = self.weight.shape
         return int(np.prod(self.shape)) * cin_g * kh * kw
 
+    def lint(self, steps: int) -> str | None:
+        if self.bias is not None and self.bias.shape != (self.weight.shape[0],):
+            return f"bias has shape {self.bias.shape}, expected ({self.weight.shape[0]},)"
+        return None
+
 
 @dataclass
 class LinearBase(Node):
@@ -121,6 +131,8 @@ class LinearBase(Node):
 
     def synapses(self) -> int:
         return int(self.weight.size)
+
+    lint = ConvBase.lint      # the same bias rule
 
 
 def _pool_shape(node, x: tuple[int, ...]) -> tuple[int, ...]:
@@ -161,6 +173,9 @@ class TemporalMixBase(Node):
     omega: np.ndarray = None
     elementwise = True
 
+    def lint(self, steps: int) -> str | None:
+        return None if self.omega.shape == (steps, steps) else f"omega is {self.omega.shape}, graph runs {steps} steps"
+
 
 @dataclass
 class NeuronBase(Node):
@@ -173,6 +188,17 @@ class NeuronBase(Node):
     reset: str = "soft"
     elementwise = True
     linear = False
+
+    def lint(self, steps: int) -> str | None:
+        if self.leak is None or self.leak.shape != (steps,):
+            return f"leak schedule must have {steps} entries"
+        if not np.all(np.asarray(self.threshold) > 0):
+            return f"threshold must be > 0, got {self.threshold}"
+        if self.levels < 1:
+            return f"levels must be >= 1, got {self.levels}"
+        if self.reset != "soft":
+            return f"only soft reset is supported, got {self.reset!r}"
+        return None
 
 
 @dataclass
@@ -456,19 +482,9 @@ def _lint(graph: Graph, phase: str) -> Graph:
         for key, arr in node.arrays().items():
             if not np.all(np.isfinite(arr)):
                 raise IRError(f"{where}: parameter {key!r} has non-finite values")
-        if isinstance(node, TemporalMixBase) and node.omega.shape != (graph.steps, graph.steps):
-            raise IRError(f"{where}: omega is {node.omega.shape}, graph runs {graph.steps} steps")
-        if isinstance(node, NeuronBase):
-            if node.leak is None or node.leak.shape != (graph.steps,):
-                raise IRError(f"{where}: leak schedule must have {graph.steps} entries")
-            if not np.all(np.asarray(node.threshold) > 0):
-                raise IRError(f"{where}: threshold must be > 0, got {node.threshold}")
-            if node.levels < 1:
-                raise IRError(f"{where}: levels must be >= 1, got {node.levels}")
-            if node.reset != "soft":
-                raise IRError(f"{where}: only soft reset is supported, got {node.reset!r}")
-        if isinstance(node, (ConvBase, LinearBase)) and node.bias is not None and node.bias.shape != (node.weight.shape[0],):
-            raise IRError(f"{where}: bias has shape {node.bias.shape}, expected ({node.weight.shape[0]},)")
+        problem = node.lint(graph.steps)
+        if problem is not None:
+            raise IRError(f"{where}: {problem}")
     if graph.consumers(readouts[0].name):
         raise IRError(f"node {readouts[0].name!r} (readout) must be the last node")
     for node in graph.topo():
