@@ -539,6 +539,14 @@ def is_spiking(node: Node) -> bool:
     return node.elementwise and not node.linear
 
 
+def spike_train_layers(graph: Graph) -> list[str]:
+    """The layers of an integer graph whose output is a spike train (the runtime's ``layer_names``, what the
+    integer targets compare): every multi-level neuron layer, and every other neuron kind whose
+    ``spiking`` is true (a ``qlif`` that fires; not a non-spiking integrator)."""
+    return [n.name for n in graph.topo()
+            if isinstance(n, NeuronBase) or (is_spiking(n) and getattr(n, "spiking", False))]
+
+
 def spike_sources(graph: Graph, name: str) -> set[str]:
     """What feeds ``name`` through non-neuron nodes: names of the nearest upstream neurons and/or the input."""
     out: set[str] = set()

@@ -44,7 +44,7 @@ from lmhtc.compiler.analysis.windows import planned_windows, window_plan  # noqa
 from lmhtc.compiler.lowering import check_integer_graph as check_integer_graph_for
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
-from lmhtc.compiler.ir import Add, Graph, receives_spikes
+from lmhtc.compiler.ir import Add, Graph, receives_spikes, spike_train_layers
 from lmhtc.runtime.device import resolve_device
 from lmhtc.runtime.int8 import INT32_MAX, Int8Product, OneDnnConv, onednn_available
 from lmhtc.compiler.intir_conv1d import QConv1d, conv2d_view
@@ -578,7 +578,7 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
         outputs_int=outputs_int, logits_int=logits_int, outputs=outputs_int * scale,
         logits=logits_int * scale / graph.steps, spike_counts=torch.cat(parts["spk"]).numpy(),
         saturation=torch.cat(parts["sat"]).numpy(),
-        layer_names=[n.name for n in prog.order if isinstance(n, QNeuron) or (n.kind == "qlif" and n.spiking)],
+        layer_names=spike_train_layers(prog.graph),
         sops=sop.sum(axis=(1, 2)), sops_by_layer_step=sop,
         synaptic_layer_names=[n for n in syn if n not in analog], macs=torch.cat(parts["mac"]).numpy(),
         kernels=kernels, captured={k: torch.cat(v, dim=1).numpy().astype(np.int64) for k, v in caps.items()})
