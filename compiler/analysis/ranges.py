@@ -1,8 +1,9 @@
 """Range bounds of an integer graph: an upper bound on |value| of every edge and on every partial sum
 a synaptic or T-GIM node forms (interval arithmetic on the IR, in Python integers: no wrap-around).
 
-Invariant: one rule per integer kind (``EDGE_RULES``, looked up through the kind's type and bases);
-a kind without a rule passes its input's bound through (flatten, readout). The integer ONNX emitter
+Invariant: one rule per integer kind (``_edge_rules``, looked up through the kind's type and bases);
+a neuron kind without a rule gives its own output bound (``out_bound()``, e.g. ``qlif``), and any
+other kind without one passes its input's bound through (flatten, readout). The integer ONNX emitter
 chooses its exact float32 or int64 path from these bounds.
 """
 from __future__ import annotations
@@ -50,7 +51,6 @@ def _edge_rules() -> dict:
     """kind type → (node, graph, input bound, edge bounds so far) → (edge bound, partial-sum bound or None)."""
     from ..intir import GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QTemporalMix, SumPool2d
     from ..intir_conv1d import QConv1d
-    from ..intir_lif import QLIF
 
     return {
         QInput: lambda node, graph, src, edge: (2 ** (node.bits - 1) - 1, None),
@@ -61,7 +61,6 @@ def _edge_rules() -> dict:
         Add: lambda node, graph, src, edge: (edge[node.inputs[0]] + edge[node.inputs[1]], None),
         QTemporalMix: _mix,
         QNeuron: lambda node, graph, src, edge: (node.levels, None),
-        QLIF: lambda node, graph, src, edge: (node.out_bound(), None),
     }
 
 
@@ -77,7 +76,10 @@ def value_bounds(graph: Graph) -> tuple[dict[str, int], dict[str, int]]:
     for node in graph.topo():
         src = edge[node.inputs[0]] if node.inputs else 0
         rule = next((rules[t] for t in type(node).__mro__ if t in rules), None)
-        bound, acc = (src, None) if rule is None else rule(node, graph, src, edge)
+        if rule is None:
+            bound, acc = (node.out_bound() if hasattr(node, "out_bound") else src), None
+        else:
+            bound, acc = rule(node, graph, src, edge)
         edge[node.name] = bound
         if acc is not None:
             sums[node.name] = acc
