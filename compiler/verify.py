@@ -20,7 +20,7 @@ import numpy as np
 from . import lowering
 from .errors import LmhtcError
 from .finite import check_finite_outputs
-from .ir import Graph
+from .ir import Graph, spike_train_layers
 from .records import combine
 
 
@@ -76,7 +76,7 @@ def _ort_session(model):
 
 def _neuron_names(graph: Graph) -> list[str]:
     """The spiking layers of an integer graph, whose spike trains the integer targets compare."""
-    return [n.name for n in graph.topo() if n.kind == "qneuron" or (n.kind == "qlif" and n.spiking)]
+    return spike_train_layers(graph)
 
 
 def per_step(graph: Graph, x: np.ndarray) -> np.ndarray:
