@@ -421,9 +421,11 @@ def _node_shape(node: Node, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
     raise ValueError(f"unknown node kind {node.kind!r}")
 
 
-def _shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
+def _shapes(graph: Graph, stored: dict | None = None) -> dict[str, tuple[int, ...]]:
     """Every node's output shape from the input's, without writing them; each node's attributes are checked
-    (compiler/graph_checks.py) before its shape is computed, so a bad attribute never reaches the arithmetic."""
+    (compiler/graph_checks.py) before its shape is computed, so a bad attribute never reaches the arithmetic.
+    With ``stored`` (node name -> the shape a saved graph recorded), the first node whose attributes give
+    another shape is named, rather than the later node that cannot consume it."""
     from .graph_checks import check_node
 
     shapes: dict[str, tuple[int, ...]] = {}
@@ -431,18 +433,25 @@ def _shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
         for src in node.inputs:
             if src not in graph:
                 raise IRError(f"node {node.name!r} ({node.kind}): input {src!r} does not exist")
+        if len(node.inputs) != node.arity:
+            raise IRError(f"node {node.name!r} ({node.kind}): takes {node.arity} input(s), has {len(node.inputs)}")
         check_node(node, graph)
         try:
             shapes[node.name] = _node_shape(node, [shapes[i] for i in node.inputs])
         except ValueError as exc:
             raise IRError(f"node {node.name!r} ({node.kind}): {exc}") from None
+        want = (stored or {}).get(node.name)
+        if want is not None and tuple(want) != tuple(shapes[node.name]):
+            raise IRError(f"node {node.name!r} ({node.kind}): its attributes and input give output shape "
+                          f"{tuple(shapes[node.name])}, not the stored {tuple(want)}")
     return shapes
 
 
-def infer_shapes(graph: Graph) -> Graph:
-    """Set every node's ``shape`` (in place); raises IRError naming the first node that does not fit."""
+def infer_shapes(graph: Graph, stored: dict | None = None) -> Graph:
+    """Set every node's ``shape`` (in place); raises IRError naming the first node that does not fit (or,
+    with ``stored``, whose shape differs from the one recorded for it)."""
     _check_structure(graph)
-    for name, shape in _shapes(graph).items():
+    for name, shape in _shapes(graph, stored).items():
         graph.node(name).shape = shape
     return graph
 

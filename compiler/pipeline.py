@@ -159,9 +159,10 @@ def simulate_arrays(graphs: dict[str, Graph], x, mode: str, graph: str, batch_si
     if mode not in ("float", "int"):
         raise LmhtcError(f"--mode must be float or int, got {mode!r}")
     arrays, logits = _run_arrays(graphs, x, mode, graph, batch_size, artifact, progress, device)
-    if not np.isfinite(arrays["logits"]).all() or not np.isfinite(arrays["outputs"]).all():
-        raise LmhtcError(f"{artifact}: the network's outputs are not finite on these inputs (parameters too "
-                         f"large for float32); nothing was written")
+    from .finite import check_finite_outputs
+
+    check_finite_outputs(arrays["outputs"], graphs["integer" if mode == "int" else graph], x, str(artifact),
+                         batch_size=batch_size)
     return arrays, logits
 
 

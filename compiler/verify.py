@@ -19,6 +19,7 @@ import numpy as np
 
 from . import lowering
 from .errors import LmhtcError
+from .finite import check_finite_outputs
 from .ir import Graph, spike_train_layers
 from .records import combine
 
@@ -95,7 +96,9 @@ def float_runner(graphs: dict[str, Graph], progress: bool = False):
     from .executor import run_float
 
     def run(x):
-        return TargetRun("float", run_float(graphs["compiled"], x, progress=progress).logits.astype(np.float64))
+        logits = run_float(graphs["compiled"], x, progress=progress).logits
+        check_finite_outputs(logits, graphs["compiled"], x, "target 'float'")
+        return TargetRun("float", logits.astype(np.float64))
     return run
 
 
@@ -106,6 +109,7 @@ def onnx_runner(graphs: dict[str, Graph], progress: bool = False):
 
     def run(x):
         logits, = sess.run(["logits"], {"x": x})
+        check_finite_outputs(logits, graphs["compiled"], x, "target 'onnx'")     # located by the float executor
         return TargetRun("onnx", logits.astype(np.float64))
     return run
 

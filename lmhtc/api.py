@@ -102,8 +102,13 @@ class Artifact:
         """Run the targets on ``x`` and compare every pair: the ``pairs`` of ``lmhtc verify --json``."""
         from lmhtc.compiler.verify import default_targets, verify
 
+        from lmhtc.compiler.finite import NonFiniteOutputs
+
         names = list(targets) if targets is not None else default_targets(self.graphs)
-        _, pairs = verify(self.graphs, _images(x), names, progress=progress)
+        try:
+            _, pairs = verify(self.graphs, _images(x), names, progress=progress)
+        except NonFiniteOutputs as exc:     # the runner names the target; the artifact is named here
+            raise NonFiniteOutputs(f"{self._name()}: {exc}") from None
         return [p.to_json() for p in pairs]
 
     def report(self, x: np.ndarray, *, y: np.ndarray | None = None, mode: str | None = None,
@@ -120,7 +125,8 @@ class Artifact:
         arch = self.meta.get("model_spec", {}).get("arch")
         artifact_name = self.path.name if self.path is not None else None
         return build_report(self.graphs[name], _images(x), mode, energy, core, y=y, graph_name=name,
-                            batch_size=batch_size, progress=progress, meta={"artifact": artifact_name, "arch": arch})
+                            batch_size=batch_size, progress=progress, meta={"artifact": artifact_name, "arch": arch},
+                            where=self._name())
 
 
 def _images(x) -> np.ndarray:
