@@ -40,6 +40,7 @@ class QLIF(Node):
     phases = INTEGER
     elementwise = True
     linear = False
+    emits_spikes = True
 
     def check(self) -> None:
         """Raise IRError naming the node when a threshold is below 1 or an array does not fit the layer."""

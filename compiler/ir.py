@@ -20,6 +20,7 @@ from typing import Iterator
 import networkx as nx
 import numpy as np
 
+from .analysis.spikes import carries_spikes, spike_fed, spike_sources  # noqa: F401 (spike_sources re-exported)
 from .errors import LmhtcError
 
 
@@ -40,6 +41,7 @@ class Node:
     linear = True       # a linear map of its inputs per step (needed between neurons for reparam)
     elementwise = False  # output shape = input shape
     counts_spikes = False   # a neuron kind whose output is its spike count (unit 1), not θ·k
+    emits_spikes = False    # its output is a spike train (a neuron layer): analysis/spikes.py
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Named array parameters (saved to the artifact's tensor store)."""
@@ -189,6 +191,7 @@ class NeuronBase(Node):
     reset: str = "soft"
     elementwise = True
     linear = False
+    emits_spikes = True
 
     def lint(self, steps: int) -> str | None:
         if self.leak is None or self.leak.shape != (steps,):
@@ -545,8 +548,9 @@ def finalize(graph: Graph) -> Graph:
 # -- analysis helpers ------------------------------------------------------------
 
 def is_spiking(node: Node) -> bool:
-    """A neuron layer of any kind: elementwise and not linear (``neuron``, ``qneuron``, ``msat_neuron``...)."""
-    return node.elementwise and not node.linear
+    """A neuron layer of any kind (``neuron``, ``qneuron``, ``lif``, ``qlif``, ``msat_neuron``...): its kind
+    declares ``emits_spikes`` (see analysis/spikes.py)."""
+    return carries_spikes(node)
 
 
 def spike_train_layers(graph: Graph) -> list[str]:
@@ -557,35 +561,14 @@ def spike_train_layers(graph: Graph) -> list[str]:
             if isinstance(n, NeuronBase) or (is_spiking(n) and getattr(n, "spiking", False))]
 
 
-def spike_sources(graph: Graph, name: str) -> set[str]:
-    """What feeds ``name`` through non-neuron nodes: names of the nearest upstream neurons and/or the input."""
-    out: set[str] = set()
-    stack = list(graph.node(name).inputs)
-    seen: set[str] = set()
-    while stack:
-        cur = stack.pop()
-        if cur in seen:
-            continue
-        seen.add(cur)
-        node = graph.node(cur)
-        if is_spiking(node) or not node.inputs:
-            out.add(cur)
-        else:
-            stack.extend(node.inputs)
-    return out
-
-
 def receives_spikes(graph: Graph, name: str) -> bool:
-    """True when ``name``'s input comes from neurons only; False when from the analog input only.
+    """True when ``name``'s input comes from neurons only; False when from the analog input only
+    (analysis/spikes.py's ``spike_fed``).
 
     Raises IRError when both reach it (the reparameterization rules differ for the two).
     """
-    sources = spike_sources(graph, name)
-    analog = any(isinstance(graph.node(s), InputBase) for s in sources)
-    spiking = any(isinstance(graph.node(s), NeuronBase) or graph.node(s).kind == "qlif" for s in sources)
-    if analog and spiking:
-        raise IRError(f"node {name!r} mixes the analog input with spikes; lmhtc cannot reparameterize that")
-    return spiking
+    return spike_fed(graph, name, lambda n: IRError(
+        f"node {n!r} mixes the analog input with spikes; lmhtc cannot reparameterize that"))
 
 
 def summary_rows(graph: Graph) -> list[dict]:

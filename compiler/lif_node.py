@@ -61,6 +61,7 @@ class LIFNeuron(Node):
     counts_spikes = True
     elementwise = True
     linear = False
+    emits_spikes = True
 
     def check(self) -> None:
         """Raise IRError naming the node when an attribute or parameter is out of range."""

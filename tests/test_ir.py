@@ -170,3 +170,17 @@ class _WrongSteps(nn.Module):
 def test_unsupported_modules_are_reported_by_name(module, message):
     with pytest.raises(FrontendError, match=message):
         trace_to_ir(module(), (1, 6, 6))
+
+
+def test_spike_emitters_are_declared_per_kind():
+    """analysis/spikes.py is driven by ``emits_spikes``: exactly the neuron kinds of both phases declare it,
+    and each of them is an elementwise non-linear node (what ``is_spiking`` used to test)."""
+    import lmhtc.compiler.convert.msat_node  # noqa: F401 (registers msat_neuron)
+    from lmhtc.compiler.ir import NODE_TYPES
+    emitters = {k for k, cls in NODE_TYPES.items() if cls.emits_spikes}
+    assert {"neuron", "qneuron", "lif", "qlif", "msat_neuron"} <= emitters
+    for k in emitters:
+        assert NODE_TYPES[k].elementwise and not NODE_TYPES[k].linear, k
+    for k, cls in NODE_TYPES.items():
+        if cls.elementwise and not cls.linear:
+            assert cls.emits_spikes, k

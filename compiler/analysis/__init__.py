@@ -1,5 +1,6 @@
 """Shared analyses of IR graphs, each computed by one function that the passes, the runtime, the
-emitters and the cost passes call: synaptic groups (``groups``), window plans (``windows``), integer
+emitters and the cost passes call: spike-fed values (``spikes``), synaptic groups (``groups``), window
+plans (``windows``), integer
 range bounds (``ranges``) and convolution cover (``cover``).
 
 Invariant: an analysis reads a graph and never changes it; where a result is kept on the graph (the

@@ -43,6 +43,7 @@ class MSATNeuron(Node):
     kind = "msat_neuron"
     elementwise = True
     linear = False
+    emits_spikes = True
 
     def initial_fraction(self) -> float:
         """θ(0)/θ_max = sigmoid(τ_mp·(V_T + k_a·ln 2) + τ_rd)."""

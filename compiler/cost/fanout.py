@@ -32,12 +32,13 @@ import torch
 import torch.nn.functional as F
 
 from ..analysis.cover import conv_cover, fold_through_pool
+from ..analysis.spikes import spike_fed, spike_sources
 from ..errors import LmhtcError
 from ..intir import QGain
 from ..intir_conv1d import conv2d_view
 from ..nir_ops import Conv1dBase
 from ..ir import (Add, BatchNorm, ConvBase, Flatten, GlobalPoolBase, Graph, LinearBase, MaxPool2d, NeuronBase, Node,
-                  PoolBase, ReadoutBase, is_spiking, spike_sources)
+                  PoolBase, ReadoutBase, is_spiking)
 
 
 def _rule(table: dict, node: Node):
@@ -158,12 +159,10 @@ FOLD_BACK = {
 # -- spiking nodes and event sources ----------------------------------------------------------------
 
 def _fed_by_spikes(graph: Graph, name: str) -> bool:
-    """True when spikes reach ``name``, False when the analog input does; an error when both do."""
-    ups = spike_sources(graph, name)
-    spiking = [u for u in ups if is_spiking(graph.node(u))]
-    if spiking and len(spiking) != len(ups):
-        raise CostError(f"node {name!r} mixes the analog input with spikes; its operations are neither SOPs nor MACs")
-    return bool(spiking)
+    """True when spikes reach ``name``, False when the analog input does; an error when both do
+    (analysis/spikes.py's ``spike_fed``, the analysis the validator and the runtime use)."""
+    return spike_fed(graph, name, lambda n: CostError(
+        f"node {n!r} mixes the analog input with spikes; its operations are neither SOPs nor MACs"))
 
 
 def _source(graph: Graph, name: str) -> Source:
