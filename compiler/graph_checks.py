@@ -13,6 +13,7 @@ import numbers
 
 import numpy as np
 
+from .analysis.ranges import synapse_sum_bounds
 from .ir import IRError
 
 MAX_STEPS = 4096            # T' = L·T of any sane network (L ≤ 16, T ≤ 256)
@@ -225,18 +226,9 @@ def check_integer_ranges(graph) -> None:
 
 
 def _synapse_range(node, m_in: np.ndarray, setters: list) -> np.ndarray:
-    """Per-output-channel max |y| of an integer synapse; refuses a stored acc_bound below max |Σ w·x|."""
-    if node.kind == "qgain":
-        acc = np.abs(node.gain.astype(object)) * m_in
-    else:
-        w = np.abs(node.weight.astype(np.int64)).astype(object)
-        if node.kind == "qconv2d":
-            cout, cin_g = w.shape[:2]
-            group = np.arange(cout) // (cout // node.groups)
-            idx = group[:, None] * cin_g + np.arange(cin_g)[None, :]
-            acc = (w.sum(axis=(2, 3)) * m_in[idx]).sum(axis=1)
-        else:
-            acc = (w * m_in[None, :]).sum(axis=1)
+    """Per-output-channel max |y| of an integer synapse; refuses a stored acc_bound below max |Σ w·x|
+    (analysis/ranges.py's ``synapse_sum_bounds``, the function the quantizer sets acc_bound with)."""
+    acc = synapse_sum_bounds(node, m_in)
     need = int(acc.max()) if acc.size else 0
     if node.acc_bound < need:
         raise IRError(f"{_where(node)}: acc_bound {node.acc_bound} is below the {need} its weights and the input "

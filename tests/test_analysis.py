@@ -71,3 +71,28 @@ def test_conv_cover_counts_windows():
     # a 3x3 kernel, stride 1, padding 1 on 4x4: corners are covered by 4 windows, edges by 6, inside by 9
     cover = conv_cover((4, 4), (4, 4), (3, 3), (1, 1), (1, 1))
     assert cover[0, 0] == 4 and cover[0, 1] == 6 and cover[1, 1] == 9
+
+
+def test_synapse_sum_bounds_is_the_acc_bound_the_quantizer_stores_and_the_validator_requires(uniform_int):
+    """One per-channel rule per synaptic kind: a grouped conv sums |w| over its own group's channels times
+    their input range; the quantizer's stored acc_bound is that bound's maximum for the input ranges it
+    saw, and the validator refuses one unit less (it recomputes the bound with the same function)."""
+    from lmhtc.compiler.analysis.ranges import synapse_sum_bounds
+    from lmhtc.compiler.intir import QConv2d, QGain, QLinear
+    w = np.array([[[[1, -2]]], [[[3, 0]]], [[[-1, -1]]], [[[0, 4]]]], dtype=np.int32)   # [4, 1, 1, 2], 2 groups
+    conv = QConv2d("c", ["x"], weight=w, groups=2)
+    assert list(synapse_sum_bounds(conv, np.array([5, 7]))) == [15, 15, 14, 28]
+    assert list(synapse_sum_bounds(conv, 2)) == [6, 6, 4, 8]
+    lin = QLinear("l", ["x"], weight=np.array([[1, -2], [0, 3]], dtype=np.int32))
+    assert list(synapse_sum_bounds(lin, np.array([2.0, 10.0]))) == [22, 30]
+    assert list(synapse_sum_bounds(QGain("g", ["x"], gain=np.array([-3, 2], dtype=np.int32)), np.array([4, 4]))) == [12, 8]
+    with pytest.raises(ValueError, match="integer-valued"):
+        synapse_sum_bounds(lin, np.array([0.5, 1.0]))
+    _, q = uniform_int
+    node = next(n for n in q.topo() if n.kind == "qconv2d" and q.node(n.inputs[0]).kind == "qneuron")
+    levels = q.node(node.inputs[0]).levels
+    assert node.acc_bound == int(synapse_sum_bounds(node, levels).max())
+    bad = q.copy()
+    bad.node(node.name).acc_bound -= 1
+    with pytest.raises(IRError, match="acc_bound"):
+        validate_integer(bad)

@@ -1,7 +1,7 @@
 """Shared analyses of IR graphs, each computed by one function that the passes, the runtime, the
-emitters and the cost passes call: spike-fed values (``spikes``), synaptic groups (``groups``), window
-plans (``windows``), integer
-range bounds (``ranges``) and convolution cover (``cover``).
+emitters and the cost passes call: spike-fed values (``spikes``), synaptic groups and their sum trees
+(``groups``), window plans (``windows``), integer range bounds, per edge and per synapse channel
+(``ranges``), and convolution cover (``cover``).
 
 Invariant: an analysis reads a graph and never changes it; where a result is kept on the graph (the
 window plan), a pass writes it and the integer validator checks that it is the analysis's value.

@@ -5,6 +5,12 @@ Invariant: one rule per integer kind (``_edge_rules``, looked up through the kin
 a neuron kind without a rule gives its own output bound (``out_bound()``, e.g. ``qlif``), and any
 other kind without one passes its input's bound through (flatten, readout). The integer ONNX emitter
 chooses its exact float32 or int64 path from these bounds.
+
+A synapse's sum bound is one function, ``synapse_sum_bounds`` (per output channel, per synaptic kind:
+``_SUM_RULES``): the quantizer stores its maximum as ``acc_bound``, the integer validator
+(graph_checks.check_integer_ranges) recomputes it from its own per-channel input ranges and refuses a
+smaller stored value, and ``value_bounds`` applies it to a uniform input bound. All of it in Python
+integers, so the three agree exactly.
 """
 from __future__ import annotations
 
@@ -26,14 +32,67 @@ def _shift_bound(acc: int, e: int) -> int:
     return acc << e if e >= 0 else (acc >> -e) + 1
 
 
+def _exact(a) -> np.ndarray:
+    """``a`` as an array of Python integers (an integer-valued float array converts exactly; a fraction
+    is an error: a range bound is a count of integer units)."""
+    a = np.asarray(a)
+    if a.dtype == object:
+        return a
+    if a.dtype.kind == "f":
+        if not np.all(np.isfinite(a)) or not np.all(a == np.floor(a)):
+            raise ValueError("a range bound must be integer-valued")
+        return np.array([int(v) for v in a.reshape(-1)], dtype=object).reshape(a.shape)
+    return a.astype(I64).astype(object)
+
+
+def _conv_sums(w: np.ndarray, m, node) -> np.ndarray:
+    """Σ over each output channel's input channels (of its group) and taps of |w|·max|x| (a conv1d's or
+    conv2d's weight [Cout, Cin/groups, *kernel]; ``m`` per input channel, or one bound for all)."""
+    cout, cin_g = w.shape[:2]
+    per_in = w.reshape(cout, cin_g, -1).sum(axis=2)
+    if np.ndim(m) == 0:
+        return per_in.sum(axis=1) * m
+    group = np.arange(cout) // (cout // node.groups)
+    idx = group[:, None] * cin_g + np.arange(cin_g)[None, :]
+    return (per_in * m[idx]).sum(axis=1)
+
+
+def _sum_rules() -> dict:
+    """synaptic kind type → (its |weights| as Python ints, node, input bound) → per-output-channel sum bound."""
+    from ..intir import QConv2d, QGain, QLinear
+    from ..intir_conv1d import QConv1d
+
+    return {
+        QConv2d: (lambda node: node.weight, _conv_sums),
+        QConv1d: (lambda node: node.weight, _conv_sums),
+        QLinear: (lambda node: node.weight, lambda w, m, node: (w * (m[None, :] if np.ndim(m) else m)).sum(axis=1)),
+        QGain: (lambda node: node.gain, lambda w, m, node: w * m),
+    }
+
+
+def synapse_sum_bounds(node, m_in) -> np.ndarray:
+    """Per-output-channel max |Σ w·x| of the integer synapse ``node`` (qconv2d, qconv1d, qlinear, qgain)
+    for inputs with |x| <= ``m_in``: per input channel (a conv's or gain's), per input feature (a
+    linear's), or one bound for every input. Python integers (an object array); ``.max()`` of it is the
+    ``acc_bound`` the quantizer stores and the validator requires."""
+    rules = _sum_rules()
+    weights, rule = next(rules[t] for t in type(node).__mro__ if t in rules)
+    m = _exact(m_in)
+    return rule(np.abs(_exact(weights(node))), m if m.ndim else m.item(), node)
+
+
+def _max(a: np.ndarray) -> int:
+    return int(max(a.reshape(-1), default=0))
+
+
 def _synapse(node, graph, src, edge):
-    acc = _max_row_sum(node.weight) * src
+    acc = _max(synapse_sum_bounds(node, src))
     bias = 0 if node.bias is None else int(np.abs(node.bias.astype(I64)).max(initial=0))
     return _shift_bound(acc, node.shift) + bias, max(acc, src)
 
 
 def _gain(node, graph, src, edge):
-    acc = int(np.abs(node.gain.astype(I64)).max(initial=0)) * src
+    acc = _max(synapse_sum_bounds(node, src))
     return _shift_bound(acc, node.shift), max(acc, src)
 
 

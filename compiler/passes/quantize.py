@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..analysis.ranges import synapse_sum_bounds
 from ..errors import LmhtcError
 from lmhtc.semantics import SEMANTICS_VERSION
 
@@ -313,16 +314,17 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
                 _round(node.bias.astype(np.float64) * gain_of_root(root_name) / mu).astype(np.int64)
             m_in = max_in[node.inputs[0]]
             if isinstance(node, (Conv2d, Conv1d)):
-                bound = (np.abs(mant) * _conv_in(m_in, node)).reshape(mant.shape[0], -1).sum(axis=1).max()
                 q = (QConv2d if isinstance(node, Conv2d) else QConv1d)(
                     node.name, list(node.inputs), weight=mant.astype(np.int32), bias=bias, stride=node.stride,
                     padding=node.padding, dilation=node.dilation, groups=node.groups, shift=shift,
-                    weight_bits=wbits, acc_bound=int(bound))
+                    weight_bits=wbits)
+                m_in = m_in.reshape(m_in.shape[0], -1)[:, 0]     # per input channel (constant over H, W or L)
             else:
-                bound = (np.abs(mant) * m_in.reshape(1, -1)).sum(axis=1).max()
                 q = QLinear(node.name, list(node.inputs), weight=mant.astype(np.int32), bias=bias, shift=shift,
-                            weight_bits=wbits, acc_bound=int(bound))
-            if bound * 2 ** max(shift, 0) + (0 if bias is None else np.abs(bias).max()) >= 2 ** 62:
+                            weight_bits=wbits)
+                m_in = m_in.reshape(-1)
+            bound = q.acc_bound = int(synapse_sum_bounds(q, m_in).max())
+            if bound * 2 ** max(shift, 0) + (0 if bias is None else int(np.abs(bias).max())) >= 2 ** 62:
                 raise QuantizeError(f"node {node.name!r}: integer sums may exceed 62 bits")
             return q
         # identity shortcut
@@ -332,9 +334,9 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
             shift, gain = gain_exponent(u / mu, 2 ** (wbits - 1) - 1)
         else:
             gain = np.clip(_round(u / s_w), -qmax_w, qmax_w).astype(np.int32)
-        bound = int((np.abs(gain) * max_in[node.name].reshape(gain.shape[0], -1).max(axis=1)).max())
-        return QGain(f"{node.name}.gain.{root_name}", [node.name], gain=gain, shift=shift,
-                     weight_bits=wbits, acc_bound=bound)
+        q = QGain(f"{node.name}.gain.{root_name}", [node.name], gain=gain, shift=shift, weight_bits=wbits)
+        q.acc_bound = int(synapse_sum_bounds(q, max_in[node.name].reshape(gain.shape[0], -1).max(axis=1)).max())
+        return q
 
     def own_gain_exponent(root_name: str) -> bool:
         """mse scales: an identity shortcut neither sets nor shares the conv paths' scale (when there is one)."""
