@@ -96,3 +96,24 @@ def test_synapse_sum_bounds_is_the_acc_bound_the_quantizer_stores_and_the_valida
     bad.node(node.name).acc_bound -= 1
     with pytest.raises(IRError, match="acc_bound"):
         validate_integer(bad)
+
+
+def test_sum_tree_walks_in_the_two_named_orders():
+    """((a + b) + c): FIRST_INPUT_FIRST gives a, b, c (Lava's port order), LAST_INPUT_FIRST the mirror image
+    c, b, a (the quantizer's leaf order, whose first conv/linear leaf carries the bias); the adds and the walk
+    follow the same order, and a node that is no add is its own one-leaf tree."""
+    from lmhtc.compiler.analysis.groups import FIRST_INPUT_FIRST, LAST_INPUT_FIRST, sum_tree
+    from lmhtc.compiler.ir import Add, Graph, Input, Linear
+    g = Graph(steps=1)
+    g.add(Input("x", [], input_shape=(2,)))
+    for n in "abc":
+        g.add(Linear(n, ["x"], weight=np.ones((2, 2), np.float32)))
+    g.add(Add("ab", ["a", "b"]))
+    g.add(Add("abc", ["ab", "c"]))
+    first = sum_tree(g, "abc", FIRST_INPUT_FIRST)
+    last = sum_tree(g, "abc", LAST_INPUT_FIRST)
+    assert (first.adds, first.leaves, first.walk) == (["abc", "ab"], ["a", "b", "c"], ["abc", "ab", "a", "b", "c"])
+    assert (last.adds, last.leaves, last.walk) == (["abc", "ab"], ["c", "b", "a"], ["abc", "c", "ab", "b", "a"])
+    assert sum_tree(g, "a", FIRST_INPUT_FIRST).leaves == ["a"] and not sum_tree(g, "a", LAST_INPUT_FIRST).adds
+    with pytest.raises(ValueError, match="order"):
+        sum_tree(g, "abc", "topological")

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..analysis.groups import LAST_INPUT_FIRST, sum_tree
 from ..analysis.ranges import synapse_sum_bounds
 from ..errors import LmhtcError
 from lmhtc.semantics import SEMANTICS_VERSION
@@ -134,20 +135,15 @@ def _round(x) -> np.ndarray:
 
 
 def _group_leaves(g: Graph, root: Node) -> tuple[list[str], list[str]]:
-    """The accumulation tree feeding ``root`` (a TemporalMix or Readout): its Add nodes and its leaves."""
-    adds, leaves, stack = [], [], [root.inputs[0]]
-    while stack:
-        name = stack.pop()
+    """The accumulation tree feeding ``root`` (a TemporalMix or Readout): its Add nodes and its leaves, in
+    analysis/groups.py's LAST_INPUT_FIRST order (the first conv/linear leaf carries the group's bias)."""
+    tree = sum_tree(g, root.inputs[0], LAST_INPUT_FIRST)
+    for name in tree.walk:
         node = g.node(name)
         if isinstance(node, (Add, Conv2d, Conv1d, Linear)) and len(g.consumers(name)) != 1:
             raise QuantizeError(f"node {name!r} ({node.kind}) feeds several layers; the integer lowering "
                                 f"needs each synaptic sum to feed one neuron layer")
-        if isinstance(node, Add):
-            adds.append(name)
-            stack.extend(node.inputs)
-        else:
-            leaves.append(name)
-    return adds, leaves
+    return tree.adds, tree.leaves
 
 
 def _input_range(graph: Graph, calib: np.ndarray | None) -> tuple[float, str]:

@@ -22,6 +22,7 @@ import numpy as np
 
 from lmhtc.semantics import SEMANTICS_VERSION
 
+from lmhtc.compiler.analysis.groups import FIRST_INPUT_FIRST, sum_tree
 from lmhtc.compiler.analysis.ranges import value_bounds
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
@@ -232,12 +233,15 @@ class _Lowering:
              "tgim_buffer_words": 2 * self.steps * n}))
 
     def _leaves(self, node: Node, sink: Node) -> list[Node]:
-        if isinstance(node, Add):
-            return [leaf for i in node.inputs for leaf in self._leaves(self.g.node(i), sink)]
-        if isinstance(node, SYNAPTIC):
-            return [node]
-        raise LavaExportError(f"node {sink.name!r} ({sink.kind}): its input {node.name!r} ({node.kind}) is not a "
-                              f"sum of synaptic layers; the Lava mapping needs synapses in front of every layer")
+        """The synaptic leaves of the sum ``node`` into ``sink``, in analysis/groups.py's FIRST_INPUT_FIRST
+        order (the order of the process's ports)."""
+        leaves = [self.g.node(name) for name in sum_tree(self.g, node.name, FIRST_INPUT_FIRST).leaves]
+        for leaf in leaves:
+            if not isinstance(leaf, SYNAPTIC):
+                raise LavaExportError(f"node {sink.name!r} ({sink.kind}): its input {leaf.name!r} ({leaf.kind}) is "
+                                      f"not a sum of synaptic layers; the Lava mapping needs synapses in front of "
+                                      f"every layer")
+        return leaves
 
     def _check_consumers(self, node: Node) -> None:
         """A synaptic output may only reach neurons or the readout (through adds and T-GIM)."""
