@@ -3,7 +3,8 @@
 The dialect, dt, reset and comparison come from the flags; a file written by
 ``lmhtc export --target nir`` records them in its metadata, which fills in the
 flags not given. The artifact holds the graph as ``source`` and ``compiled``
-(no reparameterization applies) and, as ``compile`` does, ``integer`` when the
+(no reparameterization applies) and, as ``compile`` does (the quantize and plan_windows passes:
+the integer graph carries its window-plan annotation), ``integer`` when the
 integer lowering covers the graph (data-free without ``--calib``); otherwise a
 note names the node it stopped at.
 """
@@ -46,7 +47,8 @@ def import_nir_command(model: Path, output: Path, dialect: Optional[str], dt: Op
     from .artifact import save_artifact
     from .frontends.checkpoint import file_sha256
     from .frontends.nir import nir_to_ir, read_nir
-    from .passes.quantize import QuantConfig, QuantizeError, quantize
+    from .passes.quantize import QuantConfig, QuantizeError
+    from .pipeline import lower_integer
     from .lowering import integer_lowering_gap
     from .passes.quantize import lowering_gap
 
@@ -75,7 +77,8 @@ def import_nir_command(model: Path, output: Path, dialect: Optional[str], dt: Op
         unsupported = integer_lowering_gap(graph)
         if unsupported is not None:
             raise QuantizeError(f"node {unsupported.name!r} ({unsupported.kind}): {lowering_gap(unsupported)}")
-        graphs["integer"] = quantize(graph, config, calib=cx, progress=progress)
+        # the pass pipeline ``compile`` runs: quantize, then plan_windows (the window-plan annotation)
+        graphs["integer"] = lower_integer(graph, config, calib=cx, required=True, progress=progress)[0]
     except QuantizeError as exc:
         if calib is not None or weight_bits is not None:
             raise

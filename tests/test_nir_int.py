@@ -343,3 +343,13 @@ def test_a_drive_gain_varying_within_a_channel_is_refused_naming_node_kind_and_t
                          (("export", tmp_path / "g.lmhtc", "--target", "lava", "-o", tmp_path / "lava"), "lava")]:
         assert_one_line_error(*cli(*args), f"target {target!r}", "'lif' (lif)", "varies within a channel")
     assert not (tmp_path / "o.npz").exists() and not (tmp_path / "lava").exists()
+
+
+def test_import_nir_runs_the_pass_pipeline_and_stores_the_window_plan(tmp_path):
+    """``import-nir`` lowers as ``compile`` does (quantize, then plan_windows): the artifact's integer graph
+    carries the window-plan annotation, equal to the analysis of the graph."""
+    from lmhtc.compiler.analysis.windows import META_KEY, window_plan
+    net, shape = convnet("subtract")
+    _, art = import_net(tmp_path, net, shape, "subtract")
+    integer = load_artifact(art)[0]["integer"]
+    assert integer.meta[META_KEY] == window_plan(integer) and integer.meta[META_KEY]
