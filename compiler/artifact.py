@@ -196,16 +196,16 @@ def _read_entries(z: zipfile.ZipFile, src: str, archive_size: int) -> tuple[byte
     return out[0], out[1]
 
 
+# what json.dumps cannot write itself → its JSON value (looked up through the object's type and bases)
+_TO_JSON = {np.integer: int, np.floating: float, np.ndarray: np.ndarray.tolist, tuple: list}
+
+
 def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, tuple):
-        return list(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    """The JSON value of a numpy scalar or array or a tuple (``_TO_JSON``); TypeError for anything else."""
+    to_json = next((_TO_JSON[t] for t in type(obj).__mro__ if t in _TO_JSON), None)
+    if to_json is None:
+        raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    return to_json(obj)
 
 
 def load_artifact(path: str | os.PathLike) -> tuple[dict[str, Graph], dict]:

@@ -346,3 +346,11 @@ def test_exact_schedule_export_cli_and_verify(tmp_path):
     doc = _json.loads(report.read_text())
     assert [(p["a"], p["b"]) for p in doc["pairs"]] == [("int", "onnx-int"), ("int", "lava"), ("onnx-int", "lava")]
     assert all(p["bit_exact"] and p["spikes_equal"] and p["required_bit_exact"] for p in doc["pairs"])
+
+
+def test_every_process_kind_has_its_value_rule_and_a_shape_rule():
+    """The description checks are per-kind tables: each process kind has a value rule, and the kinds without
+    their own shape rule are the neuron kinds and the readout (checked against their own shape)."""
+    from lmhtc.targets.lava.description import KINDS, SHAPE_RULES, VALUE_RULES
+    assert set(VALUE_RULES) == set(KINDS)
+    assert set(KINDS) - set(SHAPE_RULES) == {"layer", "lif", "readout"} and set(SHAPE_RULES) <= set(KINDS)

@@ -164,12 +164,9 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
     if graph.meta.get("integer"):
         raise QuantizeError("graph is already an integer network")
     for node in graph.topo():
-        if isinstance(node, BatchNorm):
-            raise QuantizeError(f"node {node.name!r} (batchnorm): fold BatchNorm before integer lowering")
-        if isinstance(node, MaxPool2d):
-            raise QuantizeError(f"node {node.name!r} (maxpool2d): max-pooling has no integer lowering yet")
-        if isinstance(node, LIFNeuron) and lif_gap(node) is not None:
-            raise QuantizeError(f"node {node.name!r} (lif): {lif_gap(node)}")
+        refusal = next((rule(node) for t, rule in REFUSALS.items() if isinstance(node, t)), None)
+        if refusal is not None:
+            raise QuantizeError(f"node {node.name!r} ({node.kind}): {refusal}")
     dyadic = _dyadic(graph)      # NIR graphs: power-of-two scales (quantize_lif.py)
     if dyadic and config.method not in LIF_METHODS:
         raise QuantizeError(f"--quant-method {config.method}: an imported NIR network lowers with maxabs "
@@ -539,6 +536,14 @@ def _conv_in(u: np.ndarray, conv: Conv2d) -> np.ndarray:
 
 def _pool_unit(u: np.ndarray, out_shape) -> np.ndarray:
     return np.broadcast_to(u.reshape(u.shape[0], -1)[:, :1].reshape(-1, *([1] * (len(out_shape) - 1))), out_shape)
+
+
+# float kinds (and variants) that quantize() refuses before it starts: kind type → why (None: it lowers)
+REFUSALS = {
+    BatchNorm: lambda node: "fold BatchNorm before integer lowering",
+    MaxPool2d: lambda node: "max-pooling has no integer lowering yet",
+    LIFNeuron: lambda node: lif_gap(node),
+}
 
 
 def lowering_gap(node: Node) -> str | None:

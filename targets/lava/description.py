@@ -166,46 +166,54 @@ def _max_abs(a: np.ndarray) -> int:
 
 def _value_problem(p: ProcessSpec) -> str | None:
     """Why a parameter or array value of ``p`` is out of range (None when all are in range): what Lava
-    would clip silently, divide by, loop over or overflow is refused before any process starts."""
-    a, q = p.arrays, p.params
+    would clip silently, divide by, loop over or overflow is refused before any process starts. The
+    port exponents are checked for every kind, the rest by the kind's rule (``VALUE_RULES``)."""
     for port in p.inputs:
         if not -62 <= port.exponent <= 62:
             return f"input {port.source!r} has exponent {port.exponent}, outside [-62, 62]"
-    if p.kind == "input":
-        scale = q["scale"]
-        if not isinstance(scale, numbers.Real) or not math.isfinite(scale) or not scale > 0:
-            return f"parameter 'scale' must be a finite number > 0, got {scale!r}"
-        return _bad_int(q, "bits", 2, 32)
-    if p.kind in ("conv", "dense"):
-        problem = _bad_int(q, "weight_bits", 1, 8) or _bad_int(q, "num_message_bits", 0, 32)
-        if p.kind == "conv":
-            problem = problem or _bad_pairs(q, (("stride", 1), ("dilation", 1), ("padding", 0))) or \
-                _bad_int(q, "groups", 1, 2 ** 16)
-        if problem:
-            return problem
-        qmax = min(2 ** (q["weight_bits"] - 1) - 1, 127) if q["weight_bits"] > 1 else 1
-        if _max_abs(a["weight"]) > qmax:
-            return f"array 'weight' reaches {_max_abs(a['weight'])}, beyond {q['weight_bits']}-bit mantissas (±{qmax})"
-        return None
-    if p.kind == "layer":
-        problem = _bad_int(q, "levels", 1, 256) or _bad_int(q, "frac_bits", 0, 62) or \
-            _bad_int(q, "leak_frac_bits", 0, 62) or _bad_int(q, "membrane_bits", 2, 62)
-        if problem:
-            return problem
-        vmax = 2 ** (q["membrane_bits"] - 1) - 1
-        th = a["threshold"]
-        if th.size and (int(th.min()) < 1 or int(th.max()) >= 2 ** 62):
-            return f"array 'threshold' must lie in [1, 2^62), got {th.min()}..{th.max()}"
-        if _max_abs(a["v_init"]) > vmax:
-            return f"array 'v_init' exceeds the {q['membrane_bits']}-bit membrane"
-        if _max_abs(a["leak"]).bit_length() + q["membrane_bits"] > 63:
-            return "array 'leak' times the membrane overflows 64 bits"
-        return None
-    if p.kind == "lif":
-        return _lif_problem(a, q)
-    if p.kind == "readout" and not np.all(np.isfinite(a["scale"])):
-        return "array 'scale' has non-finite values"
+    rule = VALUE_RULES.get(p.kind)
+    return None if rule is None else rule(p.arrays, p.params, p.kind)
+
+
+def _input_values(a: dict, q: dict, kind: str) -> str | None:
+    scale = q["scale"]
+    if not isinstance(scale, numbers.Real) or not math.isfinite(scale) or not scale > 0:
+        return f"parameter 'scale' must be a finite number > 0, got {scale!r}"
+    return _bad_int(q, "bits", 2, 32)
+
+
+def _synapse_values(a: dict, q: dict, kind: str) -> str | None:
+    """``conv`` and ``dense``: widths, the conv geometry, mantissas within ``weight_bits``."""
+    problem = _bad_int(q, "weight_bits", 1, 8) or _bad_int(q, "num_message_bits", 0, 32)
+    if kind == "conv":
+        problem = problem or _bad_pairs(q, (("stride", 1), ("dilation", 1), ("padding", 0))) or \
+            _bad_int(q, "groups", 1, 2 ** 16)
+    if problem:
+        return problem
+    qmax = min(2 ** (q["weight_bits"] - 1) - 1, 127) if q["weight_bits"] > 1 else 1
+    if _max_abs(a["weight"]) > qmax:
+        return f"array 'weight' reaches {_max_abs(a['weight'])}, beyond {q['weight_bits']}-bit mantissas (±{qmax})"
     return None
+
+
+def _layer_values(a: dict, q: dict, kind: str) -> str | None:
+    problem = _bad_int(q, "levels", 1, 256) or _bad_int(q, "frac_bits", 0, 62) or \
+        _bad_int(q, "leak_frac_bits", 0, 62) or _bad_int(q, "membrane_bits", 2, 62)
+    if problem:
+        return problem
+    vmax = 2 ** (q["membrane_bits"] - 1) - 1
+    th = a["threshold"]
+    if th.size and (int(th.min()) < 1 or int(th.max()) >= 2 ** 62):
+        return f"array 'threshold' must lie in [1, 2^62), got {th.min()}..{th.max()}"
+    if _max_abs(a["v_init"]) > vmax:
+        return f"array 'v_init' exceeds the {q['membrane_bits']}-bit membrane"
+    if _max_abs(a["leak"]).bit_length() + q["membrane_bits"] > 63:
+        return "array 'leak' times the membrane overflows 64 bits"
+    return None
+
+
+def _readout_values(a: dict, q: dict, kind: str) -> str | None:
+    return "array 'scale' has non-finite values" if not np.all(np.isfinite(a["scale"])) else None
 
 
 def _lif_problem(a: dict, q: dict) -> str | None:
@@ -232,37 +240,57 @@ def _lif_problem(a: dict, q: dict) -> str | None:
 
 
 def _shape_problem(p: ProcessSpec, seen: dict[str, ProcessSpec], steps: int) -> str | None:
-    """Why ``p``'s arrays and shape do not fit its inputs (None when they fit)."""
-    a, q = p.arrays, p.params
+    """Why ``p``'s arrays and shape do not fit its inputs (None when they fit): the kind's rule
+    (``SHAPE_RULES``; the neuron kinds and the readout share ``_neuron_shapes``)."""
     src = [(seen[i.source].shape if not i.flatten else (int(np.prod(seen[i.source].shape)),)) for i in p.inputs]
-    if p.kind == "input":
-        ir = tuple(q["ir_shape"])
-        if tuple(p.shape) != (ir[::-1] if len(ir) == 3 else ir):
-            return f"shape {p.shape} is not the Lava layout of ir_shape {ir}"
-    elif p.kind == "conv":
-        w = a["weight"]
-        if w.ndim != 4 or tuple(q["input_shape"]) != src[0] or len(src[0]) != 3 or \
-                w.shape[3] * int(q["groups"]) != src[0][2] or p.shape[2] != w.shape[0]:
-            return f"weight {w.shape} with {q['groups']} group(s) does not fit input {src[0]} and shape {p.shape}"
-    elif p.kind == "dense":
-        w = a["weight"]
-        if w.ndim != 2 or (w.shape[1],) != src[0] or tuple(p.shape) != (w.shape[0],):
-            return f"weight {w.shape} does not map input {src[0]} to shape {p.shape}"
-    else:
-        if any(s != tuple(p.shape) for s in src):
-            return f"inputs of shapes {src} do not all match its shape {p.shape}"
-        per_channel = {"layer": ("threshold", "v_init", "bias"), "lif": ("bias",)}.get(p.kind, ("bias", "scale"))
-        for key in per_channel:
-            if a[key].shape != (p.shape[-1],):
-                return f"array {key!r} has shape {a[key].shape}, expected ({p.shape[-1]},)"
-        if p.kind == "layer" and (a["leak"].shape != (steps,) or a.get("omega", np.zeros((steps, steps))).shape
-                                  != (steps, steps)):
-            return f"leak must have steps={steps} entries and omega be {steps}x{steps}"
-        if p.kind == "lif":
-            for key in sorted(set(a) - {"bias"}):
-                if a[key].shape != tuple(p.shape):
-                    return f"array {key!r} has shape {a[key].shape}, expected {tuple(p.shape)}"
+    return SHAPE_RULES.get(p.kind, _neuron_shapes)(p, src, steps)
+
+
+def _input_shapes(p: ProcessSpec, src: list, steps: int) -> str | None:
+    ir = tuple(p.params["ir_shape"])
+    if tuple(p.shape) != (ir[::-1] if len(ir) == 3 else ir):
+        return f"shape {p.shape} is not the Lava layout of ir_shape {ir}"
     return None
+
+
+def _conv_shapes(p: ProcessSpec, src: list, steps: int) -> str | None:
+    w, q = p.arrays["weight"], p.params
+    if w.ndim != 4 or tuple(q["input_shape"]) != src[0] or len(src[0]) != 3 or \
+            w.shape[3] * int(q["groups"]) != src[0][2] or p.shape[2] != w.shape[0]:
+        return f"weight {w.shape} with {q['groups']} group(s) does not fit input {src[0]} and shape {p.shape}"
+    return None
+
+
+def _dense_shapes(p: ProcessSpec, src: list, steps: int) -> str | None:
+    w = p.arrays["weight"]
+    if w.ndim != 2 or (w.shape[1],) != src[0] or tuple(p.shape) != (w.shape[0],):
+        return f"weight {w.shape} does not map input {src[0]} to shape {p.shape}"
+    return None
+
+
+def _neuron_shapes(p: ProcessSpec, src: list, steps: int) -> str | None:
+    """``layer``, ``lif`` and ``readout``: inputs of its own shape, per-channel (and per-neuron) arrays."""
+    a = p.arrays
+    if any(s != tuple(p.shape) for s in src):
+        return f"inputs of shapes {src} do not all match its shape {p.shape}"
+    per_channel = {"layer": ("threshold", "v_init", "bias"), "lif": ("bias",)}.get(p.kind, ("bias", "scale"))
+    for key in per_channel:
+        if a[key].shape != (p.shape[-1],):
+            return f"array {key!r} has shape {a[key].shape}, expected ({p.shape[-1]},)"
+    if p.kind == "layer" and (a["leak"].shape != (steps,) or a.get("omega", np.zeros((steps, steps))).shape
+                              != (steps, steps)):
+        return f"leak must have steps={steps} entries and omega be {steps}x{steps}"
+    if p.kind == "lif":
+        for key in sorted(set(a) - {"bias"}):
+            if a[key].shape != tuple(p.shape):
+                return f"array {key!r} has shape {a[key].shape}, expected {tuple(p.shape)}"
+    return None
+
+
+# per process kind: the checks of its values and of its shapes (a kind without a value rule has none)
+VALUE_RULES = {"input": _input_values, "conv": _synapse_values, "dense": _synapse_values,
+               "layer": _layer_values, "lif": lambda a, q, kind: _lif_problem(a, q), "readout": _readout_values}
+SHAPE_RULES = {"input": _input_shapes, "conv": _conv_shapes, "dense": _dense_shapes}
 
 
 def save_description(desc: NetworkDescription, directory: str | os.PathLike, extra: dict | None = None) -> None:
