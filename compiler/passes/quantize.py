@@ -439,32 +439,14 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
         elif isinstance(node, (Conv2d, Conv1d, Linear)):
             if node.name not in leaf_of_group:
                 raise QuantizeError(f"node {node.name!r} ({node.kind}) does not feed a neuron layer or the readout")
-        elif isinstance(node, Add):
-            q = Add(node.name, list(node.inputs))
-        elif isinstance(node, NIRSumPool2d):     # NIR's sum pool: the unit is the input's
-            q = SumPool2d(node.name, list(node.inputs), kernel=node.kernel, stride=node.stride, padding=node.padding)
-            k = node.kernel[0] * node.kernel[1]
-            unit[node.name] = _pool_unit(unit[node.inputs[0]], shape)
-            max_in[node.name] = _pool_unit(max_in[node.inputs[0]], shape) * k
+        elif (rule := next((STRUCTURAL[t] for t in type(node).__mro__ if t in STRUCTURAL), None)) is not None:
+            q, u, m = rule(node, src, unit.get(node.inputs[0]), max_in.get(node.inputs[0]))
+            if u is not None:
+                unit[node.name], max_in[node.name] = u, m
         elif isinstance(node, Scale):           # folded into the units: its consumers' weights carry it
             alias[node.name] = alias.get(node.inputs[0], node.inputs[0])
             unit[node.name] = unit[node.inputs[0]] * np.broadcast_to(np.asarray(node.scale, np.float64), shape)
             max_in[node.name] = max_in[node.inputs[0]]
-        elif isinstance(node, AvgPool2d):
-            q = SumPool2d(node.name, list(node.inputs), kernel=node.kernel, stride=node.stride, padding=node.padding)
-            k = node.kernel[0] * node.kernel[1]
-            unit[node.name] = _pool_unit(unit[node.inputs[0]], shape) / k
-            max_in[node.name] = _pool_unit(max_in[node.inputs[0]], shape) * k
-        elif isinstance(node, GlobalAvgPool):
-            q = GlobalSumPool(node.name, list(node.inputs))
-            src_shape = src.node(node.inputs[0]).shape
-            hw = src_shape[1] * src_shape[2]
-            unit[node.name] = _pool_unit(unit[node.inputs[0]], shape) / hw
-            max_in[node.name] = _pool_unit(max_in[node.inputs[0]], shape) * hw
-        elif isinstance(node, Flatten):
-            q = Flatten(node.name, list(node.inputs))
-            unit[node.name] = unit[node.inputs[0]].reshape(-1)
-            max_in[node.name] = max_in[node.inputs[0]].reshape(-1)
         else:
             raise QuantizeError(f"node {node.name!r} ({node.kind}) has no integer lowering")
         if q is not None:
@@ -536,6 +518,34 @@ def _conv_in(u: np.ndarray, conv: Conv2d) -> np.ndarray:
 
 def _pool_unit(u: np.ndarray, out_shape) -> np.ndarray:
     return np.broadcast_to(u.reshape(u.shape[0], -1)[:, :1].reshape(-1, *([1] * (len(out_shape) - 1))), out_shape)
+
+
+# The weight-free kinds quantize() lowers one to one: kind type → (node, float graph, the input's per-element
+# unit and max |integer|) → (its integer node, its unit, its max |integer|; None, None: none kept, an add).
+# A pool sums its window, so its max grows by the window; an average pool's unit shrinks by it, NIR's
+# sum pool keeps its input's unit.
+def _window(node) -> int:
+    return node.kernel[0] * node.kernel[1]
+
+
+def _lower_global_pool(node, src: Graph, u, m):
+    hw = src.node(node.inputs[0]).shape[1] * src.node(node.inputs[0]).shape[2]
+    return GlobalSumPool(node.name, list(node.inputs)), _pool_unit(u, node.shape) / hw, _pool_unit(m, node.shape) * hw
+
+
+def _sum_pool(node) -> SumPool2d:
+    return SumPool2d(node.name, list(node.inputs), kernel=node.kernel, stride=node.stride, padding=node.padding)
+
+
+STRUCTURAL = {
+    Add: lambda node, src, u, m: (Add(node.name, list(node.inputs)), None, None),
+    NIRSumPool2d: lambda node, src, u, m: (_sum_pool(node), _pool_unit(u, node.shape),
+                                           _pool_unit(m, node.shape) * _window(node)),
+    AvgPool2d: lambda node, src, u, m: (_sum_pool(node), _pool_unit(u, node.shape) / _window(node),
+                                        _pool_unit(m, node.shape) * _window(node)),
+    GlobalAvgPool: _lower_global_pool,
+    Flatten: lambda node, src, u, m: (Flatten(node.name, list(node.inputs)), u.reshape(-1), m.reshape(-1)),
+}
 
 
 # float kinds (and variants) that quantize() refuses before it starts: kind type → why (None: it lowers)
