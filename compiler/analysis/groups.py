@@ -9,19 +9,21 @@ two named orders that the artifacts depend on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from ..ir import Add, Graph, IRError, Node
 
 
-def group_root(graph: Graph, node: Node) -> Node:
+def group_root(graph: Graph, node: Node, error: Callable[[str], Exception] = IRError) -> Node:
     """The first node after the tree of adds that ``node``'s output enters (its group's T-GIM, neuron or
-    readout); IRError naming the node when one on the way feeds several nodes."""
+    readout); ``error(message)`` (IRError, or the caller's own type) naming the node when one on the way
+    feeds several nodes."""
     cur = node
     while True:
         consumers = graph.consumers(cur.name)
         if len(consumers) != 1:
-            raise IRError(f"node {cur.name!r} ({cur.kind}) feeds {len(consumers)} nodes; each synaptic sum must "
-                          f"feed one neuron layer or the readout")
+            raise error(f"node {cur.name!r} ({cur.kind}) feeds {len(consumers)} nodes; each synaptic sum must "
+                        f"feed one neuron layer or the readout")
         cur = consumers[0]
         if not isinstance(cur, Add):
             return cur

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..analysis.cover import conv_cover, fold_through_pool
+from ..analysis.groups import group_root
 from ..analysis.spikes import spike_fed, spike_sources
 from ..errors import LmhtcError
 from ..intir import QGain
@@ -200,8 +201,9 @@ def _target(graph: Graph, name: str) -> Node:
 
 
 def _group_root(graph: Graph, add: Add) -> Node:
-    """The first node after a tree of adds (the T-GIM or readout the integer lowering groups by)."""
-    return _follow(graph, add, lambda n: not isinstance(n, Add), "residual sum")
+    """The first node after a tree of adds (the T-GIM or readout the integer lowering groups by):
+    analysis/groups.py's ``group_root``, the grouping the window plan and the lowering use."""
+    return group_root(graph, add, CostError)
 
 
 def _identity_leaves(graph: Graph) -> list[tuple[str, Add, Node]]:
