@@ -269,13 +269,16 @@ class _Ctx:
 
     def kernel(self, node, in_bound: int, acc_bound: int, fan_in: int) -> str:
         """``int8`` (uint8 operands: inputs proven in [0, 255], weight mantissas of 8 bits stored with zero point
-        128, every int32 partial sum of the zero-point expansion below 2^31), ``float`` (every partial sum below
+        128, every int32 partial sum of the zero-point expansion below 2^31; ``int8s``: inputs in [−127, 127]
+        stored as x + 128 with zero point 128), ``float`` (every partial sum below
         ``float_limit`` ≤ 2^24: exact in float32) or ``int64`` (im2col + int64 MatMul)."""
         w = getattr(node, "weight", None)
         narrow_w = w is None or int(np.abs(w).max(initial=0)) <= 127
-        if self.int8 and narrow_w and node.inputs[0] in self.nonneg and in_bound <= 255 and \
-                in_bound * 255 * fan_in <= INT32_MAX:
-            return "int8"
+        if self.int8 and narrow_w:
+            if node.inputs[0] in self.nonneg and in_bound <= 255 and in_bound * 255 * fan_in <= INT32_MAX:
+                return "int8"
+            if in_bound <= 127 and 255 * 255 * fan_in <= INT32_MAX:
+                return "int8s"       # signed inputs as x + 128 with input zero point 128
         if acc_bound < self.float_limit and in_bound < self.float_limit:
             return "float"
         return "int64"
@@ -412,9 +415,8 @@ def _synapse(b: _IntBuilder, node, graph: Graph, xs: list[str], kind: str, dt: i
                         view.padding, view.dilation, view.groups, kind, dt)
         return [b.op("Reshape", [y, back], node.name) for y in ys]
     if isinstance(node, QLinear):
-        if kind == "int8":
-            wq, zeros = _u8_operands(b, node.name, w.T)
-            return [b.op("MatMulInteger", [b.cast(x, TensorProto.UINT8), wq, *zeros], node.name) for x in xs]
+        if kind.startswith("int8"):
+            return [b.op("MatMulInteger", o, node.name) for o in _u8_operands(b, node.name, xs, w.T, kind)]
         if kind == "float":
             wt = b.const(f"{node.name}.weight_t", w.T, np.float32)
             return [b.op("Cast", [b.op("MatMul", [b.cast(x, TensorProto.FLOAT), wt], node.name)], node.name, to=dt)
@@ -425,11 +427,19 @@ def _synapse(b: _IntBuilder, node, graph: Graph, xs: list[str], kind: str, dt: i
                       node.dilation, node.groups, kind, dt)
 
 
-def _u8_operands(b: _IntBuilder, base: str, w: np.ndarray) -> tuple[str, list[str]]:
-    """8-bit weight mantissas as uint8 ``w + 128`` with weight zero point 128 (onnxruntime's integer kernels
-    take uint8 × uint8) and input zero point 0: the kernel computes Σ x·((w + 128) − 128) = Σ x·w."""
-    wq = b.const(f"{base}.weight_u8", w + 128, np.uint8)
-    return wq, [b.const(f"{base}.x_zero", 0, np.uint8), b.const(f"{base}.w_zero", 128, np.uint8)]
+def _u8_operands(b: _IntBuilder, base: str, xs: list[str], w: np.ndarray, kind: str) -> list[list[str]]:
+    """The operands of ConvInteger/MatMulInteger for Σ w·x, per input of ``xs``: 8-bit weight mantissas as
+    uint8 ``w + 128`` with weight zero point 128 (onnxruntime's integer kernels take uint8 × uint8), the input
+    as uint8 with zero point 0 (``int8``: x in [0, 255]) or as x + 128 with zero point 128 (``int8s``: x in
+    [−127, 127]); the kernel computes Σ ((x + z) − z)·((w + 128) − 128) = Σ x·w."""
+    z = 128 if kind == "int8s" else 0
+    shared = [b.const(f"{base}.weight_u8", w + 128, np.uint8), b.const(f"{base}.x_zero", z, np.uint8),
+              b.const(f"{base}.w_zero", 128, np.uint8)]
+    ops = []
+    for x in xs:
+        xu = b.cast(b.op("Add", [x, b.int_const(f"{base}.x_offset", z, x)], base) if z else x, TensorProto.UINT8)
+        ops.append([xu, *shared])
+    return ops
 
 
 def _conv_sums(b: _IntBuilder, base: str, xs: list[str], w: np.ndarray, in_shape, out_shape, stride, padding,
@@ -438,9 +448,8 @@ def _conv_sums(b: _IntBuilder, base: str, xs: list[str], w: np.ndarray, in_shape
     exact under the 2^24 bound the caller proved), else int64 MatMul over an im2col gather."""
     ph, pw = padding
     geometry = dict(strides=list(stride), pads=[ph, pw, ph, pw], dilations=list(dilation), group=groups)
-    if kind == "int8":
-        wq, zeros = _u8_operands(b, base, w)
-        return [b.op("ConvInteger", [b.cast(x, TensorProto.UINT8), wq, *zeros], base, **geometry) for x in xs]
+    if kind.startswith("int8"):
+        return [b.op("ConvInteger", o, base, **geometry) for o in _u8_operands(b, base, xs, w, kind)]
     if kind == "float":
         wf = b.const(f"{base}.weight", w, np.float32)
         return [b.op("Cast", [b.op("Conv", [b.cast(x, TensorProto.FLOAT), wf], base, **geometry)], base, to=dt)
@@ -639,8 +648,9 @@ def _neuron(b: _IntBuilder, node: QNeuron, currents: list[str | None], steps: in
     """Per step: ``V ← sat(rs(leak·V, D) + I, B)``, ``k = clip(V div Θ, 0, L)``, ``V ← V − kΘ`` (soft reset).
 
     int32 where ``cur_bound`` (on |I|) and the widths prove it exact (``_neuron_type``), else int64. A None
-    current is zero: its Add is skipped, and so is the Clip where the leak is 1, since after a soft reset
-    V − kΘ lies in [min(V, 0), V] ⊂ [lo, hi]. For L = 1, k = [V ≥ Θ] (the same value, one comparison).
+    current is zero (its Add is skipped). The Clip is emitted only where a bound on |V| (from ``cur_bound``,
+    the leaks and v_init; after a soft reset V − kΘ lies in [min(V, 0), V]) exceeds the saturation bound.
+    For L = 1, k = [V ≥ Θ] (the same value, one comparison).
     """
     theta = node.threshold.astype(I64)
     if (theta < 1).any():
@@ -653,8 +663,13 @@ def _neuron(b: _IntBuilder, node: QNeuron, currents: list[str | None], steps: in
     npt = _NP[dt]
     nd = len(node.shape)
     th = b.const(f"{node.name}.theta", _channel(theta, nd), npt)
-    lo_c, hi_c = b.const(f"{node.name}.lo", lo, npt), b.const(f"{node.name}.hi", hi, npt)
-    zero, levels = b.const(f"{node.name}.k0", 0, npt), b.const(f"{node.name}.L", node.levels, npt)
+    made: dict[str, str] = {}
+
+    def c(key: str, value: int) -> str:
+        if key not in made:
+            made[key] = b.const(f"{node.name}.{key}", value, npt)
+        return made[key]
+
     cur = currents * steps if len(currents) == 1 else list(currents)
     if cur[0] is None:
         raise ExportError(f"node {node.name!r}: no current at the first step")
@@ -662,25 +677,27 @@ def _neuron(b: _IntBuilder, node: QNeuron, currents: list[str | None], steps: in
     if int(node.leak[0]) != one:      # the first step's leak acts on the constant v_init: fold it
         v0 = rs(int(node.leak[0]) * v0, node.leak_frac_bits)
     v = None
+    vb = int(np.abs(v0).max(initial=0))     # a bound on |V| (saturation can only clip above hi)
     out = []
     for t in range(steps):
-        c = None if cur[t] is None else b.cast(cur[t], dt)
-        clip = True
+        i = None if cur[t] is None else b.cast(cur[t], dt)
         if t == 0:
-            v = b.op("Add", [c, b.const(f"{node.name}.v_init", _channel(v0, nd), npt)], node.name)
-        else:
-            unit = int(node.leak[t]) == one
-            if not unit:
-                v = _leak(b, v, int(node.leak[t]), node.leak_frac_bits, hi + 1, node.name)
-            if c is not None:
-                v = b.op("Add", [v, c], node.name)
-            clip = c is not None or not unit
-        if clip:
-            v = b.op("Clip", [v, lo_c, hi_c], node.name)
+            v = b.op("Add", [i, b.const(f"{node.name}.v_init", _channel(v0, nd), npt)], node.name) if v0.any() else i
+        elif int(node.leak[t]) != one:
+            v = _leak(b, v, int(node.leak[t]), node.leak_frac_bits, hi + 1, node.name)
+            vb = ((abs(int(node.leak[t])) * vb) >> node.leak_frac_bits) + 1
+        if t and i is not None:
+            v = b.op("Add", [v, i], node.name)
+        if i is not None:
+            vb = vb + cur_bound if cur_bound is not None else hi + 1
+        changed = t == 0 or i is not None or int(node.leak[t]) != one   # else V is the last step's, in [lo, hi]
+        if changed and vb > hi:     # else no value can saturate: sat() is the identity
+            v = b.op("Clip", [v, c("lo", lo), c("hi", hi)], node.name)
+            vb = hi + 1
         if node.levels == 1:
             k = b.op("Cast", [b.op("GreaterOrEqual", [v, th], node.name)], node.name, to=dt)
         else:
-            k = b.op("Clip", [b.op("Div", [v, th], node.name), zero, levels], node.name)
+            k = b.op("Clip", [b.op("Div", [v, th], node.name), c("k0", 0), c("L", node.levels)], node.name)
         v = b.op("Sub", [v, b.op("Mul", [k, th], node.name)], node.name)
         out.append(k)
     return out
