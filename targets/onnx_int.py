@@ -1,30 +1,32 @@
 """ONNX target, integer: the integer network of docs/integer-semantics.md as an ONNX model, bit-exact with the runtime.
 
-Every value on an edge is an int64 tensor, and every operation of the
-contract is an integer ONNX op: exact products and sums (``Mul``, ``Add``,
-int64 ``MatMul``), the rounding shift ``rs(a, F) = Div(a + sign(a)·2^(F−1),
-2^F)`` (integer ``Div`` truncates toward zero, so this is the contract's
-half-away-from-zero rounding), saturation with ``Clip``, and the multi-level
-spike ``k = Clip(Div(V, Θ), 0, L)`` (equal to ``Σ_i [V ≥ iΘ]`` for Θ ≥ 1).
+Every value on an edge is an integer tensor of the narrowest exact type: int32 where the emitter's own
+range analysis (``value_bounds``) bounds the edge below 2^31, else int64; and every operation of the contract
+is an integer ONNX op: exact products and sums, the rounding shift ``rs(a, F) = Div(a + sign(a)·2^(F−1),
+2^F)`` (integer ``Div`` truncates toward zero, so this is the contract's half-away-from-zero rounding),
+saturation with ``Clip``, and the multi-level spike ``k = Clip(Div(V, Θ), 0, L)`` (``[V ≥ Θ]`` for L = 1).
 
-onnxruntime has no integer convolution for int64 (``ConvInteger`` takes 8-bit
-operands only), so a synapse is computed in one of two exact ways, chosen per
-node by the emitter's own range analysis (``value_bounds``):
+A synapse is computed in one of three exact ways, chosen per node by the range analysis:
 
-* float32 ``Conv``/``MatMul`` on integer values when every partial sum is
-  bounded below 2^24 — float32 then represents each product and partial sum
-  exactly, whatever the summation order (the runtime's dense path relies on
-  the same bound);
-* otherwise an int64 ``MatMul`` on an im2col ``Gather`` of the padded input —
-  exact in int64 because the compiler bounds every sum below 2^62.
+* onnxruntime's integer kernels, ``ConvInteger``/``MatMulInteger`` (uint8 × uint8 → int32), when the
+  inputs are proven in [0, 255] (spike counts and their sums) or in [−127, 127] (stored as x + 128 with
+  zero point 128) and the weight mantissas have 8 bits (stored as w + 128 with zero point 128);
+* float32 ``Conv``/``MatMul`` on integer values when every partial sum is bounded below 2^24 — float32
+  then represents each product and partial sum exactly, whatever the summation order;
+* otherwise an int64 ``MatMul`` on an im2col ``Gather`` of the padded input — exact in int64 because the
+  compiler bounds every sum below 2^62.
 
-Time is unrolled as in the float target; a value that is the same at every
-step (the encoded input and what is computed from it before the first
-neuron) is computed once. Inputs ``x`` [N, C, H, W] float32 (encoded in
-float64 as the contract says); outputs ``logits_int`` [N, classes] int64,
-``outputs_int`` [steps, N, classes] int64, their dequantized ``logits`` and
-``outputs`` (float64, computed as the runtime computes them), and with
-``spikes=True`` one ``spikes/<neuron>`` [steps, N, ...] int8 output per neuron layer.
+Where the runtime's window plan (``runtime.simulator.window_plan``) takes a layer's synaptic products
+once per window on window spike sums, so does the emitter (the same integers by linearity). T-GIM sums
+that need more than 31 bits run in int32 in a split form (``_split_mix_row``), leak steps of an int32
+neuron loop likewise (``_leak``); both are proven equal to the semantics' ``rs``. The ``qlif`` kind's
+emitter (onnx_int_lif.py) works on int64: its currents are cast at the kind boundary.
+
+Time is unrolled as in the float target; a value that is the same at every step (the encoded input and
+what is computed from it before the first neuron) is computed once. Inputs ``x`` [N, C, H, W] float32
+(encoded in float64 as the contract says); outputs ``logits_int`` [N, classes] int64, ``outputs_int``
+[steps, N, classes] int64, their dequantized ``logits`` and ``outputs`` (float64, computed as the runtime
+computes them), and with ``spikes=True`` one ``spikes/<neuron>`` [steps, N, ...] int8 output per neuron layer.
 """
 from __future__ import annotations
 
