@@ -39,10 +39,12 @@ from tqdm.auto import tqdm
 
 from lmhtc.compiler.errors import LmhtcError
 from lmhtc.compiler.lowering import LoweringError
+from lmhtc.compiler.analysis.cover import conv_cover
+from lmhtc.compiler.analysis.windows import planned_windows, window_plan  # noqa: F401  (window_plan: re-exported)
 from lmhtc.compiler.lowering import check_integer_graph as check_integer_graph_for
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
-from lmhtc.compiler.ir import Add, Graph, receives_spikes
+from lmhtc.compiler.ir import Add, Graph, receives_spikes, spike_train_layers
 from lmhtc.runtime.device import resolve_device
 from lmhtc.runtime.int8 import INT32_MAX, Int8Product, OneDnnConv, onednn_available
 from lmhtc.compiler.intir_conv1d import QConv1d, conv2d_view
@@ -105,12 +107,8 @@ class _Synapse:
             onednn_available(device) else None
         if isinstance(node, QConv2d):
             cout = w.shape[0]
-            ones_out = torch.ones(1, 1, *node.shape[1:], dtype=torch.float64)
-            kernel = torch.ones(1, 1, w.shape[2], w.shape[3], dtype=torch.float64)
-            cover = F.conv_transpose2d(ones_out, kernel, stride=node.stride, padding=node.padding,
-                                       dilation=node.dilation,
-                                       output_padding=self._output_padding(in_shape, node))
-            self.fanout_map = cover[0, 0, :in_shape[1], :in_shape[2]].round().to(torch.int32).to(device)
+            cover = conv_cover(node.shape[1:], in_shape[1:], w.shape[2:], node.stride, node.padding, node.dilation)
+            self.fanout_map = torch.as_tensor(cover, dtype=torch.int32, device=device)
             self.fanout_const = cout // node.groups
         else:
             self.fanout_map, self.fanout_const = None, w.shape[0]
@@ -138,15 +136,6 @@ class _Synapse:
     def exact_dtype(self, max_scale: int = 1) -> torch.dtype:
         """float32 when every partial sum stays below 2^24 (inputs up to ``max_scale`` × the analysed range)."""
         return torch.float32 if self.node.acc_bound * max_scale < EXACT_F32 else torch.float64
-
-    @staticmethod
-    def _output_padding(in_shape, node) -> tuple[int, int]:
-        pads = []
-        for i in range(2):
-            full = (node.shape[1 + i] - 1) * node.stride[i] - 2 * node.padding[i] + \
-                node.dilation[i] * (node.weight.shape[2 + i] - 1) + 1
-            pads.append(max(0, min(in_shape[1 + i] - full, node.stride[i] - 1)))
-        return tuple(pads)
 
     def out_bound(self, in_bound: int, lw: int) -> int:
         """A bound on |output| of the node over window sums of ``lw`` steps of inputs bounded by ``in_bound``."""
@@ -209,35 +198,6 @@ class _Synapse:
         return out.reshape(s, b, ho, wo, cout).permute(0, 1, 4, 2, 3)
 
 
-def window_plan(graph: Graph) -> dict[str, int]:
-    """Window size per synaptic node whose sums may be taken over windows of steps (1: per step).
-
-    When every column block of a T-GIM matrix is constant (the reparameterized
-    uniform schedule: Ω'[t, m] depends on m only through ⌊m/L⌋), the mix needs
-    only the window sums Σ_{m in window} y(m) = W·(Σ_{m in window} s(m)) + L·bias
-    of its inputs: one synaptic product per window instead of one per step,
-    with identical integers.
-    """
-    plan: dict[str, int] = {}
-    for node in graph.topo():
-        if not isinstance(node, (QConv2d, QLinear, QGain)):
-            continue
-        root = node
-        while True:
-            (root,) = graph.consumers(root.name)
-            if not isinstance(root, Add):
-                break
-        lw = 1
-        if isinstance(root, QTemporalMix) and node.shift >= 0:   # Σ of rounded right shifts ≠ shift of Σ
-            lw = int(graph.meta.get("reparam_levels", 1))
-            steps = graph.steps
-            if lw <= 1 or steps % lw or not np.array_equal(
-                    root.omega, np.repeat(root.omega[:, ::lw], lw, axis=1)):
-                lw = 1
-        plan[node.name] = lw
-    return plan
-
-
 class _Program:
     """What a run needs from an integer graph, prepared once: node order, last uses, synapse tensors, plans."""
 
@@ -252,7 +212,7 @@ class _Program:
         self.syn = {n.name: _synapse_of(n, graph, device)
                     for n in self.order if isinstance(n, (QConv2d, QConv1d, QLinear, QGain))}
         self.analog = {name for name in self.syn if not receives_spikes(graph, name)}
-        self.windows = window_plan(graph)
+        self.windows = planned_windows(graph)
         self.row_blocks = {n.name: _row_block(n, graph) for n in self.order if isinstance(n, QTemporalMix)}
         self.input_shape = tuple(next(n for n in self.order if isinstance(n, QInput)).input_shape)
         readout = next(n for n in self.order if isinstance(n, QReadout))
@@ -618,7 +578,7 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
         outputs_int=outputs_int, logits_int=logits_int, outputs=outputs_int * scale,
         logits=logits_int * scale / graph.steps, spike_counts=torch.cat(parts["spk"]).numpy(),
         saturation=torch.cat(parts["sat"]).numpy(),
-        layer_names=[n.name for n in prog.order if isinstance(n, QNeuron) or (n.kind == "qlif" and n.spiking)],
+        layer_names=spike_train_layers(prog.graph),
         sops=sop.sum(axis=(1, 2)), sops_by_layer_step=sop,
         synaptic_layer_names=[n for n in syn if n not in analog], macs=torch.cat(parts["mac"]).numpy(),
         kernels=kernels, captured={k: torch.cat(v, dim=1).numpy().astype(np.int64) for k, v in caps.items()})
