@@ -80,7 +80,7 @@ def _graph_from_json(d: dict, tensors: dict[str, np.ndarray], source: str, gname
     """One graph of the manifest; a malformed field is an ArtifactError naming the graph, node and field."""
     where = f"{source}: graph {gname!r}"
     if not isinstance(d, dict):
-        raise ArtifactError(f"{where}: is a {type(d).__name__}, not an object")
+        raise ArtifactError(f"{source}: 'graphs' entry {gname!r} is a {type(d).__name__}, not a graph object")
     for key, kind, what in (("steps", int, "an integer"), ("nodes", list, "a list"), ("meta", dict, "an object")):
         if (key in d or key != "meta") and (not isinstance(d.get(key), kind) or isinstance(d.get(key), bool)):
             raise ArtifactError(f"{where}: {key!r} must be {what}, got {str(d.get(key))[:40]!r}")

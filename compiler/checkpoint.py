@@ -265,7 +265,7 @@ def load_snn(path: str | os.PathLike, spec: ModelSpec) -> nn.Module:
 
     model = build_snn(spec.arch, spec.levels, spec.timesteps, spec.num_classes, spec.recipe, spec.input_shape)
     state, _ = read_checkpoint(path)
-    what = (f"--arch {spec.arch} (L={spec.levels}, T={spec.timesteps}, recipe {spec.recipe}, "
+    what = (f"--arch {spec.arch} (levels L={spec.levels}, timesteps T={spec.timesteps}, recipe {spec.recipe}, "
             f"input_shape {','.join(map(str, spec.input_shape))}, num_classes {spec.num_classes})")
     side = sidecar_path(path)
     origin = ""

@@ -36,6 +36,7 @@ class QLIF(Node):
     spiking: bool = True
     multi_spike: bool = False
     kind = "qlif"
+    counts_spikes = True
     phases = INTEGER
     elementwise = True
     linear = False

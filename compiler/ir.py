@@ -39,6 +39,7 @@ class Node:
     synaptic = False    # carries weights: its work is counted in synaptic operations
     linear = True       # a linear map of its inputs per step (needed between neurons for reparam)
     elementwise = False  # output shape = input shape
+    counts_spikes = False   # a neuron kind whose output is its spike count (unit 1), not θ·k
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Named array parameters (saved to the artifact's tensor store)."""

@@ -58,6 +58,7 @@ class LIFNeuron(Node):
     spiking: bool = True
     multi_spike: bool = False
     kind = "lif"
+    counts_spikes = True
     elementwise = True
     linear = False
 

@@ -522,19 +522,27 @@ def test_node_without_inputs_is_named(net, tmp_path, inputs, fragment):
     assert_one_line_error(code, text, str(bad), "node 'features.0.0'", fragment)
 
 
-def test_sidecar_field_that_mismatches_the_checkpoint_is_named(net, tmp_path):
-    """A sidecar input_shape of 3 channels: the checkpoint's first conv no longer fits; the line shows the shape."""
+@pytest.mark.parametrize("key, value, fragments", [
+    ("input_shape", [3, 8, 8], ["input_shape 3,8,8", "features.0.0.weight"]),
+    ("timesteps", 64, ["timesteps T=64", "features.1.mask"]),
+])
+def test_sidecar_field_that_mismatches_the_checkpoint_is_named(net, tmp_path, key, value, fragments):
+    """A sidecar field the checkpoint does not fit: the line names the field with the tensor that disagrees."""
     _, ckpt, _, _ = net
     (tmp_path / "c.pth").write_bytes(ckpt.read_bytes())
     doc = json.loads(ckpt.with_suffix(".json").read_text())
-    doc["model_spec"]["input_shape"] = [3, 8, 8]
+    doc["model_spec"][key] = value
     (tmp_path / "c.json").write_text(json.dumps(doc))
     code, text = cli("compile", tmp_path / "c.pth", "-o", tmp_path / "o.lmhtc", "--no-int", "--no-progress")
-    assert_one_line_error(code, text, "c.json", "input_shape 3,8,8", "features.0.0.weight")
+    assert_one_line_error(code, text, "c.json", *fragments)
 
 
-def test_unsupported_semantics_version_names_the_field(net, tmp_path):
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda m: m["graphs"]["integer"]["meta"].update(semantics_version=[1]), "meta.semantics_version"),
+    (lambda m: m.update(graphs={"\r\x9b": 5}), "'graphs' entry '\\r\\x9b' is a int"),
+    (lambda m: m.update(tensors_sha256="0" * 64), "tensors_sha256"),
+])
+def test_damaged_manifest_field_is_named(net, tmp_path, edit, fragment):
     _, _, art, _ = net
-    bad = rewrite_manifest(art, tmp_path / "bad.lmhtc", lambda m: m["graphs"]["integer"]["meta"].update(
-        semantics_version=[1]))
-    assert_one_line_error(*cli("inspect", bad, "--graph", "integer"), str(bad), "meta.semantics_version")
+    bad = rewrite_manifest(art, tmp_path / "bad.lmhtc", edit)
+    assert_one_line_error(*cli("inspect", bad, "--graph", "integer"), str(bad), fragment)

@@ -176,7 +176,7 @@ def _source(graph: Graph, name: str) -> Source:
         node = graph.node(next(iter(ups)))
     threshold = getattr(node, "threshold", None) if isinstance(node, NeuronBase) else None
     theta = None if threshold is None else float(np.asarray(threshold).reshape(-1)[0])
-    if node.kind in ("lif", "qlif"):   # outputs spike counts themselves (several per step with multi_spike)
+    if node.counts_spikes:   # outputs spike counts themselves (several per step with multi_spike)
         theta = 1.0
     return Source(name, node.name, theta, int(getattr(node, "levels", 1)))
 
