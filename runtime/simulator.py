@@ -43,6 +43,7 @@ from lmhtc.compiler.lowering import check_integer_graph as check_integer_graph_f
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
 from lmhtc.compiler.ir import Add, Graph, receives_spikes
+from lmhtc.runtime import fused as fused_mod
 from lmhtc.runtime.device import resolve_device
 from lmhtc.runtime.int8 import INT32_MAX, Int8Product, OneDnnConv, onednn_available
 from lmhtc.compiler.intir_conv1d import QConv1d, conv2d_view
@@ -209,24 +210,29 @@ class _Synapse:
         return out.reshape(s, b, ho, wo, cout).permute(0, 1, 4, 2, 3)
 
 
-def window_plan(graph: Graph) -> dict[str, int]:
+def window_plan(graph: Graph, capture=frozenset()) -> dict[str, int]:
     """Window size per synaptic node whose sums may be taken over windows of steps (1: per step).
 
     When every column block of a T-GIM matrix is constant (the reparameterized
     uniform schedule: Ω'[t, m] depends on m only through ⌊m/L⌋), the mix needs
     only the window sums Σ_{m in window} y(m) = W·(Σ_{m in window} s(m)) + L·bias
     of its inputs: one synaptic product per window instead of one per step,
-    with identical integers.
+    with identical integers. The synaptic nodes (and the adds between them)
+    feeding one mix form a group with one window size; a group with a node in
+    ``capture`` runs per step, so every captured value is per step and every
+    other group keeps its windows.
     """
     plan: dict[str, int] = {}
+    groups: dict[str, list[str]] = {}
     for node in graph.topo():
         if not isinstance(node, (QConv2d, QLinear, QGain)):
             continue
-        root = node
+        root, chain = node, [node.name]
         while True:
             (root,) = graph.consumers(root.name)
             if not isinstance(root, Add):
                 break
+            chain.append(root.name)
         lw = 1
         if isinstance(root, QTemporalMix) and node.shift >= 0:   # Σ of rounded right shifts ≠ shift of Σ
             lw = int(graph.meta.get("reparam_levels", 1))
@@ -235,7 +241,24 @@ def window_plan(graph: Graph) -> dict[str, int]:
                     root.omega, np.repeat(root.omega[:, ::lw], lw, axis=1)):
                 lw = 1
         plan[node.name] = lw
+        groups.setdefault(root.name, []).extend(chain)
+    for members in groups.values():
+        if capture and any(m in capture for m in members):
+            for m in members:
+                if m in plan:
+                    plan[m] = 1
     return plan
+
+
+def fusable_pairs(graph: Graph) -> dict[str, str]:
+    """T-GIM mix → the qneuron that is its only consumer: the pairs the fused kernel may run in one pass."""
+    pairs = {}
+    for node in graph.topo():
+        if isinstance(node, QTemporalMix):
+            cons = graph.consumers(node.name)
+            if len(cons) == 1 and isinstance(cons[0], QNeuron):
+                pairs[node.name] = cons[0].name
+    return pairs
 
 
 class _Program:
@@ -253,6 +276,8 @@ class _Program:
                     for n in self.order if isinstance(n, (QConv2d, QConv1d, QLinear, QGain))}
         self.analog = {name for name in self.syn if not receives_spikes(graph, name)}
         self.windows = window_plan(graph)
+        self._capture_plans: dict[frozenset, dict[str, int]] = {}
+        self.fusable = fusable_pairs(graph)
         self.row_blocks = {n.name: _row_block(n, graph) for n in self.order if isinstance(n, QTemporalMix)}
         self.input_shape = tuple(next(n for n in self.order if isinstance(n, QInput)).input_shape)
         readout = next(n for n in self.order if isinstance(n, QReadout))
@@ -261,6 +286,15 @@ class _Program:
         self.neuron_params = {n.name: (torch.as_tensor(n.threshold, dtype=torch.int64, device=device),
                                        torch.as_tensor(n.v_init, dtype=torch.int64, device=device))
                               for n in self.order if isinstance(n, QNeuron)}
+
+    def window_plan(self, capture) -> dict[str, int]:
+        """The window plan of a run capturing ``capture`` (cached per capture set)."""
+        key = frozenset(capture)
+        if not key:
+            return self.windows
+        if key not in self._capture_plans:
+            self._capture_plans[key] = window_plan(self.graph, key)
+        return self._capture_plans[key]
 
 
 def _synapse_of(node, graph: Graph, device: str) -> _Synapse:
@@ -294,8 +328,10 @@ class _Batch:
     dtype (int8 spikes and inputs, int32 where the bound fits, else int64)."""
 
     def __init__(self, prog: _Program, x: torch.Tensor, kernel: str, event_density: float, windows: dict,
-                 row_windows: bool):
+                 row_windows: bool, capture=frozenset(), fused: bool = False):
         self.prog, self.x, self.kernel, self.event_density = prog, x, kernel, event_density
+        self.capture = capture
+        self.fused = fused         # T-GIM mix + neuron pairs may run as the fused kernel (CPU)
         self.steps = prog.graph.steps
         self.windows = windows
         self.bounds: dict[str, int] = {}
@@ -383,6 +419,19 @@ def _lower_add(st: _Batch, node: Add, ins, lw, in_b):
     return _fit(ins[0], bound) + _fit(ins[1], bound), bound, wa
 
 
+class _Current:
+    """A T-GIM mix's output not yet computed: ``rs(omega @ v, frac_bits)`` (``acc_bound`` bounds |omega @ v|).
+    The consuming neuron runs it fused with its own steps, or ``materialize``s it (the torch kernels)."""
+
+    def __init__(self, v: torch.Tensor, omega: np.ndarray, frac_bits: int, acc_bound: int, bound: int):
+        self.v, self.omega, self.frac_bits, self.acc_bound, self.bound = v, omega, frac_bits, acc_bound, bound
+
+    def materialize(self) -> torch.Tensor:
+        half = (1 << self.frac_bits) >> 1
+        out = rs(_mix(self.omega, _fit(self.v, self.acc_bound + half)), self.frac_bits)
+        return _fit(out, self.bound)
+
+
 def _lower_mix(st: _Batch, node: QTemporalMix, ins, lw, in_b):
     v, omega = ins[0], node.omega
     w_in = st.windowed.get(node.inputs[0], 1)
@@ -394,21 +443,34 @@ def _lower_mix(st: _Batch, node: QTemporalMix, ins, lw, in_b):
         omega = omega.sum(1, keepdims=True)
     acc_b = int(np.abs(omega).sum(1).max()) * in_b if omega.size else 0
     half = (1 << node.frac_bits) >> 1
-    out = rs(_mix(omega, _fit(v, acc_b + half)), node.frac_bits)
     bound = (acc_b + half) >> node.frac_bits
     if rows > 1:
         st.windowed_rows[node.name] = (rows, front)
-    return _fit(out, bound), bound, lw
+    cur = _Current(v, omega, node.frac_bits, acc_b, bound)
+    if st.fused and node.name in st.prog.fusable and node.name not in st.capture:
+        return cur, bound, lw          # computed by the neuron's fused kernel
+    return cur.materialize(), bound, lw
 
 
 def _lower_neuron(st: _Batch, node: QNeuron, ins, lw, in_b):
     v = ins[0]
     rows, front = st.windowed_rows.get(node.inputs[0], (1, False))
-    cur = v.expand(st.steps, *v.shape[1:]) if v.shape[0] == 1 else v
-    out, sat = run_neuron(cur, node, rows, front, *st.prog.neuron_params[node.name], cur_bound=in_b)
+    done = None
+    if isinstance(v, _Current):
+        done = fused_mod.mix_neuron(v.v, v.omega, v.frac_bits, v.acc_bound, rows, front, node,
+                                *st.prog.neuron_params[node.name], cur_bound=in_b)
+        if done is None:
+            v = v.materialize()
+    csum = None
+    if done is not None:
+        out, sat, csum = done
+    else:
+        cur = v.expand(st.steps, *v.shape[1:]) if v.shape[0] == 1 else v
+        out, sat = run_neuron(cur, node, rows, front, *st.prog.neuron_params[node.name], cur_bound=in_b)
     bound = node.levels
     if out.dim() == 5:      # Σ over channels once: the spike count here, the consumers' SOPs later
-        csum = out.sum(2, dtype=torch.int32 if bound * out.shape[2] <= INT32_MAX // 2 else torch.int64)
+        if csum is None:
+            csum = out.sum(2, dtype=torch.int32 if bound * out.shape[2] <= INT32_MAX // 2 else torch.int64)
         st.channel_sums[id(out)] = (out, csum)
         st.spikes.append(csum.sum(dim=(0, 2, 3), dtype=torch.int64))
     else:
@@ -453,9 +515,9 @@ _WINDOWED_KINDS = frozenset({"qconv2d", "qlinear", "qgain", "add"})   # may hold
 
 def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_density: float,
                         capture=frozenset(), windows: dict[str, int] | None = None, row_windows: bool = True,
-                        layer_times: dict[str, float] | None = None):
+                        layer_times: dict[str, float] | None = None, fused: bool = False):
     """One batch through the graph, each node by its entry of ``LOWERING``."""
-    st = _Batch(prog, x, kernel, event_density, windows or {}, row_windows)
+    st = _Batch(prog, x, kernel, event_density, windows or {}, row_windows, frozenset(capture), fused)
     steps = st.steps
     order, last_use = prog.order, prog.last_use
     values: dict[str, torch.Tensor] = {}
@@ -465,7 +527,7 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
         ins = [values[s] for s in node.inputs]
         v = ins[0] if ins else None
         in_b = st.bounds[node.inputs[0]] if ins else 0
-        lw = st.windows.get(node.name, 1) if v is not None and v.shape[0] == steps else 1
+        lw = st.windows[node.name] if node.name in st.windows and v.shape[0] == steps else 1
         out, bound, lw = LOWERING[node.kind](st, node, ins, lw, in_b)
         if node.kind in _WINDOWED_KINDS and lw > 1:
             st.windowed[node.name] = lw
@@ -486,8 +548,8 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
         values[node.name] = out
         st.bounds[node.name] = bound
         if layer_times is not None:
-            if out.device.type == "cuda":
-                torch.cuda.synchronize(out.device)
+            if x.device.type == "cuda":
+                torch.cuda.synchronize(x.device)
             layer_times[node.name] = layer_times.get(node.name, 0.0) + time.perf_counter() - started
         for src in set(node.inputs):
             if last_use.get(src) == i:
@@ -568,7 +630,7 @@ def check_integer_graph(graph: Graph) -> None:
 def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, device: str = "cpu",
             progress: bool = False, capture=frozenset(), kernel: str = "auto", event_density: float = 0.02,
             windows: bool = True, micro_batch: int = 16, desc: str = "simulate (int)",
-            layer_times: dict[str, float] | None = None) -> IntRunResult:
+            layer_times: dict[str, float] | None = None, fused: bool = True) -> IntRunResult:
     """Run the integer network on ``x`` [N, *input_shape] or a per-step sequence [steps, N, *input_shape];
     bit-exact integer outputs, events and SOPs.
 
@@ -576,6 +638,9 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
     the same integers, with each layer's sequence small enough to stay in cache (measured on
     ResNet-18: 64 images take 3.3 s in micro-batches of 16 and 7.0 s in one batch of 64).
     ``layer_times``, when given, accumulates each node's wall time in seconds (for benchmarks).
+    Capturing runs the window schedule too: only the window groups holding a captured node run per step.
+    ``fused`` (and ``LMHTC_FUSED`` not 0) lets each T-GIM mix + neuron pair run as the fused C++ kernel on CPU
+    when it builds here (``runtime/fused.py``); the torch kernels give the same integers.
     """
     check_integer_graph(graph)
     if kernel not in ("auto", "event", "dense", "int8"):
@@ -590,7 +655,8 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
     if tuple(x.shape[1 + seq:]) != expected:
         raise LmhtcError(f"inputs have per-sample shape {tuple(x.shape[1 + seq:])}, the network expects {expected}")
     syn, analog = prog.syn, prog.analog
-    plan = prog.windows if windows and not capture else {}
+    plan = prog.window_plan(capture) if windows else {}
+    fuse = fused and fused_mod.enabled() and device == "cpu" and bool(prog.fusable) and fused_mod.available()
     parts: dict[str, list] = {k: [] for k in ("out", "spk", "sat", "sop", "mac")}
     caps: dict[str, list] = {name: [] for name in capture}
     kernels: dict[str, dict[str, int]] = {}
@@ -600,7 +666,7 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
             xb = x[:, i:i + step] if seq else x[i:i + step]
             o, spk, sat, sop, mac, kern, cap = run_graph_batch_int(prog, xb.to(device), kernel,
                                                                    event_density, capture, plan, windows,
-                                                                   layer_times)
+                                                                   layer_times, fuse)
             for key, val in zip(("out", "spk", "sat", "sop", "mac"), (o, spk, sat, sop, mac)):
                 parts[key].append(val.cpu())
             for name, val in cap.items():
