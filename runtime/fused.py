@@ -20,6 +20,7 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from lmhtc.compiler.intir import QNeuron
@@ -110,35 +111,64 @@ def _layout(y: torch.Tensor) -> tuple[int, int, int] | None:
     return c, inner, per_sample
 
 
-def mix_neuron(y: torch.Tensor, omega, frac_bits: int, acc_bound: int, rows: int, front: bool, node: QNeuron,
-               theta: torch.Tensor, v_init: torch.Tensor, cur_bound: int):
+class FusedNeuron:
+    """One qneuron's constants for the kernel, prepared once per program: Θ, v_init, leak as int64 tensors,
+    their maxima, and the int32 proof of ``membrane_bound`` per (rows, front, current bound)."""
+
+    def __init__(self, node: QNeuron, theta: torch.Tensor, v_init: torch.Tensor, channels: int):
+        self.node = node
+        self.channels = channels
+        self.theta = theta.to(torch.int64).reshape(-1).expand(channels).contiguous() if theta.numel() == 1 else \
+            theta.to(torch.int64).reshape(-1).contiguous()
+        self.v_init = v_init.to(torch.int64).reshape(-1).expand(channels).contiguous() if v_init.numel() == 1 else \
+            v_init.to(torch.int64).reshape(-1).contiguous()
+        self.leak = torch.as_tensor(node.leak, dtype=torch.int64).contiguous()
+        self.steps = int(len(node.leak))
+        self.v0_max = int(self.v_init.abs().max()) if self.v_init.numel() else 0
+        self.theta_max = int(self.theta.abs().max()) if self.theta.numel() else 0
+        self._v32: dict[tuple, bool] = {}
+        self._omega: dict[bytes, torch.Tensor] = {}
+
+    def v32(self, rows: int, front: bool, cur_bound: int) -> bool:
+        """An int32 membrane without clip is exact: |V| stays in the B-bit range, intermediates below 2^31."""
+        key = (rows, front, cur_bound)
+        if key not in self._v32:
+            node = self.node
+            peak, fits = membrane_bound(node, self.steps, rows, front, cur_bound, self.v0_max)
+            self._v32[key] = peak <= 2 ** (node.membrane_bits - 1) - 1 and fits and \
+                node.levels * self.theta_max <= INT32_MAX
+        return self._v32[key]
+
+    def omega(self, omega) -> torch.Tensor:
+        om = np.ascontiguousarray(omega, dtype=np.int64)
+        key = om.tobytes() + bytes(str(om.shape), "ascii")
+        if key not in self._omega:
+            self._omega[key] = torch.from_numpy(om.copy())
+        return self._omega[key]
+
+
+def mix_neuron(y: torch.Tensor, omega, frac_bits: int, acc_bound: int, rows: int, front: bool, prep: FusedNeuron,
+               cur_bound: int):
     """Spike counts k [steps, B, ...] (int8, y's per-step layout), saturation events [B] and (channels-last
-    5-D layers, else None) Σ over channels of k [steps, B, H, W] int32 of ``node`` on the currents
+    5-D layers, else None) Σ over channels of k [steps, B, H, W] int32 of ``prep.node`` on the currents
     ``rs(omega @ y, frac_bits)`` (one per window of ``rows`` steps, or per step); or None if not eligible.
 
     ``acc_bound`` bounds |Σ_j ω[r, j]·y[j]|, ``cur_bound`` the currents' magnitude (both proven by the caller)."""
     ext = extension()
-    if ext is None or y.device.type != "cpu" or node.levels >= 128 or y.dim() < 3 or y.dtype.is_floating_point:
+    node = prep.node
+    if ext is None or y.device.type != "cpu" or node.levels >= 128 or y.dim() < 3 or y.dtype.is_floating_point \
+            or y.shape[2] != prep.channels:
         return None
     layout = _layout(y)
     if layout is None:
         y = y.contiguous()
         layout = _layout(y)
     c, inner, per_sample = layout
-    steps = int(len(node.leak))
-    om = torch.as_tensor(omega, dtype=torch.int64).contiguous()
+    steps = prep.steps
+    om = prep.omega(omega)
     if om.shape[0] * rows < steps or om.shape[1] != y.shape[0]:
         return None
-    theta64, v064 = theta.to(torch.int64).reshape(-1), v_init.to(torch.int64).reshape(-1)
-    if theta64.numel() != c:
-        theta64 = theta64.expand(c).contiguous()
-    if v064.numel() != c:
-        v064 = v064.expand(c).contiguous()
-    hi = 2 ** (node.membrane_bits - 1) - 1
-    v0_max = int(v064.abs().max()) if v064.numel() else 0
-    peak, fits = membrane_bound(node, steps, rows, front, cur_bound, v0_max)
-    theta_max = int(theta64.abs().max()) if theta64.numel() else 0
-    v32 = peak <= hi and fits and node.levels * theta_max <= INT32_MAX
+    v32 = prep.v32(rows, front, cur_bound)
     acc32 = acc_bound + ((1 << frac_bits) >> 1) <= INT32_MAX
     k = empty_steps(steps, y[0], torch.int8)
     if any(a != b for a, b, n in zip(k.stride()[1:], y.stride()[1:], y.shape[1:]) if n > 1):
@@ -146,7 +176,7 @@ def mix_neuron(y: torch.Tensor, omega, frac_bits: int, acc_bound: int, rows: int
     sat = torch.zeros(y.shape[1], dtype=torch.int64)
     with_csum = y.dim() == 5 and inner == 1 and c <= CHUNK
     csum = torch.empty((steps, *y.shape[1:2], *y.shape[3:]) if with_csum else (0,), dtype=torch.int32)
-    ext.mix_neuron(y, om, int(frac_bits), int(rows), bool(front), torch.as_tensor(node.leak, dtype=torch.int64),
-                   int(node.leak_frac_bits), theta64, v064, int(node.levels), int(node.membrane_bits), int(c),
-                   int(inner), int(per_sample), bool(acc32), bool(v32), k, sat, csum)
+    ext.mix_neuron(y, om, int(frac_bits), int(rows), bool(front), prep.leak, int(node.leak_frac_bits), prep.theta,
+                   prep.v_init, int(node.levels), int(node.membrane_bits), int(c), int(inner), int(per_sample),
+                   bool(acc32), bool(v32), k, sat, csum)
     return k, sat, (csum if with_csum else None)

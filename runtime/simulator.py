@@ -278,6 +278,8 @@ class _Program:
         self.windows = window_plan(graph)
         self._capture_plans: dict[frozenset, dict[str, int]] = {}
         self.fusable = fusable_pairs(graph)
+        self.fused_neurons: dict[str, object] = {}        # qneuron → fused.FusedNeuron (prepared at first use)
+        self.mix_matrices: dict[tuple, tuple] = {}         # (mix, rows, input window, static) → (ω, max row Σ|ω|)
         self.row_blocks = {n.name: _row_block(n, graph) for n in self.order if isinstance(n, QTemporalMix)}
         self.input_shape = tuple(next(n for n in self.order if isinstance(n, QInput)).input_shape)
         readout = next(n for n in self.order if isinstance(n, QReadout))
@@ -343,6 +345,7 @@ class _Batch:
         self.macs = torch.zeros(x.shape[int(self.sequence)], dtype=torch.int64)
         self.kernels: dict[str, dict[str, int]] = {}
         self.channel_sums: dict[int, tuple] = {}    # id(spike tensor) → (tensor, Σ over channels), for SOPs
+        self.spike_totals: dict[int, tuple] = {}    # id(spike tensor) → (tensor, spike events per sample)
         self.outputs = None
 
 
@@ -363,8 +366,7 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
         st.sops.append(_per_step(sy.sops(v, in_b, st.channel_sums), st.steps))
     vin = _window_sums(v, lw, in_b)
     kernel = st.kernel
-    use_event = kernel == "event" or (kernel in ("auto", "int8") and
-                                      float((vin != 0).sum()) < st.event_density * vin.numel())
+    use_event = kernel == "event" or (kernel in ("auto", "int8") and _sparse(st, v, vin, lw, in_b))
     if use_event:
         acc, used = sy.event(vin), "event"
     elif kernel != "dense" and sy.onednn is not None and sy.onednn.exact(in_b * lw, analog):
@@ -380,6 +382,18 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
     if sy.bias is not None:
         out += (sy.bias.to(out.dtype) * lw).reshape(-1, *([1] * (out.dim() - 3)))
     return out, bound, lw
+
+
+def _sparse(st: _Batch, v: torch.Tensor, vin: torch.Tensor, lw: int, in_b: int) -> bool:
+    """Fewer than ``event_density`` of the synapse's inputs ``vin`` (window sums of ``lw`` steps of ``v``) are
+    non-zero. For spike counts v ≥ 0 with a known total Σv, nnz(vin) ≥ Σv / (in_b·lw): a total at or above
+    density × size × in_b × lw decides "dense" without counting (the same decision as counting)."""
+    limit = st.event_density * vin.numel()
+    total = st.spike_totals.get(id(v))
+    if total is not None and total[0] is v and v.device.type == "cpu" and \
+            int(total[1].sum()) >= limit * max(in_b, 1) * lw:
+        return False
+    return float((vin != 0).sum()) < limit
 
 
 def _lower_conv1d(st: _Batch, node, ins, lw, in_b):
@@ -432,16 +446,26 @@ class _Current:
         return _fit(out, self.bound)
 
 
-def _lower_mix(st: _Batch, node: QTemporalMix, ins, lw, in_b):
-    v, omega = ins[0], node.omega
-    w_in = st.windowed.get(node.inputs[0], 1)
-    rows, front = st.row_blocks.get(node.name, (1, False))   # one current per window: compute it once
-    omega = omega[::rows]
+def _mix_matrix(node: QTemporalMix, rows: int, w_in: int, static: bool) -> tuple[np.ndarray, int]:
+    """The effective T-GIM matrix (one row per current, one column per input window or static frame) and
+    its max row Σ|ω| (|current accumulator| ≤ that × the input bound)."""
+    omega = node.omega[::rows]
     if w_in > 1:
         omega = omega[:, ::w_in]
-    elif v.shape[0] == 1:
+    elif static:
         omega = omega.sum(1, keepdims=True)
-    acc_b = int(np.abs(omega).sum(1).max()) * in_b if omega.size else 0
+    return omega, int(np.abs(omega).sum(1).max()) if omega.size else 0
+
+
+def _lower_mix(st: _Batch, node: QTemporalMix, ins, lw, in_b):
+    v = ins[0]
+    w_in = st.windowed.get(node.inputs[0], 1)
+    rows, front = st.row_blocks.get(node.name, (1, False))   # one current per window: compute it once
+    key = (node.name, rows, w_in, w_in == 1 and v.shape[0] == 1)
+    if key not in st.prog.mix_matrices:
+        st.prog.mix_matrices[key] = _mix_matrix(node, *key[1:])
+    omega, wsum = st.prog.mix_matrices[key]
+    acc_b = wsum * in_b
     half = (1 << node.frac_bits) >> 1
     bound = (acc_b + half) >> node.frac_bits
     if rows > 1:
@@ -457,8 +481,11 @@ def _lower_neuron(st: _Batch, node: QNeuron, ins, lw, in_b):
     rows, front = st.windowed_rows.get(node.inputs[0], (1, False))
     done = None
     if isinstance(v, _Current):
-        done = fused_mod.mix_neuron(v.v, v.omega, v.frac_bits, v.acc_bound, rows, front, node,
-                                *st.prog.neuron_params[node.name], cur_bound=in_b)
+        prep = st.prog.fused_neurons.get(node.name)
+        if prep is None:
+            prep = st.prog.fused_neurons[node.name] = fused_mod.FusedNeuron(
+                node, *st.prog.neuron_params[node.name], channels=v.v.shape[2])
+        done = fused_mod.mix_neuron(v.v, v.omega, v.frac_bits, v.acc_bound, rows, front, prep, cur_bound=in_b)
         if done is None:
             v = v.materialize()
     csum = None
@@ -475,6 +502,7 @@ def _lower_neuron(st: _Batch, node: QNeuron, ins, lw, in_b):
         st.spikes.append(csum.sum(dim=(0, 2, 3), dtype=torch.int64))
     else:
         st.spikes.append(out.sum(dim=tuple(d for d in range(out.dim()) if d != 1), dtype=torch.int64))
+    st.spike_totals[id(out)] = (out, st.spikes[-1])
     st.sats.append(sat)
     return out, bound, lw
 

@@ -43,11 +43,14 @@ def reference(y: np.ndarray, omega: np.ndarray, f: int, rows: int, front: bool, 
     return np.stack(ks), sat
 
 
+def prep_of(node: QNeuron, channels: int) -> fused.FusedNeuron:
+    return fused.FusedNeuron(node, torch.as_tensor(node.threshold), torch.as_tensor(node.v_init), channels)
+
+
 def run_fused(y: torch.Tensor, omega, f, rows, front, node, cur_bound=None):
     acc = int(np.abs(omega).sum(1).max()) * int(y.abs().max()) if y.numel() else 0
     bound = cur_bound if cur_bound is not None else (acc + ((1 << f) >> 1)) >> f
-    return fused.mix_neuron(y, omega, f, acc, rows, front, node, torch.as_tensor(node.threshold),
-                            torch.as_tensor(node.v_init), cur_bound=bound)
+    return fused.mix_neuron(y, omega, f, acc, rows, front, prep_of(node, y.shape[2]), cur_bound=bound)
 
 
 @needs_ext

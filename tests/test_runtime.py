@@ -167,3 +167,21 @@ def test_capture_keeps_the_window_schedule(seed, schedule):
                 assert np.array_equal(a.captured[name], b.captured[name]), name
             for field in ("outputs_int", "spike_counts", "saturation", "sops_by_layer_step", "macs"):
                 assert np.array_equal(getattr(a, field), getattr(b, field)), field
+
+
+@pytest.mark.parametrize("density", [0.02, 0.3, 0.9])
+def test_spike_totals_decide_the_kernel_as_counting_does(density, monkeypatch):
+    """The event/dense choice from spike totals (no count where Σk proves the input dense) is the counted one."""
+    from lmhtc.runtime import simulator
+
+    q, _ = int_net(randomize(TinyResNet(2, 2), 4), (2, 8, 8))
+    x = np.random.default_rng(4).normal(size=(6, 2, 8, 8)).astype(np.float32)
+    fast = run_int(q, x, event_density=density, batch_size=3)
+    monkeypatch.setattr(simulator, "_sparse", lambda st, v, vin, lw, in_b:
+                        float((vin != 0).sum()) < st.event_density * vin.numel())
+    counted = run_int(q, x, event_density=density, batch_size=3)
+    assert fast.kernels == counted.kernels
+    for field in ("outputs_int", "spike_counts", "saturation", "sops_by_layer_step"):
+        assert np.array_equal(getattr(fast, field), getattr(counted, field)), field
+    if density == 0.9:
+        assert sum(v["event"] for v in fast.kernels.values()) > 0
