@@ -580,8 +580,10 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
                 torch.cuda.synchronize(x.device)
             layer_times[node.name] = layer_times.get(node.name, 0.0) + time.perf_counter() - started
         for src in set(node.inputs):
-            if last_use.get(src) == i:
-                del values[src]
+            if last_use.get(src) == i:      # freed with its channel sums: the next layers reuse the memory
+                dead = values.pop(src)
+                st.channel_sums.pop(id(dead), None)
+                st.spike_totals.pop(id(dead), None)
     b = x.shape[int(st.sequence)]
     stack = (lambda xs: torch.stack(xs, dim=1) if xs else torch.zeros(b, 0, dtype=torch.int64, device=x.device))
     sop_t = torch.stack(st.sops, dim=1) if st.sops else torch.zeros(b, 0, steps, dtype=torch.int64, device=x.device)
