@@ -15,6 +15,7 @@ below 2^31 (and L·max Θ fits), else an int64 membrane with the clip, which is 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import platform
 import time
@@ -29,7 +30,8 @@ from lmhtc.runtime.neuron import INT32_MAX, empty_steps, membrane_bound
 SOURCE = Path(__file__).with_name("csrc") / "fused_neuron.cpp"
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 STALE_LOCK_S = 600
-CHUNK = 1024             # kChunk of the C++ source: elements per work item       # a build lock older than this was left by a killed build
+CHUNK = 1024             # kChunk of the C++ source: elements per work item
+AFFINE_INPUTS = (torch.float32, torch.int8, torch.int16, torch.int32)       # a build lock older than this was left by a killed build
 
 _state: dict = {}
 
@@ -70,6 +72,9 @@ def extension():
     if not enabled():
         return None
     if "module" not in _state:
+        log = logging.getLogger("torch.utils.cpp_extension")
+        level = log.level
+        log.setLevel(logging.ERROR)     # its import warns about CUDA, which a CPU kernel does not use
         try:
             from torch.utils.cpp_extension import load
 
@@ -79,6 +84,8 @@ def extension():
                                     extra_ldflags=["-fopenmp"], verbose=False)
         except Exception as exc:      # no compiler, no ninja, a failed build: the torch kernels remain
             _state["module"], _state["error"] = None, f"{type(exc).__name__}: {exc}"
+        finally:
+            log.setLevel(level)
     return _state["module"]
 
 
@@ -180,3 +187,25 @@ def mix_neuron(y: torch.Tensor, omega, frac_bits: int, acc_bound: int, rows: int
                    prep.v_init, int(node.levels), int(node.membrane_bits), int(c), int(inner), int(per_sample),
                    bool(acc32), bool(v32), k, sat, csum)
     return k, sat, (csum if with_csum else None)
+
+
+def affine_shift(x: torch.Tensor, scale: torch.Tensor | None, bias: torch.Tensor | None, lw: int, e: int,
+                 dtype: torch.dtype) -> torch.Tensor | None:
+    """``e(x·scale[c], E) + bias[c]·lw`` as ``dtype`` (int32 or int64) in one pass, x's layout, or None.
+
+    x [S, B, C, ...] holds exact integers (float32 oneDNN sums below 2^24, or an integer type); the caller's
+    bound on the result decides ``dtype``, the arithmetic inside is int64."""
+    ext = extension()
+    if ext is None or x.device.type != "cpu" or x.dim() < 3 or x.dtype not in AFFINE_INPUTS:
+        return None
+    layout = _layout(x)
+    if layout is None:
+        return None
+    c, inner, _ = layout
+    out = torch.empty_like(x, dtype=dtype)
+    if any(a != b for a, b, n in zip(out.stride(), x.stride(), x.shape) if n > 1):
+        return None
+    none = torch.empty(0, dtype=torch.int64)
+    ext.affine_shift(x, none if scale is None else scale.reshape(-1), none if bias is None else bias.reshape(-1),
+                     int(lw), int(e), int(c), int(inner), out)
+    return out

@@ -370,7 +370,7 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
     if use_event:
         acc, used = sy.event(vin), "event"
     elif kernel != "dense" and sy.onednn is not None and sy.onednn.exact(in_b * lw, analog):
-        acc, used = sy.onednn(vin, analog), "int8"
+        acc, used = sy.onednn(vin, analog, raw=st.fused), "int8"
     elif kernel != "dense" and sy.int8 is not None and sy.int8.exact(in_b * lw, sy.wsum_max * in_b * lw):
         acc, used = sy.int8(vin), "int8"
     else:
@@ -378,6 +378,11 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
     stats = st.kernels.setdefault(node.name, {"event": 0, "dense": 0, "int8": 0})
     stats[used] += 1
     bound = sy.out_bound(in_b, lw)
+    if acc.is_floating_point():     # raw oneDNN sums: exponent and bias in one pass (fused kernels)
+        out = fused_mod.affine_shift(acc, None, sy.bias, lw, node.shift, _fit(acc[:0], bound).dtype)
+        if out is not None:
+            return out, bound, lw
+        acc = acc.to(torch.int32)
     out = _exp_shift(_fit(acc, bound), node.shift)     # acc is a fresh tensor: shifted in place
     if sy.bias is not None:
         out += (sy.bias.to(out.dtype) * lw).reshape(-1, *([1] * (out.dim() - 3)))
@@ -407,6 +412,10 @@ def _lower_gain(st: _Batch, node: QGain, ins, lw, in_b):
     vin = _window_sums(v, lw, in_b)
     bound = sy.out_bound(in_b, lw)
     dt = _fit(vin[:0], bound).dtype
+    if st.fused and dt in (torch.int32, torch.int64):
+        out = fused_mod.affine_shift(vin, sy.gain, None, lw, node.shift, dt)
+        if out is not None:
+            return out, bound, lw
     return _exp_shift(vin.to(dt) * sy.gain.to(dt).reshape(-1, *([1] * (v.dim() - 3))), node.shift), bound, lw
 
 

@@ -204,3 +204,32 @@ def test_the_build_name_follows_the_source(monkeypatch, tmp_path):
     a = fused.build_name()
     src.write_text("// b\n")
     assert fused.build_name() != a and a.startswith("lmhtc_fused_")
+
+
+@needs_ext
+@settings(max_examples=60, deadline=None)
+@given(dtype=st.sampled_from([torch.float32, torch.int8, torch.int16, torch.int32]), e=st.integers(-9, 7),
+       c=st.integers(1, 7), hw=st.integers(1, 4), lw=st.integers(1, 3), channels_last=st.booleans(),
+       flat=st.booleans(), with_scale=st.booleans(), with_bias=st.booleans(), wide=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_affine_shift_is_the_synapse_epilogue(dtype, e, c, hw, lw, channels_last, flat, with_scale, with_bias, wide,
+                                              seed):
+    """``e(x·scale, E) + bias·lw`` in one pass equals the torch epilogue (semantics.exp_shift, then the bias)."""
+    rng = np.random.default_rng(seed)
+    lim = {torch.float32: 2 ** 24 - 1, torch.int8: 127, torch.int16: 30000, torch.int32: 2 ** 20}[dtype]
+    if with_scale or e > 0:
+        lim = min(lim, 2 ** 12)
+    shape = (2, 3, c) if flat else (2, 3, c, hw, hw)
+    xi = rng.integers(-lim, lim + 1, size=shape)
+    x = torch.as_tensor(xi).to(dtype)
+    if channels_last and not flat:
+        x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    scale = torch.as_tensor(rng.integers(-127, 128, c)) if with_scale else None
+    bias = torch.as_tensor(rng.integers(-2 ** 20, 2 ** 20, c)) if with_bias else None
+    per_c = (-1,) + (1,) * (len(shape) - 3)
+    want = xi * (scale.numpy().reshape(per_c) if with_scale else 1)
+    want = semantics.exp_shift(want, e) + (bias.numpy().reshape(per_c) * lw if with_bias else 0)
+    out_dtype = torch.int64 if wide else torch.int32
+    got = fused.affine_shift(x, scale, bias, lw, e, out_dtype)
+    assert got.dtype == out_dtype and got.stride() == x.stride()
+    np.testing.assert_array_equal(got.numpy(), want)

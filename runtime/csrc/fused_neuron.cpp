@@ -235,6 +235,68 @@ void mix_neuron(torch::Tensor y, torch::Tensor omega, int64_t frac_bits, int64_t
   }
 }
 
+namespace {
+
+// out = e(x·scale[c], E) + bias[c]·lw per element, computed in int64 (x an exact integer in X), stored as O.
+template <typename X, typename O>
+void affine_run(const X* x, O* out, int64_t numel, int64_t C, int64_t inner, const int64_t* scale,
+                const int64_t* bias, int64_t lw, int64_t e) {
+  const int64_t period = C * inner;
+  at::parallel_for(0, numel / period, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t blk = begin; blk < end; ++blk) {
+      for (int64_t c = 0; c < C; c += (inner == 1 ? C : 1)) {
+        // inner == 1: one pass over the C channels of a position; else one channel's run of `inner` elements
+        const int64_t n = inner == 1 ? C : inner;
+        const int64_t o0 = blk * period + c * inner;
+        for (int64_t i = 0; i < n; ++i) {
+          const int64_t ch = inner == 1 ? i : c;
+          int64_t a = static_cast<int64_t>(x[o0 + i]);
+          if (scale != nullptr) a *= scale[ch];
+          a = e >= 0 ? a * (int64_t(1) << e) : rshift_round<int64_t>(a, -e);
+          if (bias != nullptr) a += bias[ch] * lw;
+          out[o0 + i] = static_cast<O>(a);
+        }
+      }
+    }
+  });
+}
+
+template <typename X>
+void affine_out(const X* x, torch::Tensor out, int64_t numel, int64_t C, int64_t inner, const int64_t* scale,
+                const int64_t* bias, int64_t lw, int64_t e) {
+  if (out.scalar_type() == torch::kInt32)
+    affine_run(x, out.data_ptr<int32_t>(), numel, C, inner, scale, bias, lw, e);
+  else
+    affine_run(x, out.data_ptr<int64_t>(), numel, C, inner, scale, bias, lw, e);
+}
+
+}  // namespace
+
+// The synapse epilogue in one pass: out = e(x·scale, E) + bias·lw (docs/integer-semantics.md: the exponent
+// and the bias of a conv/linear/gain), x an exact integer (float32 below 2^24, or an integer type), out in
+// the int32/int64 the caller's bound chose; scale/bias per channel (empty: none). x and out share one dense
+// layout in which an element at offset o has channel (o / inner) % C.
+void affine_shift(torch::Tensor x, torch::Tensor scale, torch::Tensor bias, int64_t lw, int64_t e, int64_t C,
+                  int64_t inner, torch::Tensor out) {
+  TORCH_CHECK(out.numel() == x.numel() && x.numel() % (C * inner) == 0, "affine_shift: layout");
+  TORCH_CHECK(out.scalar_type() == torch::kInt32 || out.scalar_type() == torch::kInt64, "affine_shift: out int32/64");
+  TORCH_CHECK(scale.numel() == 0 || (scale.dtype() == torch::kInt64 && scale.is_contiguous() && scale.numel() == C),
+              "affine_shift: scale int64 [C]");
+  TORCH_CHECK(bias.numel() == 0 || (bias.dtype() == torch::kInt64 && bias.is_contiguous() && bias.numel() == C),
+              "affine_shift: bias int64 [C]");
+  const int64_t* sp = scale.numel() ? scale.data_ptr<int64_t>() : nullptr;
+  const int64_t* bp = bias.numel() ? bias.data_ptr<int64_t>() : nullptr;
+  const int64_t n = x.numel();
+  switch (x.scalar_type()) {
+    case torch::kFloat: affine_out(x.data_ptr<float>(), out, n, C, inner, sp, bp, lw, e); break;
+    case torch::kInt8: affine_out(x.data_ptr<int8_t>(), out, n, C, inner, sp, bp, lw, e); break;
+    case torch::kInt16: affine_out(x.data_ptr<int16_t>(), out, n, C, inner, sp, bp, lw, e); break;
+    case torch::kInt32: affine_out(x.data_ptr<int32_t>(), out, n, C, inner, sp, bp, lw, e); break;
+    default: TORCH_CHECK(false, "affine_shift: x must be float32 or int8/16/32");
+  }
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("mix_neuron", &mix_neuron, "T-GIM mix + qneuron steps of one layer, in one pass (CPU)");
+  m.def("affine_shift", &affine_shift, "synapse exponent, per-channel gain and bias in one pass (CPU)");
 }
