@@ -7,11 +7,13 @@ and headers, checkpoint tensors, sidecar fields, Lava parameters and arrays), ru
 reads it, and judges the outcome. A case is handled when
 
 * the command exits 0 with a valid result (the output loads, logits are finite and of the right shape), or
-* it exits non-zero with exactly one line ``error: ...`` that names the damaged file, leaves no output,
+* it exits non-zero with exactly one line ``error: ...`` that names the damaged file and, when the mutation
+  damaged a particular key, layer (node), process or tensor, names it too (``Case.names``: any one of
+  them, as a whole word), and leaves no output,
 
 and, either way, no input file changed and no exception escaped. Everything else is a failure with a
-class (traceback, internal error, several lines, unnamed file, output left, input modified, invalid
-result). ``tests/test_fuzz.py`` runs a fixed number of cases per mutator and requires all handled;
+class (traceback, internal error, several lines, unnamed file, unnamed key, output left, input modified,
+invalid result). ``tests/test_fuzz.py`` runs a fixed number of cases per mutator and requires all handled;
 ``python -m benchmarks fuzz [N]`` runs N per mutator and prints the counts.
 """
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import struct
 import zipfile
@@ -54,8 +57,9 @@ def _flip_or_cut(data: st.DataObject, blob: bytes) -> bytes:
     return blob[:i] + bytes([blob[i] ^ data.draw(st.integers(1, 255), label="xor")]) + blob[i + 1:]
 
 
-def _set_path(data: st.DataObject, obj, label: str):
-    """Replace one value somewhere inside the JSON value ``obj`` (in place when possible); returns obj."""
+def _set_path(data: st.DataObject, obj, label: str, trail: list | None = None):
+    """Replace one value somewhere inside the JSON value ``obj`` (in place when possible); returns obj.
+    The keys and indices leading to the replaced (or deleted) value are appended to ``trail``."""
     parent, key = None, None
     cur = obj
     for depth in range(6):
@@ -66,6 +70,8 @@ def _set_path(data: st.DataObject, obj, label: str):
         else:
             break
         parent, key, cur = cur, k, cur[k]
+        if trail is not None:
+            trail.append(k)
         if not data.draw(st.booleans(), label=f"{label}-deeper"):
             break
     value = data.draw(VALUES, label=f"{label}-value")
@@ -76,6 +82,12 @@ def _set_path(data: st.DataObject, obj, label: str):
     else:
         parent[key] = value
     return obj
+
+
+def _leaf_key(trail: list) -> tuple:
+    """The last string key of a JSON path (the damaged field, or the list holding a damaged element)."""
+    keys = [k for k in trail if isinstance(k, str)]
+    return (keys[-1],) if keys else ()
 
 
 # -- the good files ------------------------------------------------------------------------------
@@ -137,6 +149,7 @@ class Case:
     output: Path | None   # what a successful run writes
     inputs: list = field(default_factory=list)
     detail: str = ""      # the judged output's last line
+    names: tuple = ()     # the damaged key / node / process / tensor: an error must mention one (when any)
 
 
 def _artifact_bytes(path: Path) -> tuple[dict, bytes]:
@@ -162,15 +175,35 @@ def mutate_manifest(w: World, case: Path, data: st.DataObject) -> Case:
     manifest, blob = _artifact_bytes(w.art)
     graph = data.draw(st.sampled_from(sorted(manifest["graphs"])), label="graph")
     target = data.draw(st.sampled_from(["node", "node", "node", "graph", "top"]), label="where")
+    trail: list = []
     if target == "node":
-        nodes = manifest["graphs"][graph]["nodes"]
-        _set_path(data, nodes[data.draw(st.integers(0, len(nodes) - 1), label="node")], "node")
+        trail += ["graphs", graph, "nodes", data.draw(st.integers(0, len(manifest["graphs"][graph]["nodes"]) - 1),
+                                                       label="node")]
     elif target == "graph":
-        _set_path(data, manifest["graphs"][graph], "graph")
-    else:
-        manifest = _set_path(data, manifest, "manifest")
+        trail += ["graphs", graph]
+    root = manifest
+    for k in trail:
+        root = root[k]
+    edited = _set_path(data, root, target, trail)
+    if not trail:
+        manifest = edited
     art = case / "a.lmhtc"
     _write_artifact(art, manifest, blob)
+    case_ = _manifest_command(w, case, data, art, graph)
+    case_.names = _manifest_names(_artifact_bytes(w.art)[0], trail)
+    return case_
+
+
+def _manifest_names(manifest: dict, trail: list) -> tuple:
+    """What an error about the manifest field at ``trail`` must name: the node it lies in (by name or
+    position) or the field itself; a damaged graph-level or top-level field by its key."""
+    if len(trail) >= 4 and trail[:1] == ["graphs"] and trail[2] == "nodes":
+        node = manifest["graphs"][trail[1]]["nodes"][trail[3]]
+        return (node["name"], f"#{trail[3]}", *_leaf_key(trail[4:] or ["nodes"]))
+    return _leaf_key(trail)
+
+
+def _manifest_command(w: World, case: Path, data: st.DataObject, art: Path, graph: str) -> Case:
     command = data.draw(st.sampled_from(w.commands), label="command")
     if command == "simulate":
         return _simulate(w, case, art, case / "x.npz", "int" if graph == "integer" else "float", "manifest field",
@@ -190,15 +223,19 @@ def mutate_tensor_header(w: World, case: Path, data: st.DataObject) -> Case:
     manifest, blob = _artifact_bytes(w.art)
     n = struct.unpack("<Q", blob[:8])[0]
     header = json.loads(blob[8:8 + n])
-    header = _set_path(data, header, "header")
+    trail: list = []
+    header = _set_path(data, header, "header", trail)
     text = json.dumps(header).encode()
     new = struct.pack("<Q", len(text)) + text + blob[8 + n:]
-    if isinstance(manifest, dict):
-        manifest["tensors_sha256"] = hashlib.sha256(new).hexdigest()
+    manifest["tensors_sha256"] = hashlib.sha256(new).hexdigest()
     art = case / "a.lmhtc"
     _write_artifact(art, manifest, new)
-    return _simulate(w, case, art, case / "x.npz", data.draw(st.sampled_from(["float", "int"]), label="mode"),
-                     "tensor header", art)
+    c = _simulate(w, case, art, case / "x.npz", data.draw(st.sampled_from(["float", "int"]), label="mode"),
+                  "tensor header", art)
+    users = [nd["name"] for g in manifest["graphs"].values() for nd in g["nodes"]
+             if trail and trail[0] in nd.get("arrays", {}).values()]
+    c.names = tuple(users) or tuple(k for k in trail[:1] if k == "__metadata__")
+    return c
 
 
 def mutate_zip(w: World, case: Path, data: st.DataObject) -> Case:
@@ -207,6 +244,7 @@ def mutate_zip(w: World, case: Path, data: st.DataObject) -> Case:
     art = case / "a.lmhtc"
     how = data.draw(st.sampled_from(["bytes", "duplicate", "missing", "extra", "deflate"]), label="zip")
     text = json.dumps(manifest)
+    entry = None
     if how == "bytes":
         art.write_bytes(_flip_or_cut(data, w.art.read_bytes()))
     elif how == "duplicate":
@@ -214,18 +252,22 @@ def mutate_zip(w: World, case: Path, data: st.DataObject) -> Case:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            entry = data.draw(st.sampled_from(["manifest.json", "tensors.safetensors"]))
             _write_artifact(art, None, b"", [("manifest.json", text), ("tensors.safetensors", blob),
-                                            (data.draw(st.sampled_from(["manifest.json", "tensors.safetensors"])),
-                                             data.draw(st.sampled_from([text, "{}", "junk"])))])
+                                            (entry, data.draw(st.sampled_from([text, "{}", "junk"])))])
     elif how == "missing":
-        _write_artifact(art, None, b"", [data.draw(st.sampled_from([("manifest.json", text),
-                                                                     ("tensors.safetensors", blob)]))])
+        kept = data.draw(st.sampled_from([("manifest.json", text), ("tensors.safetensors", blob)]))
+        entry = "tensors.safetensors" if kept[0] == "manifest.json" else "manifest.json"
+        _write_artifact(art, None, b"", [kept])
     elif how == "extra":
         _write_artifact(art, None, b"", [("manifest.json", text), ("tensors.safetensors", blob),
                                         (data.draw(st.sampled_from(["../evil", "/abs", "x.npy", "a/b"])), "data")])
     else:
+        entry = "manifest.json"       # the first entry read
         _write_artifact(art, manifest, blob, compression=zipfile.ZIP_DEFLATED)
-    return _simulate(w, case, art, case / "x.npz", "int", "zip structure", art)
+    c = _simulate(w, case, art, case / "x.npz", "int", "zip structure", art)
+    c.names = (entry,) if entry else ()
+    return c
 
 
 DTYPES = ["float16", "float32", "float64", "int8", "int64", "uint8", "bool", "complex64", "<U3", ">f4"]
@@ -260,12 +302,15 @@ def mutate_npz(w: World, case: Path, data: st.DataObject) -> Case:
         x, y = f["x"], f["y"]
     path = case / "bad.npz"
     how = data.draw(st.sampled_from(["x", "y", "keys", "bytes", "claims"]), label="npz")
+    names = {"x": ("x",), "y": ("y",), "claims": ("x",), "bytes": ()}.get(how)
     if how == "x":
         np.savez(path, x=_array(data, x, "x"), y=y)
     elif how == "y":
         np.savez(path, x=x, y=_array(data, y, "y"))
     elif how == "keys":
-        np.savez(path, **{data.draw(st.sampled_from(["X", "images", "x.npy", "y"])): x})
+        key = data.draw(st.sampled_from(["X", "images", "x.npy", "y"]))
+        names = ("x", key)            # the missing array, or the one stored under the wrong key
+        np.savez(path, **{key: x})
     elif how == "bytes":
         path.write_bytes(_flip_or_cut(data, w.x.read_bytes()))
     else:
@@ -278,6 +323,7 @@ def mutate_npz(w: World, case: Path, data: st.DataObject) -> Case:
     limit = data.draw(st.sampled_from([None, "1", "2"]), label="limit")
     mode = data.draw(st.sampled_from(["float", "int"]), label="mode")
     c = _simulate(w, case, case / "a.lmhtc", path, mode, "input npz", path)
+    c.names = names
     if limit:
         c.args += ["--limit", limit]
     return c
@@ -292,10 +338,13 @@ def mutate_checkpoint(w: World, case: Path, data: st.DataObject) -> Case:
     (case / "c.json").write_bytes(w.ckpt.with_suffix(".json").read_bytes())
     how = data.draw(st.sampled_from(["drop", "extra", "dtype", "shape", "values", "structure", "bytes"]), label="ckpt")
     key = data.draw(st.sampled_from(sorted(state)), label="key")
+    names = (key,)
     if how == "drop":
         del state[key]
     elif how == "extra":
-        state[data.draw(st.sampled_from(["head.weight", key + ".x", ""]))] = torch.zeros(2)
+        extra = data.draw(st.sampled_from(["head.weight", key + ".x", ""]))
+        names = (extra,) if extra else ("''",)
+        state[extra] = torch.zeros(2)
     elif how == "dtype":
         state[key] = state[key].to(data.draw(st.sampled_from([torch.bool, torch.int64, torch.float16,
                                                               torch.float64, torch.uint8, torch.complex64])))
@@ -307,6 +356,8 @@ def mutate_checkpoint(w: World, case: Path, data: st.DataObject) -> Case:
             t[data.draw(st.integers(0, t.numel() - 1))] = data.draw(st.sampled_from([float("nan"), float("inf"),
                                                                                      1e38, -1e30, 1e13]))
         state[key] = t.reshape(state[key].shape)
+    if how in ("structure", "bytes"):
+        names = ()
     if how == "structure":
         torch.save(data.draw(st.sampled_from([[1, 2], {"epoch": 1}, {"model": [1]}, {"model": {"w": 1}}])), path)
     elif how == "bytes":
@@ -315,7 +366,7 @@ def mutate_checkpoint(w: World, case: Path, data: st.DataObject) -> Case:
         torch.save({"model": state}, path)
     out = case / "out.lmhtc"
     return Case("checkpoint", ["compile", path, "-o", out, "--no-int", "--no-progress"], path, out,
-                [path, case / "c.json"])
+                [path, case / "c.json"], names=names)
 
 
 def mutate_sidecar(w: World, case: Path, data: st.DataObject) -> Case:
@@ -324,8 +375,9 @@ def mutate_sidecar(w: World, case: Path, data: st.DataObject) -> Case:
     path.write_bytes(w.ckpt.read_bytes())
     doc = json.loads(w.ckpt.with_suffix(".json").read_text())
     how = data.draw(st.sampled_from(["field", "field", "deep", "binary", "bytes"]), label="sidecar")
+    trail: list = []
     if how == "field":
-        side.write_text(json.dumps(_set_path(data, doc, "sidecar")))
+        side.write_text(json.dumps(_set_path(data, doc, "sidecar", trail)))
     elif how == "deep":
         n = data.draw(st.sampled_from([60, 100, 2000, 200_000]), label="depth")
         side.write_text(f'{{"format": "lmhtc-checkpoint-sidecar", "model_spec": {"[" * n + "]" * n}}}')
@@ -334,7 +386,8 @@ def mutate_sidecar(w: World, case: Path, data: st.DataObject) -> Case:
     else:
         side.write_bytes(_flip_or_cut(data, w.ckpt.with_suffix(".json").read_bytes()))
     out = case / "out.lmhtc"
-    return Case("sidecar", ["compile", path, "-o", out, "--no-int", "--no-progress"], side, out, [path, side])
+    return Case("sidecar", ["compile", path, "-o", out, "--no-int", "--no-progress"], side, out, [path, side],
+                names=_leaf_key(trail))
 
 
 def mutate_lava(w: World, case: Path, data: st.DataObject) -> Case:
@@ -343,20 +396,25 @@ def mutate_lava(w: World, case: Path, data: st.DataObject) -> Case:
     shutil.copytree(w.lava, d)
     how = data.draw(st.sampled_from(["json", "json", "array", "bytes"]), label="lava")
     js, npz = d / "network.json", d / "arrays.npz"
-    damaged = js
+    damaged, names = js, ()
     if how == "json":
-        js.write_text(json.dumps(_set_path(data, json.loads(js.read_text()), "network")))
+        doc, trail = json.loads(js.read_text()), []
+        js.write_text(json.dumps(_set_path(data, doc, "network", trail)))
+        names = _leaf_key(trail)
+        if len(trail) >= 2 and trail[0] == "processes":
+            names += (json.loads(w.lava.joinpath("network.json").read_text())["processes"][trail[1]]["name"],
+                      f"processes[{trail[1]}]")
     elif how == "array":
         with np.load(npz) as f:
             arrays = {k: f[k] for k in f.files}
         key = data.draw(st.sampled_from(sorted(arrays)), label="array")
         arrays[key] = _array(data, arrays[key], "array") if arrays[key].size else np.zeros(3)
         np.savez(npz, **arrays)
-        damaged = npz
+        damaged, names = npz, (key, *key.split("/"))     # "process/array": the key, process or array
     else:
         damaged = data.draw(st.sampled_from([js, npz]), label="file")
         damaged.write_bytes(_flip_or_cut(data, damaged.read_bytes()))
-    return Case("lava directory", ["lava", d], damaged, None, [js, npz, case / "x.npz"])
+    return Case("lava directory", ["lava", d], damaged, None, [js, npz, case / "x.npz"], names=names)
 
 
 MUTATORS = {"manifest field": mutate_manifest, "tensor header": mutate_tensor_header, "zip structure": mutate_zip,
@@ -431,7 +489,14 @@ def judge(case: Case) -> str:
     names = ("network.json", "arrays.npz") if case.args[0] == "lava" else (case.damaged.name,)
     if not any(n in errors[0] for n in names):
         return "FAIL: error does not name the file"
+    if case.names and not any(_mentions(errors[0], str(n)) for n in case.names):
+        return "FAIL: error does not name the damaged key"
     return "error"
+
+
+def _mentions(line: str, name: str) -> bool:
+    """``name`` occurs in ``line`` as a whole word (not inside a longer identifier)."""
+    return re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", line) is not None
 
 
 def new_case(w: World, root: Path, name: str, data: st.DataObject) -> Case:
@@ -459,6 +524,7 @@ def bench_fuzz(console, examples: int = 200, only: list | None = None) -> None:
     try:
         w = World.build(root / "world")
         results: dict[str, Counter] = {}
+        named: Counter = Counter()        # errors whose damaged key / node / tensor was checked in the line
         failures: list[str] = []
         for name in only or MUTATORS:
             counts = results.setdefault(name, Counter())
@@ -470,6 +536,7 @@ def bench_fuzz(console, examples: int = 200, only: list | None = None) -> None:
                 case = new_case(w, root / "case", name, data)
                 verdict = judge(case)
                 counts[verdict] += 1
+                named[name] += verdict == "error" and bool(case.names)
                 if verdict.startswith("FAIL") and len(failures) < 20:
                     failures.append(f"{name}: {verdict}: {case.detail}")
 
@@ -478,17 +545,18 @@ def bench_fuzz(console, examples: int = 200, only: list | None = None) -> None:
         shutil.rmtree(root, ignore_errors=True)
     table = Table(title=f"fuzz: hostile files per mutator ({examples} hypothesis examples each, "
                         f"{time.perf_counter() - start:.0f} s)")
-    for col in ("mutator", "cases", "exit 0, valid", "one-line error", "failures", "handled"):
+    for col in ("mutator", "cases", "exit 0, valid", "one-line error", "of which key named", "failures", "handled"):
         table.add_column(col, justify="left" if col == "mutator" else "right")
     total = Counter()
     for name, c in results.items():
         n = sum(c.values())
         fails = sum(v for k, v in c.items() if k.startswith("FAIL"))
         total.update(c)
-        table.add_row(name, str(n), str(c["ok"]), str(c["error"]), str(fails), f"{100 * (n - fails) / max(n, 1):.2f} %")
+        table.add_row(name, str(n), str(c["ok"]), str(c["error"]), str(named[name]), str(fails),
+                      f"{100 * (n - fails) / max(n, 1):.2f} %")
     n = sum(total.values())
     fails = sum(v for k, v in total.items() if k.startswith("FAIL"))
-    table.add_row("all", str(n), str(total["ok"]), str(total["error"]), str(fails),
+    table.add_row("all", str(n), str(total["ok"]), str(total["error"]), str(sum(named.values())), str(fails),
                   f"{100 * (n - fails) / max(n, 1):.2f} %", end_section=True)
     console.print(table)
     for k, v in sorted(total.items()):

@@ -36,7 +36,7 @@ from . import intir  # noqa: F401  (registers the integer node kinds with the lo
 from .intir import SEMANTICS_VERSION
 from .convert import msat_node  # noqa: F401  (registers the MSAT neuron kind with the loader)
 from . import lif_node, nir_ops  # noqa: F401  (register the NIR kinds lif, scale, sum_pool2d, conv1d)
-from .ir import NODE_TYPES, Graph, IRError, finalize
+from .ir import NODE_TYPES, Graph, IRError, finalize, infer_shapes
 
 FORMAT = "lmhtc-artifact"
 VERSION = 1
@@ -65,8 +65,11 @@ def _graph_to_json(graph: Graph, store: dict[str, np.ndarray]) -> dict:
             key = _key(arr)
             store[key] = np.ascontiguousarray(arr)
             refs[pname] = key
-        nodes.append({"name": node.name, "kind": node.kind, "inputs": list(node.inputs),
-                      "attrs": node.attrs(), "arrays": refs})
+        entry = {"name": node.name, "kind": node.kind, "inputs": list(node.inputs),
+                 "attrs": node.attrs(), "arrays": refs}
+        if node.shape is not None:      # checked on load: a damaged attribute is named at its own node
+            entry["shape"] = [int(d) for d in node.shape]
+        nodes.append(entry)
     return {"steps": graph.steps, "meta": graph.meta, "nodes": nodes}
 
 
@@ -81,15 +84,33 @@ def _graph_from_json(d: dict, tensors: dict[str, np.ndarray], source: str, gname
     for key, kind, what in (("steps", int, "an integer"), ("nodes", list, "a list"), ("meta", dict, "an object")):
         if (key in d or key != "meta") and (not isinstance(d.get(key), kind) or isinstance(d.get(key), bool)):
             raise ArtifactError(f"{where}: {key!r} must be {what}, got {str(d.get(key))[:40]!r}")
+    if not d["nodes"]:
+        raise ArtifactError(f"{where}: 'nodes' is empty")
     graph = Graph(steps=d["steps"], meta=dict(d.get("meta", {})))
     for i, nd in enumerate(d["nodes"]):
-        name = nd.get("name") if isinstance(nd, dict) else None
+        if not isinstance(nd, dict):
+            raise ArtifactError(f"{where}: nodes[{i}] is a {type(nd).__name__}, not an object")
+        name = nd.get("name")
         try:
             graph.add(_node_from_json(nd, tensors, where, graph))
         except MALFORMED as exc:
             raise ArtifactError(f"{where} node {name if isinstance(name, str) else f'#{i}'!r}: malformed node "
                                 f"({type(exc).__name__}: {exc})") from None
     return graph
+
+
+def _stored_shapes(d: dict, where: str) -> dict[str, list]:
+    """The output shapes the saver recorded per node (artifacts written before lmhtc recorded them have none)."""
+    out = {}
+    for nd in d["nodes"]:
+        shape = nd.get("shape")
+        if shape is None:
+            continue
+        if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
+            raise ArtifactError(f"{where} node {nd['name']!r}: 'shape' must be a list of sizes, "
+                                f"got {str(shape)[:40]}")
+        out[nd["name"]] = shape
+    return out
 
 
 def _node_from_json(nd: dict, tensors: dict[str, np.ndarray], where: str, graph: Graph):
@@ -105,6 +126,9 @@ def _node_from_json(nd: dict, tensors: dict[str, np.ndarray], where: str, graph:
     for k, v in list(kwargs.items()):
         if isinstance(v, list):
             kwargs[k] = tuple(v)
+    if not isinstance(nd["inputs"], list):
+        raise ArtifactError(f"{where} node {nd['name']!r}: 'inputs' must be a list of node names, "
+                            f"got {str(nd['inputs'])[:40]!r}")
     try:
         node = cls(name=nd["name"], inputs=list(nd["inputs"]), **kwargs)
     except TypeError as exc:
@@ -204,7 +228,8 @@ def load_artifact(path: str | os.PathLike) -> tuple[dict[str, Graph], dict]:
         raise ArtifactError(f"{src}: artifact format version {manifest.get('version')} is not supported "
                             f"(this lmhtc reads version {VERSION})")
     if hashlib.sha256(blob).hexdigest() != manifest.get("tensors_sha256"):
-        raise ArtifactError(f"{src}: tensor data does not match its checksum (tampered or corrupted)")
+        raise ArtifactError(f"{src}: tensor data does not match its checksum tensors_sha256 (tampered or corrupted)")
+    _check_tensor_header(blob, src, _tensor_users(manifest))
     try:
         tensors = st_load(blob)
     except Exception as exc:   # safetensors raises its own error type
@@ -218,9 +243,10 @@ def load_artifact(path: str | os.PathLike) -> tuple[dict[str, Graph], dict]:
             if gname == "integer" and graph.meta.get("integer") is not True:
                 raise ArtifactError(f"{src}: graph 'integer': meta.integer is not true")
             if graph.meta.get("integer") and graph.meta.get("semantics_version") != SEMANTICS_VERSION:
-                raise ArtifactError(f"{src}: graph {gname!r}: integer semantics version "
+                raise ArtifactError(f"{src}: graph {gname!r}: meta.semantics_version (integer semantics) "
                                     f"{graph.meta.get('semantics_version')!r} is not supported ({SEMANTICS_VERSION})")
             try:
+                infer_shapes(graph, _stored_shapes(gd, f"{src}: graph {gname!r}"))
                 finalize(graph)
             except IRError as exc:
                 raise ArtifactError(f"{src}: graph {gname!r}: {exc}") from None
@@ -228,6 +254,75 @@ def load_artifact(path: str | os.PathLike) -> tuple[dict[str, Graph], dict]:
         except MALFORMED as exc:
             raise ArtifactError(f"{src}: graph {gname!r}: malformed manifest ({type(exc).__name__}: {exc})") from None
     return graphs, _checked_meta(manifest.get("meta", {}), src)
+
+
+# safetensors dtypes the numpy loader reads, and their sizes in bytes
+ST_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2,
+             "U8": 1, "BOOL": 1}
+
+
+def _tensor_users(manifest: dict) -> dict[str, str]:
+    """For each tensor key the manifest refers to: "node 'X' array 'weight'" (the first such node), so a
+    damaged tensor is named by the layer and attribute that hold it, not only by its content hash."""
+    users: dict[str, str] = {}
+    graphs = manifest.get("graphs")
+    for gd in graphs.values() if isinstance(graphs, dict) else ():
+        nodes = gd.get("nodes") if isinstance(gd, dict) else None
+        for nd in nodes if isinstance(nodes, list) else ():
+            refs = nd.get("arrays") if isinstance(nd, dict) else None
+            for pname, key in refs.items() if isinstance(refs, dict) else ():
+                if isinstance(key, str):
+                    users.setdefault(key, f"node {nd.get('name')!r} array {pname!r}")
+    return users
+
+
+def _check_tensor_header(blob: bytes, src: str, users: dict[str, str]) -> None:
+    """The safetensors header, checked before safetensors reads it: an object of entries with a known
+    dtype, a shape of sizes and data offsets that match and tile the data; every tensor the manifest
+    refers to present. An error names the node and array holding the damaged tensor."""
+    def fail(key, problem):
+        who = f"{users[key]} (tensor {key})" if key in users else f"tensor entry {key!r}"
+        raise ArtifactError(f"{src}: tensor data: {who}: {problem}")
+
+    n = int.from_bytes(blob[:8], "little") if len(blob) >= 8 else -1
+    if not 0 < n <= len(blob) - 8:
+        raise ArtifactError(f"{src}: tensor data: header length {n} does not fit the {len(blob)}-byte entry")
+    try:
+        header = json.loads(blob[8:8 + n])
+    except (ValueError, RecursionError) as exc:
+        raise ArtifactError(f"{src}: tensor data: header is not JSON ({type(exc).__name__})") from None
+    if not isinstance(header, dict):
+        raise ArtifactError(f"{src}: tensor data: header is a {type(header).__name__}, not an object")
+    meta = header.pop("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ArtifactError(f"{src}: tensor data: header entry '__metadata__' must map names to strings")
+    size = len(blob) - 8 - n
+    spans = []
+    for key, info in header.items():
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            fail(key, "header entry must be an object with dtype, shape and data_offsets")
+        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in ST_DTYPES:
+            fail(key, f"unsupported dtype {str(dtype)[:20]!r}")
+        if not isinstance(shape, list) or not all(type(d) is int and 0 <= d < 2 ** 40 for d in shape):
+            fail(key, f"shape {str(shape)[:40]} is not a list of sizes")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+                and 0 <= offsets[0] <= offsets[1] <= size):
+            fail(key, f"data_offsets {str(offsets)[:40]} are not [begin, end] within the {size} data bytes")
+        if offsets[1] - offsets[0] != int(np.prod(shape, dtype=object)) * ST_DTYPES[dtype]:
+            fail(key, f"data_offsets {offsets} hold {offsets[1] - offsets[0]} bytes, not the "
+                      f"{int(np.prod(shape, dtype=object)) * ST_DTYPES[dtype]} of a {dtype} {shape} tensor")
+        spans.append((offsets[0], offsets[1], key))
+    for key in users:
+        if key not in header:
+            fail(key, "missing from the tensor data")
+    end = 0
+    for begin, stop, key in sorted(spans):
+        if begin != end:
+            fail(key, f"data_offsets start at {begin}, not where the previous tensor ends ({end})")
+        end = stop
+    if end != size:
+        raise ArtifactError(f"{src}: tensor data: the tensors cover {end} of {size} data bytes")
 
 
 META_TYPES = {"model_spec": dict, "source_checkpoint": dict, "exactness": dict, "conversion": dict}

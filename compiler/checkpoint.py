@@ -52,14 +52,23 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], source: str) -> "ModelSpec":
-        try:
-            spec = cls(arch=str(d["arch"]), levels=int(d["levels"]), timesteps=int(d["timesteps"]),
-                       recipe=str(d.get("recipe", "direct")), num_classes=int(d.get("num_classes", 10)),
-                       input_shape=tuple(int(s) for s in d.get("input_shape", (3, 32, 32))),
-                       v_init=float(d.get("v_init", 0.0)), input_scale=float(d.get("input_scale", 1.0)),
-                       normalization=dict(d.get("normalization", {})))
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
-            raise CheckpointError(f"{source}: invalid sidecar ({type(exc).__name__}: {exc})") from None
+        if not isinstance(d, Mapping):
+            raise CheckpointError(f"{source}: invalid sidecar (model_spec is a {type(d).__name__}, not an object)")
+
+        def field_(key, convert, default=None):
+            if key not in d and default is None:
+                raise CheckpointError(f"{source}: invalid sidecar (model_spec.{key} is missing)")
+            try:
+                return convert(d.get(key, default))
+            except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+                raise CheckpointError(f"{source}: invalid sidecar (model_spec.{key}: {type(exc).__name__}: "
+                                      f"{exc})") from None
+
+        spec = cls(arch=field_("arch", str), levels=field_("levels", int), timesteps=field_("timesteps", int),
+                   recipe=field_("recipe", str, "direct"), num_classes=field_("num_classes", int, 10),
+                   input_shape=field_("input_shape", lambda v: tuple(int(s) for s in v), (3, 32, 32)),
+                   v_init=field_("v_init", float, 0.0), input_scale=field_("input_scale", float, 1.0),
+                   normalization=field_("normalization", dict, {}))
         spec.check(source)
         return spec
 
@@ -104,7 +113,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
                                   f"(nothing was executed; {detail})") from None
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({detail})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, AttributeError,
-            IndexError, TypeError, UnicodeDecodeError) as exc:
+            IndexError, TypeError, UnicodeDecodeError, AssertionError) as exc:   # torch asserts on some bytes
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: not a checkpoint: expected a dict, found {type(obj).__name__}")
@@ -141,7 +150,7 @@ def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
 
 
 def _listing(keys: list[str], limit: int = 4) -> str:
-    shown = ", ".join(keys[:limit])
+    shown = ", ".join(k or "''" for k in keys[:limit])     # an empty key shows as ''
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
@@ -256,7 +265,8 @@ def load_snn(path: str | os.PathLike, spec: ModelSpec) -> nn.Module:
 
     model = build_snn(spec.arch, spec.levels, spec.timesteps, spec.num_classes, spec.recipe, spec.input_shape)
     state, _ = read_checkpoint(path)
-    what = f"--arch {spec.arch} (L={spec.levels}, T={spec.timesteps}, recipe {spec.recipe})"
+    what = (f"--arch {spec.arch} (L={spec.levels}, T={spec.timesteps}, recipe {spec.recipe}, "
+            f"input_shape {','.join(map(str, spec.input_shape))}, num_classes {spec.num_classes})")
     side = sidecar_path(path)
     origin = ""
     if side != Path(path) and side.is_file():

@@ -192,9 +192,12 @@ def check_integer_ranges(graph) -> None:
     if not graph.meta.get("integer"):
         return
     hi: dict[str, np.ndarray] = {}      # per-channel max |value| on each edge (int, Python objects)
+    setter: dict[str, list] = {}        # the nodes whose attributes set that range (named by errors)
     for node in graph.topo():
         k = node.kind
         src = [hi.get(i) for i in node.inputs]
+        setter[node.name] = [node.name] if k in ("qinput", "qneuron", "qlif") else \
+            sorted({s for i in node.inputs for s in setter.get(i, [])})
         if k == "qinput":
             hi[node.name] = np.full(node.shape[0], 2 ** (node.bits - 1) - 1, dtype=object)
         elif k == "qneuron":
@@ -213,14 +216,15 @@ def check_integer_ranges(graph) -> None:
         elif k == "add" and all(s is not None for s in src):
             hi[node.name] = src[0] + src[1]
         elif k in ("qconv2d", "qlinear", "qgain") and src[0] is not None:
-            hi[node.name] = _synapse_range(node, src[0])
+            hi[node.name] = _synapse_range(node, src[0], setter[node.name])
+            setter[node.name] = [node.name]
         elif k == "qtemporal_mix" and src[0] is not None:
             total = int(np.abs(node.omega.astype(object)).sum(axis=1).max()) * int(src[0].max())
             if total >= 2 ** EXACT_BITS:
                 raise IRError(f"{_where(node)}: T-GIM sums may reach {total}, beyond 2^{EXACT_BITS}")
 
 
-def _synapse_range(node, m_in: np.ndarray) -> np.ndarray:
+def _synapse_range(node, m_in: np.ndarray, setters: list) -> np.ndarray:
     """Per-output-channel max |y| of an integer synapse; refuses a stored acc_bound below max |Σ w·x|."""
     if node.kind == "qgain":
         acc = np.abs(node.gain.astype(object)) * m_in
@@ -235,8 +239,8 @@ def _synapse_range(node, m_in: np.ndarray) -> np.ndarray:
             acc = (w * m_in[None, :]).sum(axis=1)
     need = int(acc.max()) if acc.size else 0
     if node.acc_bound < need:
-        raise IRError(f"{_where(node)}: acc_bound {node.acc_bound} is below the {need} its weights and input "
-                      f"range allow (the float kernels would not be exact)")
+        raise IRError(f"{_where(node)}: acc_bound {node.acc_bound} is below the {need} its weights and the input "
+                      f"range set by node(s) {', '.join(map(repr, setters))} allow (the float kernels would not be exact)")
     shift = node.shift
     scaled = acc * 2 ** shift if shift >= 0 else np.array([(a >> -shift) + 1 for a in acc], dtype=object)
     bias = getattr(node, "bias", None)

@@ -1,8 +1,10 @@
 """Integer node kinds of the IR (docs/integer-semantics.md is their definition).
 
-Each subclasses the float kind it implements, so shape inference and graph
-tools apply unchanged; the executors tell them apart by ``kind``. A graph of
-these nodes has ``graph.meta["integer"] = True``.
+Each is its own type: it derives from the semantics-free base (compiler/ir.py: ``ConvBase``,
+``NeuronBase``, ...) that the float kind it implements derives from too, so shape inference and
+graph tools that name the base apply to both phases, while no integer node is an instance of a float
+kind (``isinstance(q, Conv2d)`` is False for a ``qconv2d``). A graph of these nodes has
+``graph.meta["integer"] = True``.
 """
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ir import (AvgPool2d, Conv2d, GlobalAvgPool, Input, Linear, Neuron, Node, Readout, TemporalMix,
-                 register_node_type)
+from .ir import (ConvBase, GlobalPoolBase, InputBase, LinearBase, NeuronBase, Node, PoolBase, ReadoutBase,
+                 TemporalMixBase, register_node_type)
 
 from lmhtc import semantics
 
@@ -21,7 +23,7 @@ from lmhtc.semantics import SEMANTICS_VERSION  # noqa: F401  (re-exported: the i
 
 @register_node_type
 @dataclass
-class QInput(Input):
+class QInput(InputBase):
     """``x_int = clip(round(x/scale), ±(2^(bits−1) − 1))`` at every step."""
     scale: float = 1.0
     bits: int = 8
@@ -31,7 +33,7 @@ class QInput(Input):
 
 @register_node_type
 @dataclass
-class QConv2d(Conv2d):
+class QConv2d(ConvBase):
     """``y = (Σ w·x) << shift + bias``; weight int32 mantissas, bias int64 (membrane units)."""
     shift: int = 0
     weight_bits: int = 8
@@ -42,7 +44,7 @@ class QConv2d(Conv2d):
 
 @register_node_type
 @dataclass
-class QLinear(Linear):
+class QLinear(LinearBase):
     shift: int = 0
     weight_bits: int = 8
     acc_bound: int = 0
@@ -66,7 +68,7 @@ class QGain(Node):
 
 @register_node_type
 @dataclass
-class SumPool2d(AvgPool2d):
+class SumPool2d(PoolBase):
     """Window sums (the float layer's 1/k² lives in the consumer's weights)."""
     kind = "sumpool2d"
     phases = INTEGER
@@ -74,14 +76,14 @@ class SumPool2d(AvgPool2d):
 
 @register_node_type
 @dataclass
-class GlobalSumPool(GlobalAvgPool):
+class GlobalSumPool(GlobalPoolBase):
     kind = "globalsumpool"
     phases = INTEGER
 
 
 @register_node_type
 @dataclass
-class QTemporalMix(TemporalMix):
+class QTemporalMix(TemporalMixBase):
     """``I(t) = rs(Σ_m omega[t,m]·y(m), frac_bits)``; omega int64."""
     frac_bits: int = 12
     kind = "qtemporal_mix"
@@ -90,7 +92,7 @@ class QTemporalMix(TemporalMix):
 
 @register_node_type
 @dataclass
-class QNeuron(Neuron):
+class QNeuron(NeuronBase):
     """``V ← sat(rs(leak[t]·V, leak_frac_bits) + I, membrane_bits)``; ``k = Σ_i [V ≥ iΘ]``; ``V −= kΘ``.
 
     ``threshold`` and ``v_init`` are int64 per channel, ``leak`` int64 per step.
@@ -103,7 +105,7 @@ class QNeuron(Neuron):
 
 @register_node_type
 @dataclass
-class QReadout(Readout):
+class QReadout(ReadoutBase):
     """Integer per-step logits ``y(t)``; dequantized with ``scale`` (float64 per class)."""
     scale: np.ndarray = None
     kind = "qreadout"

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 from .intir import QConv2d
 from .ir import Conv2d, register_node_type
-from .nir_ops import Conv1d
+from .nir_ops import Conv1dBase
 
 INTEGER = frozenset({"integer"})
 
 
 @register_node_type
 @dataclass
-class QConv1d(Conv1d):
+class QConv1d(Conv1dBase):
     """``y = (Σ w·x) << shift + bias``; weight int32 mantissas [Cout, Cin/groups, k], bias int64."""
     shift: int = 0
     weight_bits: int = 8
@@ -26,7 +26,7 @@ class QConv1d(Conv1d):
     phases = INTEGER
 
 
-def conv2d_view(node: Conv1d) -> Conv2d:
+def conv2d_view(node: Conv1dBase) -> Conv2d | QConv2d:
     """``node`` as the 2-D convolution of a (C, 1, L) input with a 1 × k kernel (a QConv2d for a qconv1d)."""
     geo = dict(weight=node.weight[:, :, None, :], bias=node.bias, stride=(1, node.stride), padding=(0, node.padding),
                dilation=(1, node.dilation), groups=node.groups,

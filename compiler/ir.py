@@ -45,6 +45,11 @@ class Node:
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if isinstance(getattr(self, f.name), np.ndarray)}
 
+    def lint(self, steps: int) -> str | None:
+        """What is wrong with this node's parameters in a graph of ``steps`` steps (None: nothing); the
+        kinds with parameter rules (the bases below) override it, the validators raise it naming the node."""
+        return None
+
     def attrs(self) -> dict:
         """JSON-serialisable non-array attributes."""
         out = {}
@@ -56,33 +61,168 @@ class Node:
         return out
 
 
+# -- semantics-free bases --------------------------------------------------------
+# Geometry and shape rules shared by a float kind and the integer kind that implements it. A base has no
+# ``kind`` of its own and is never a graph node; the float kinds below and the integer kinds
+# (compiler/intir.py) derive from it side by side, so ``isinstance(node, Conv2d)`` is true of a float
+# ``conv2d`` only, and code meant for both phases names the base (``ConvBase``).
+
 @dataclass
-class Input(Node):
-    """The analog input image, presented unchanged at every step (direct encoding)."""
+class InputBase(Node):
+    """A network input: per-sample ``input_shape`` and its ``encoding``."""
     input_shape: tuple[int, ...] = ()
     encoding: str = "direct"
-    kind = "input"
     arity = 0
+
+    def out_shape(self, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
+        return tuple(self.input_shape)
 
 
 @dataclass
-class Conv2d(Node):
-    weight: np.ndarray = None           # [Cout, Cin/groups, kH, kW]
-    bias: np.ndarray | None = None      # [Cout]
+class ConvBase(Node):
+    """2-D convolution geometry: weight [Cout, Cin/groups, kH, kW], bias [Cout], stride, padding, dilation."""
+    weight: np.ndarray = None
+    bias: np.ndarray | None = None
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
-    kind = "conv2d"
     synaptic = True
+
+    def out_shape(self, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
+        x = ins[0]
+        if len(x) != 3:
+            raise ValueError(f"expects a feature map (C,H,W), got {x}")
+        cout, cin_g, kh, kw = self.weight.shape
+        if x[0] != cin_g * self.groups:
+            raise ValueError(f"expects {cin_g * self.groups} input channels, got {x[0]}")
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        h, w = _conv_out(x[1], kh, sh, ph, dh), _conv_out(x[2], kw, sw, pw, dw)
+        if h < 1 or w < 1:
+            raise ValueError(f"input {x} is too small for kernel {(kh, kw)}")
+        return (cout, h, w)
+
+    def synapses(self) -> int:
+        """Synapses of the layer: every output reads Cin/groups · kH · kW inputs."""
+        _, cin_g, kh, kw = self.weight.shape
+        return int(np.prod(self.shape)) * cin_g * kh * kw
+
+    def lint(self, steps: int) -> str | None:
+        if self.bias is not None and self.bias.shape != (self.weight.shape[0],):
+            return f"bias has shape {self.bias.shape}, expected ({self.weight.shape[0]},)"
+        return None
 
 
 @dataclass
-class Linear(Node):
-    weight: np.ndarray = None           # [out, in]
-    bias: np.ndarray | None = None      # [out]
-    kind = "linear"
+class LinearBase(Node):
+    """Dense geometry: weight [out, in], bias [out]."""
+    weight: np.ndarray = None
+    bias: np.ndarray | None = None
     synaptic = True
+
+    def out_shape(self, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
+        x = ins[0]
+        if len(x) != 1:
+            raise ValueError(f"expects a vector input, got {x} (missing flatten?)")
+        out_f, in_f = self.weight.shape
+        if x[0] != in_f:
+            raise ValueError(f"expects {in_f} input features, got {x[0]}")
+        return (out_f,)
+
+    def synapses(self) -> int:
+        return int(self.weight.size)
+
+    lint = ConvBase.lint      # the same bias rule
+
+
+def _pool_shape(node, x: tuple[int, ...]) -> tuple[int, ...]:
+    if len(x) != 3:
+        raise ValueError(f"expects a feature map (C,H,W), got {x}")
+    (kh, kw), (sh, sw), (ph, pw) = node.kernel, node.stride, node.padding
+    h, w = _conv_out(x[1], kh, sh, ph), _conv_out(x[2], kw, sw, pw)
+    if h < 1 or w < 1:
+        raise ValueError(f"input {x} is too small for kernel {(kh, kw)}")
+    return (x[0], h, w)
+
+
+@dataclass
+class PoolBase(Node):
+    """Window-pooling geometry (average pooling and its integer window sum)."""
+    kernel: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] = (2, 2)
+    padding: tuple[int, int] = (0, 0)
+
+    def out_shape(self, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
+        return _pool_shape(self, ins[0])
+
+
+@dataclass
+class GlobalPoolBase(Node):
+    """Pooling of a whole feature map to ``(C, 1, 1)``."""
+
+    def out_shape(self, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
+        x = ins[0]
+        if len(x) != 3:
+            raise ValueError(f"expects a feature map (C,H,W), got {x}")
+        return (x[0], 1, 1)
+
+
+@dataclass
+class TemporalMixBase(Node):
+    """A [steps, steps] mixing of the step sequence (T-GIM)."""
+    omega: np.ndarray = None
+    elementwise = True
+
+    def lint(self, steps: int) -> str | None:
+        return None if self.omega.shape == (steps, steps) else f"omega is {self.omega.shape}, graph runs {steps} steps"
+
+
+@dataclass
+class NeuronBase(Node):
+    """A soft-reset multi-level neuron layer's parameters (threshold, levels, leak schedule [steps], v_init)."""
+    threshold: float = 1.0
+    levels: int = 1
+    leak: np.ndarray = None
+    v_init: float = 0.0
+    input_scale: float = 1.0
+    reset: str = "soft"
+    elementwise = True
+    linear = False
+
+    def lint(self, steps: int) -> str | None:
+        if self.leak is None or self.leak.shape != (steps,):
+            return f"leak schedule must have {steps} entries"
+        if not np.all(np.asarray(self.threshold) > 0):
+            return f"threshold must be > 0, got {self.threshold}"
+        if self.levels < 1:
+            return f"levels must be >= 1, got {self.levels}"
+        if self.reset != "soft":
+            return f"only soft reset is supported, got {self.reset!r}"
+        return None
+
+
+@dataclass
+class ReadoutBase(Node):
+    """The network output."""
+    elementwise = True
+
+
+# -- float kinds ----------------------------------------------------------------
+
+@dataclass
+class Input(InputBase):
+    """The analog input image, presented unchanged at every step (direct encoding)."""
+    kind = "input"
+
+
+@dataclass
+class Conv2d(ConvBase):
+    kind = "conv2d"
+
+
+@dataclass
+class Linear(LinearBase):
+    kind = "linear"
 
 
 @dataclass
@@ -95,17 +235,19 @@ class BatchNorm(Node):
     eps: float = 1e-5
     kind = "batchnorm"
 
+    def out_shape(self, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
+        if ins[0][0] != self.weight.shape[0]:
+            raise ValueError(f"has {self.weight.shape[0]} channels, input has {ins[0][0]}")
+        return ins[0]
+
 
 @dataclass
-class AvgPool2d(Node):
-    kernel: tuple[int, int] = (2, 2)
-    stride: tuple[int, int] = (2, 2)
-    padding: tuple[int, int] = (0, 0)
+class AvgPool2d(PoolBase):
     kind = "avgpool2d"
 
 
 @dataclass
-class GlobalAvgPool(Node):
+class GlobalAvgPool(GlobalPoolBase):
     """Adaptive average pooling to 1×1 (output keeps the ``(C, 1, 1)`` shape)."""
     kind = "globalavgpool"
 
@@ -118,6 +260,9 @@ class MaxPool2d(Node):
     kind = "maxpool2d"
     linear = False
 
+    def out_shape(self, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
+        return _pool_shape(self, ins[0])
+
 
 @dataclass
 class Add(Node):
@@ -126,42 +271,39 @@ class Add(Node):
     phases = frozenset({"float", "integer"})
     arity = 2
 
+    def out_shape(self, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
+        if ins[0] != ins[1]:
+            raise ValueError(f"adds tensors of different shapes {ins[0]} and {ins[1]}")
+        return ins[0]
+
 
 @dataclass
 class Flatten(Node):
     kind = "flatten"
     phases = frozenset({"float", "integer"})
 
+    def out_shape(self, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
+        return (int(np.prod(ins[0])),)
+
 
 @dataclass
-class TemporalMix(Node):
+class TemporalMix(TemporalMixBase):
     """T-GIM: step t receives ``Σ_j omega[t, j]·x[j]`` (non-causal; needs the whole input sequence)."""
-    omega: np.ndarray = None            # [steps, steps], float64
     kind = "temporal_mix"
-    elementwise = True
 
 
 @dataclass
-class Neuron(Node):
+class Neuron(NeuronBase):
     """Soft-reset neuron. Per step t: ``v = leak[t]·v + input_scale·I(t)``; output
     ``o = θ·k`` with ``k = Σ_{i=1..levels} [v ≥ iθ]``; ``v -= o``. ``v`` starts at
     ``v_init·θ``. levels > 1: the multi-level LM-HT neuron; levels = 1: single-threshold LIF."""
-    threshold: float = 1.0
-    levels: int = 1
-    leak: np.ndarray = None             # [steps], float64
-    v_init: float = 0.0
-    input_scale: float = 1.0
-    reset: str = "soft"
     kind = "neuron"
-    elementwise = True
-    linear = False
 
 
 @dataclass
-class Readout(Node):
+class Readout(ReadoutBase):
     """Network output: the per-step sequence, and its mean over steps as the logits."""
     kind = "readout"
-    elementwise = True
 
 
 NODE_TYPES: dict[str, type[Node]] = {t.kind: t for t in
@@ -225,15 +367,18 @@ class Graph:
         return [self.node(s) for s in self.g.successors(name)]
 
     @property
-    def input(self) -> Input:
-        return self.nodes_of(Input)[0]
+    def input(self) -> InputBase:
+        """The input node (``input`` or ``qinput``)."""
+        return self.nodes_of(InputBase)[0]
 
     @property
-    def readout(self) -> Readout:
-        return self.nodes_of(Readout)[0]
+    def readout(self) -> ReadoutBase:
+        """The readout node (``readout`` or ``qreadout``)."""
+        return self.nodes_of(ReadoutBase)[0]
 
-    def neuron_layers(self) -> list[Neuron]:
-        return self.nodes_of(Neuron)
+    def neuron_layers(self) -> list[NeuronBase]:
+        """The multi-level neuron layers of either phase (``neuron`` or ``qneuron``), in topological order."""
+        return self.nodes_of(NeuronBase)
 
     def replace_input(self, node: Node, old: str, new: str) -> None:
         node.inputs = [new if i == old else i for i in node.inputs]
@@ -266,60 +411,20 @@ def _conv_out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
 
 
 def _node_shape(node: Node, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
-    """Output shape of ``node`` from its input shapes; raises ValueError with the reason."""
-    if isinstance(node, Input):
-        return tuple(node.input_shape)
-    x = ins[0] if ins else None
-    if isinstance(node, Conv2d):
-        if len(x) != 3:
-            raise ValueError(f"expects a feature map (C,H,W), got {x}")
-        cout, cin_g, kh, kw = node.weight.shape
-        if x[0] != cin_g * node.groups:
-            raise ValueError(f"expects {cin_g * node.groups} input channels, got {x[0]}")
-        (sh, sw), (ph, pw), (dh, dw) = node.stride, node.padding, node.dilation
-        h, w = _conv_out(x[1], kh, sh, ph, dh), _conv_out(x[2], kw, sw, pw, dw)
-        if h < 1 or w < 1:
-            raise ValueError(f"input {x} is too small for kernel {(kh, kw)}")
-        return (cout, h, w)
-    if isinstance(node, Linear):
-        if len(x) != 1:
-            raise ValueError(f"expects a vector input, got {x} (missing flatten?)")
-        out_f, in_f = node.weight.shape
-        if x[0] != in_f:
-            raise ValueError(f"expects {in_f} input features, got {x[0]}")
-        return (out_f,)
-    if isinstance(node, BatchNorm):
-        if x[0] != node.weight.shape[0]:
-            raise ValueError(f"has {node.weight.shape[0]} channels, input has {x[0]}")
-        return x
-    if isinstance(node, (AvgPool2d, MaxPool2d)):
-        if len(x) != 3:
-            raise ValueError(f"expects a feature map (C,H,W), got {x}")
-        (kh, kw), (sh, sw), (ph, pw) = node.kernel, node.stride, node.padding
-        h, w = _conv_out(x[1], kh, sh, ph), _conv_out(x[2], kw, sw, pw)
-        if h < 1 or w < 1:
-            raise ValueError(f"input {x} is too small for kernel {(kh, kw)}")
-        return (x[0], h, w)
-    if isinstance(node, GlobalAvgPool):
-        if len(x) != 3:
-            raise ValueError(f"expects a feature map (C,H,W), got {x}")
-        return (x[0], 1, 1)
-    if isinstance(node, Add):
-        if ins[0] != ins[1]:
-            raise ValueError(f"adds tensors of different shapes {ins[0]} and {ins[1]}")
-        return x
-    if isinstance(node, Flatten):
-        return (int(np.prod(x)),)
-    if hasattr(node, "out_shape"):   # kinds defined outside this module give their own shape rule
+    """Output shape of ``node`` from its input shapes; raises ValueError with the reason. Every kind with a
+    shape rule of its own carries it (``out_shape``); the other elementwise kinds keep their input's shape."""
+    if hasattr(node, "out_shape"):
         return node.out_shape(ins)
     if node.elementwise:
-        return x
+        return ins[0] if ins else None
     raise ValueError(f"unknown node kind {node.kind!r}")
 
 
-def _shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
+def _shapes(graph: Graph, stored: dict | None = None) -> dict[str, tuple[int, ...]]:
     """Every node's output shape from the input's, without writing them; each node's attributes are checked
-    (compiler/graph_checks.py) before its shape is computed, so a bad attribute never reaches the arithmetic."""
+    (compiler/graph_checks.py) before its shape is computed, so a bad attribute never reaches the arithmetic.
+    With ``stored`` (node name -> the shape a saved graph recorded), the first node whose attributes give
+    another shape is named, rather than the later node that cannot consume it."""
     from .graph_checks import check_node
 
     shapes: dict[str, tuple[int, ...]] = {}
@@ -327,18 +432,25 @@ def _shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
         for src in node.inputs:
             if src not in graph:
                 raise IRError(f"node {node.name!r} ({node.kind}): input {src!r} does not exist")
+        if len(node.inputs) != node.arity:
+            raise IRError(f"node {node.name!r} ({node.kind}): takes {node.arity} input(s), has {len(node.inputs)}")
         check_node(node, graph)
         try:
             shapes[node.name] = _node_shape(node, [shapes[i] for i in node.inputs])
         except ValueError as exc:
             raise IRError(f"node {node.name!r} ({node.kind}): {exc}") from None
+        want = (stored or {}).get(node.name)
+        if want is not None and tuple(want) != tuple(shapes[node.name]):
+            raise IRError(f"node {node.name!r} ({node.kind}): its attributes and input give output shape "
+                          f"{tuple(shapes[node.name])}, not the stored {tuple(want)}")
     return shapes
 
 
-def infer_shapes(graph: Graph) -> Graph:
-    """Set every node's ``shape`` (in place); raises IRError naming the first node that does not fit."""
+def infer_shapes(graph: Graph, stored: dict | None = None) -> Graph:
+    """Set every node's ``shape`` (in place); raises IRError naming the first node that does not fit (or,
+    with ``stored``, whose shape differs from the one recorded for it)."""
     _check_structure(graph)
-    for name, shape in _shapes(graph).items():
+    for name, shape in _shapes(graph, stored).items():
         graph.node(name).shape = shape
     return graph
 
@@ -379,19 +491,9 @@ def _lint(graph: Graph, phase: str) -> Graph:
         for key, arr in node.arrays().items():
             if not np.all(np.isfinite(arr)):
                 raise IRError(f"{where}: parameter {key!r} has non-finite values")
-        if isinstance(node, TemporalMix) and node.omega.shape != (graph.steps, graph.steps):
-            raise IRError(f"{where}: omega is {node.omega.shape}, graph runs {graph.steps} steps")
-        if isinstance(node, Neuron):
-            if node.leak is None or node.leak.shape != (graph.steps,):
-                raise IRError(f"{where}: leak schedule must have {graph.steps} entries")
-            if not np.all(np.asarray(node.threshold) > 0):
-                raise IRError(f"{where}: threshold must be > 0, got {node.threshold}")
-            if node.levels < 1:
-                raise IRError(f"{where}: levels must be >= 1, got {node.levels}")
-            if node.reset != "soft":
-                raise IRError(f"{where}: only soft reset is supported, got {node.reset!r}")
-        if isinstance(node, (Conv2d, Linear)) and node.bias is not None and node.bias.shape != (node.weight.shape[0],):
-            raise IRError(f"{where}: bias has shape {node.bias.shape}, expected ({node.weight.shape[0]},)")
+        problem = node.lint(graph.steps)
+        if problem is not None:
+            raise IRError(f"{where}: {problem}")
     if graph.consumers(readouts[0].name):
         raise IRError(f"node {readouts[0].name!r} (readout) must be the last node")
     for node in graph.topo():
@@ -413,9 +515,11 @@ def validate(graph: Graph) -> Graph:
 
 def validate_integer(graph: Graph) -> Graph:
     """Lint an integer graph: ``validate``'s checks plus the integer ranges (weights within weight_bits,
-    acc_bound covering the range analysis, shifts and widths int64-exact) and the semantics version."""
+    acc_bound covering the range analysis, shifts and widths int64-exact), the semantics version, and a
+    window plan annotation, where present, equal to the plan the graph allows."""
     from lmhtc.semantics import SEMANTICS_VERSION
 
+    from .analysis.windows import check_window_plan
     from .graph_checks import check_integer_ranges
 
     _lint(graph, "integer")
@@ -423,6 +527,7 @@ def validate_integer(graph: Graph) -> Graph:
         raise IRError(f"integer semantics version {graph.meta.get('semantics_version')} is not "
                       f"{SEMANTICS_VERSION}")
     check_integer_ranges(graph)
+    check_window_plan(graph)
     return graph
 
 
@@ -441,6 +546,14 @@ def finalize(graph: Graph) -> Graph:
 def is_spiking(node: Node) -> bool:
     """A neuron layer of any kind: elementwise and not linear (``neuron``, ``qneuron``, ``msat_neuron``...)."""
     return node.elementwise and not node.linear
+
+
+def spike_train_layers(graph: Graph) -> list[str]:
+    """The layers of an integer graph whose output is a spike train (the runtime's ``layer_names``, what the
+    integer targets compare): every multi-level neuron layer, and every other neuron kind whose
+    ``spiking`` is true (a ``qlif`` that fires; not a non-spiking integrator)."""
+    return [n.name for n in graph.topo()
+            if isinstance(n, NeuronBase) or (is_spiking(n) and getattr(n, "spiking", False))]
 
 
 def spike_sources(graph: Graph, name: str) -> set[str]:
@@ -467,8 +580,8 @@ def receives_spikes(graph: Graph, name: str) -> bool:
     Raises IRError when both reach it (the reparameterization rules differ for the two).
     """
     sources = spike_sources(graph, name)
-    analog = any(isinstance(graph.node(s), Input) for s in sources)
-    spiking = any(isinstance(graph.node(s), Neuron) or graph.node(s).kind == "qlif" for s in sources)
+    analog = any(isinstance(graph.node(s), InputBase) for s in sources)
+    spiking = any(isinstance(graph.node(s), NeuronBase) or graph.node(s).kind == "qlif" for s in sources)
     if analog and spiking:
         raise IRError(f"node {name!r} mixes the analog input with spikes; lmhtc cannot reparameterize that")
     return spiking
@@ -480,12 +593,9 @@ def summary_rows(graph: Graph) -> list[dict]:
     for node in graph.topo():
         row = {"name": node.name, "kind": node.kind, "shape": node.shape, "neurons": 0, "synapses": 0,
                "levels": "", "steps": graph.steps, "threshold": "", "leak": ""}
-        if isinstance(node, Conv2d):
-            cout, cin_g, kh, kw = node.weight.shape
-            row["synapses"] = int(np.prod(node.shape)) * cin_g * kh * kw
-        elif isinstance(node, Linear):
-            row["synapses"] = int(node.weight.size)
-        elif isinstance(node, Neuron):
+        if isinstance(node, (ConvBase, LinearBase)):
+            row["synapses"] = node.synapses()
+        elif isinstance(node, NeuronBase):
             row["neurons"] = int(np.prod(node.shape))
             row["levels"] = node.levels
             th = np.asarray(node.threshold)

@@ -135,6 +135,14 @@ def phase_of(graph: Graph) -> str:
     return "integer" if graph.meta.get("integer") else "float"
 
 
+def _foreign_kind(graph: Graph, phase: str) -> str:
+    """`` (node 'n' is of kind 'k')`` for the first node whose kind is not of ``phase`` (the first node when
+    every kind belongs to both phases): what a phase refusal names."""
+    nodes = list(graph.topo())
+    node = next((n for n in nodes if phase not in n.phases), nodes[0] if nodes else None)
+    return "" if node is None else f" (node {node.name!r} is of kind {node.kind!r})"
+
+
 def check_tables(targets: list[str] | None = None) -> None:
     """Fail naming the node kind and the target when a target's table lacks a kind its phase can contain."""
     missing = []
@@ -152,7 +160,7 @@ def check_integer_graph(graph: Graph, target: str) -> dict:
 
     if not graph.meta.get("integer"):
         raise LoweringError(f"target {target!r}: the graph is not an integer network (a float network; compile "
-                            f"with integer lowering first, without --no-int)")
+                            f"with integer lowering first, without --no-int){_foreign_kind(graph, 'integer')}")
     version = graph.meta.get("semantics_version")
     if version != SEMANTICS_VERSION:
         raise LoweringError(f"integer semantics version {version} is not supported by target {target!r} (it "
@@ -166,7 +174,7 @@ def check_lowerable(graph: Graph, target: str) -> dict:
     phase = phase_of(graph)
     if phase != t.phase:
         raise LoweringError(f"target {target!r} reads {t.phase} graphs; this is {'an' if phase == 'integer' else 'a'} "
-                            f"{phase} graph")
+                            f"{phase} graph{_foreign_kind(graph, t.phase)}")
     table = lowering_table(target)
     for node in graph.topo():
         entry = table.get(node.kind)

@@ -51,16 +51,16 @@ class SumPool2d(Node):
                                                    divisor_override=1)), None
 
 
-@register_node_type
 @dataclass
-class Conv1d(Node):
+class Conv1dBase(Node):
+    """1-D convolution geometry, semantics-free: the float ``conv1d`` and the integer ``qconv1d``
+    (compiler/intir_conv1d.py) derive from it side by side."""
     weight: np.ndarray = None           # [Cout, Cin/groups, k]
     bias: np.ndarray | None = None      # [Cout]
     stride: int = 1
     padding: int = 0
     dilation: int = 1
     groups: int = 1
-    kind = "conv1d"
     synaptic = True
 
     def out_shape(self, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
@@ -72,6 +72,12 @@ class Conv1d(Node):
         if length < 1:
             raise ValueError(f"input {x} is too short for kernel {k}")
         return (cout, length)
+
+
+@register_node_type
+@dataclass
+class Conv1d(Conv1dBase):
+    kind = "conv1d"
 
     def run_float(self, v: torch.Tensor, steps: int, params):
         w, b = params(self, "weight"), params(self, "bias")

@@ -35,18 +35,101 @@ def artifact_meta(spec: ModelSpec, graphs: dict[str, Graph], reparameterized: bo
 
 
 # -- pipeline policy shared by the command line and the Python API (lmhtc.api) -------------------
+# Each rule is written once here; ``lmhtc compile``/``report`` and ``lmhtc.compile``/``Artifact.report``
+# call the same functions, so a flag and its keyword argument mean the same thing and fail the same way.
 
+
+def window_schedule(name: str | None, keep_mht: bool = False) -> str | None:
+    """The window schedule a compile reparameterizes with: None when the M-HT neurons are kept
+    (``keep_mht``; naming a schedule then is an error), the default when ``name`` is None, else ``name``,
+    which must be one of the registered schedules (checked before any work)."""
+    from .errors import LmhtcError
+    from .passes.reparameterize import SCHEDULES
+
+    if keep_mht:
+        if name is not None:
+            raise LmhtcError("--reparam picks a reparameterization schedule; it cannot be used with --no-reparam")
+        return None
+    schedule = DEFAULT_SCHEDULE if name is None else name
+    if schedule not in SCHEDULES:
+        raise LmhtcError(f"--reparam must be one of {', '.join(SCHEDULES)}, got {name!r}")
+    return schedule
+
+
+def quant_config(weight_bits: int | None = None, per_channel: bool = True, method: str | None = None):
+    """The checked QuantConfig of the lowering options (None: the defaults, 8-bit weights and ``auto``);
+    bad options fail here, before any work."""
+    from .passes.quantize import QuantConfig
+
+    config = QuantConfig(weight_bits=8 if weight_bits is None else weight_bits, per_channel=per_channel,
+                         **({} if method is None else {"method": method}))
+    config.check()
+    return config
+
+
+def lowering_required(integer: bool | None, calib_given: bool, options_given: bool = False) -> bool:
+    """Whether a failed integer lowering is an error (True) or a note with the float graphs kept (False):
+    required when asked for (``integer`` True), and, when left open (None), whenever calibration data or
+    an explicit lowering option was given, since the caller then clearly wants the integer network."""
+    return integer if integer is not None else calib_given or options_given
+
+
+def check_mixed_precision(budget: float | None, calib_given: bool, config) -> None:
+    """A mixed-precision ``budget`` needs calibration data, lies in (0, 1] and starts below 8-bit weights."""
+    from .errors import LmhtcError
+
+    if budget is not None and (not calib_given or not 0 < budget <= 1 or config.weight_bits >= 8):
+        raise LmhtcError("--mixed-precision needs --calib, a budget in (0, 1] and --weight-bits below 8, got "
+                         f"{budget} with {'no ' if not calib_given else ''}--calib and "
+                         f"--weight-bits {config.weight_bits}")
+
+
+def mixed_precision(compiled: Graph, calib, config, budget: float, progress: bool = False):
+    """(``config`` with the per-layer widths that meet ``budget`` on ``calib``, the artifact's
+    ``mixed_precision`` metadata, the MixedPrecision result): layers start at ``config.weight_bits`` and
+    the most sensitive widen to 8 bits (compiler/mixed.py)."""
+    from dataclasses import replace
+
+    from .mixed import choose_widths
+
+    mp = choose_widths(compiled, calib, config.weight_bits, 8, budget, config.lowering, progress=progress)
+    meta = {"budget": budget, "agreement": mp.agreement, "met": mp.met, "layer_bits": dict(mp.layer_bits),
+            "sensitivity": mp.sensitivity.to_json()}
+    return replace(config, layer_bits=mp.layer_bits), meta, mp
+
+
+def cost_graph_name(graphs: dict[str, Graph], mode: str | None, graph: str | None, artifact) -> tuple[str, str]:
+    """(mode, graph name) a measured run (``report``) uses: ``int`` runs the integer graph and is the
+    default when the artifact has one; ``float`` runs the float graph ``graph`` (default ``compiled``).
+    A float graph named in int mode, or int mode without an integer graph, is a one-line error."""
+    from .errors import LmhtcError
+    from .lowering import require_graph
+
+    if mode not in (None, "int", "float"):
+        raise LmhtcError(f"--mode must be int or float, got {mode!r}")
+    mode = mode or ("int" if "integer" in graphs else "float")
+    if mode == "float":
+        return mode, float_graph_name(graphs, graph or "compiled", artifact)
+    if graph is not None:
+        raise LmhtcError("--graph selects a float graph; it applies to --mode float only")
+    if "integer" not in graphs:
+        require_graph(graphs, "int", artifact)                 # names a node kind without integer lowering
+        raise LmhtcError(f"{artifact}: has no integer network (compiled with --no-int, or not lowerable); "
+                         f"use --mode float")
+    return mode, "integer"
 
 
 def lower_integer(compiled: Graph, config, calib=None, required: bool = False,
                   progress: bool = False) -> tuple[Graph | None, str | None]:
-    """The integer lowering of ``compiled`` with ``config`` (a QuantConfig): (graph, None), or, when it is not
+    """The integer lowering of ``compiled`` with ``config`` (a QuantConfig), annotated with its window plan:
+    (graph, None), or, when it is not
     ``required`` and the network is one the lowering does not cover, (None, the reason)."""
     from .passes.quantize import QuantizeError
 
     config.check()
     try:
-        return run_passes(compiled, [("quantize", {"config": config, "calib": calib, "progress": progress})]), None
+        return run_passes(compiled, [("quantize", {"config": config, "calib": calib, "progress": progress}),
+                                     ("plan_windows", {})]), None
     except QuantizeError as exc:
         if required:
             raise
@@ -76,9 +159,10 @@ def simulate_arrays(graphs: dict[str, Graph], x, mode: str, graph: str, batch_si
     if mode not in ("float", "int"):
         raise LmhtcError(f"--mode must be float or int, got {mode!r}")
     arrays, logits = _run_arrays(graphs, x, mode, graph, batch_size, artifact, progress, device)
-    if not np.isfinite(arrays["logits"]).all() or not np.isfinite(arrays["outputs"]).all():
-        raise LmhtcError(f"{artifact}: the network's outputs are not finite on these inputs (parameters too "
-                         f"large for float32); nothing was written")
+    from .finite import check_finite_outputs
+
+    check_finite_outputs(arrays["outputs"], graphs["integer" if mode == "int" else graph], x, str(artifact),
+                         batch_size=batch_size)
     return arrays, logits
 
 

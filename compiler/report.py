@@ -21,6 +21,7 @@ from .cost.energy import EnergyModel, pj_to_mj
 from .cost.fanout import cost_graph
 from .cost.hardware import CoreSpec, estimate_resources
 from .cost.static import static_costs
+from .finite import check_finite_outputs
 from .ir import Graph
 
 CONVENTIONS = {
@@ -43,18 +44,23 @@ def _mean(a) -> float:
 
 def build_report(graph: Graph, x: np.ndarray, mode: str, energy: EnergyModel, hardware: CoreSpec,
                  y: np.ndarray | None = None, graph_name: str = "", batch_size: int = 16,
-                 progress: bool = False, meta: dict | None = None, cg=None) -> dict:
+                 progress: bool = False, meta: dict | None = None, cg=None, where: str | None = None) -> dict:
     """Run the cost passes on ``graph`` with inputs ``x``; the whole report as a JSON-ready dict
-    (``cg``: the graph's cost graph, when the caller built it already)."""
+    (``cg``: the graph's cost graph, when the caller built it already; ``where``: the artifact an error names,
+    by default ``meta["artifact"]``)."""
     cg = cg or cost_graph(graph)
     activity = measure_activity(graph, x, mode, batch_size=batch_size, progress=progress, cg=cg)
+    check_finite_outputs(activity.logits, graph, x, where or (meta or {}).get("artifact") or "artifact",
+                         batch_size=batch_size)
     return report_from_activity(graph, activity, energy, hardware, y=y, graph_name=graph_name, meta=meta, cg=cg)
 
 
 def report_from_activity(graph: Graph, activity: Activity, energy: EnergyModel, hardware: CoreSpec,
                          y: np.ndarray | None = None, graph_name: str = "", meta: dict | None = None,
                          cg=None) -> dict:
-    """The report of ``graph`` from activity measured elsewhere (in shards, on Dask workers)."""
+    """The report of ``graph`` from activity measured elsewhere (in shards, on Dask workers); non-finite
+    logits are refused (named at the readout: the inputs that would locate the layer are on the workers)."""
+    check_finite_outputs(activity.logits, graph, None, (meta or {}).get("artifact") or "artifact")
     static = static_costs(graph, cg or cost_graph(graph))
     resources = estimate_resources(static, hardware)
     return assemble(graph, static, activity, resources, energy, y=y, graph_name=graph_name, meta=meta)

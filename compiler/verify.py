@@ -19,7 +19,8 @@ import numpy as np
 
 from . import lowering
 from .errors import LmhtcError
-from .ir import Graph
+from .finite import check_finite_outputs
+from .ir import Graph, spike_train_layers
 from .records import combine
 
 
@@ -75,7 +76,7 @@ def _ort_session(model):
 
 def _neuron_names(graph: Graph) -> list[str]:
     """The spiking layers of an integer graph, whose spike trains the integer targets compare."""
-    return [n.name for n in graph.topo() if n.kind == "qneuron" or (n.kind == "qlif" and n.spiking)]
+    return spike_train_layers(graph)
 
 
 def per_step(graph: Graph, x: np.ndarray) -> np.ndarray:
@@ -95,7 +96,9 @@ def float_runner(graphs: dict[str, Graph], progress: bool = False):
     from .executor import run_float
 
     def run(x):
-        return TargetRun("float", run_float(graphs["compiled"], x, progress=progress).logits.astype(np.float64))
+        logits = run_float(graphs["compiled"], x, progress=progress).logits
+        check_finite_outputs(logits, graphs["compiled"], x, "target 'float'")
+        return TargetRun("float", logits.astype(np.float64))
     return run
 
 
@@ -106,6 +109,7 @@ def onnx_runner(graphs: dict[str, Graph], progress: bool = False):
 
     def run(x):
         logits, = sess.run(["logits"], {"x": x})
+        check_finite_outputs(logits, graphs["compiled"], x, "target 'onnx'")     # located by the float executor
         return TargetRun("onnx", logits.astype(np.float64))
     return run
 

@@ -102,8 +102,13 @@ class Artifact:
         """Run the targets on ``x`` and compare every pair: the ``pairs`` of ``lmhtc verify --json``."""
         from lmhtc.compiler.verify import default_targets, verify
 
+        from lmhtc.compiler.finite import NonFiniteOutputs
+
         names = list(targets) if targets is not None else default_targets(self.graphs)
-        _, pairs = verify(self.graphs, _images(x), names, progress=progress)
+        try:
+            _, pairs = verify(self.graphs, _images(x), names, progress=progress)
+        except NonFiniteOutputs as exc:     # the runner names the target; the artifact is named here
+            raise NonFiniteOutputs(f"{self._name()}: {exc}") from None
         return [p.to_json() for p in pairs]
 
     def report(self, x: np.ndarray, *, y: np.ndarray | None = None, mode: str | None = None,
@@ -112,19 +117,16 @@ class Artifact:
         """SOPs, energy and chip resources measured on ``x``: the record ``lmhtc report --json`` writes."""
         from lmhtc.compiler.cost.energy import load_energy_model
         from lmhtc.compiler.cost.hardware import load_hardware
-        from lmhtc.compiler.lowering import require_graph
+        from lmhtc.compiler.pipeline import cost_graph_name
         from lmhtc.compiler.report import build_report
 
         energy, core = load_energy_model(energy_model), load_hardware(hardware)
-        mode = mode or ("int" if "integer" in self.graphs else "float")
-        if mode not in ("int", "float"):
-            raise LmhtcError(f"mode must be int or float, got {mode!r}")
-        name = "integer" if mode == "int" else graph or "compiled"
-        require_graph(self.graphs, "int" if mode == "int" else "float", self._name(), float_graph=name)
+        mode, name = cost_graph_name(self.graphs, mode, graph, self._name())
         arch = self.meta.get("model_spec", {}).get("arch")
         artifact_name = self.path.name if self.path is not None else None
         return build_report(self.graphs[name], _images(x), mode, energy, core, y=y, graph_name=name,
-                            batch_size=batch_size, progress=progress, meta={"artifact": artifact_name, "arch": arch})
+                            batch_size=batch_size, progress=progress, meta={"artifact": artifact_name, "arch": arch},
+                            where=self._name())
 
 
 def _images(x) -> np.ndarray:
@@ -146,7 +148,8 @@ def compile(checkpoint: str | os.PathLike, *, arch: str | None = None, levels: i
             timesteps: int | None = None, recipe: str | None = None, num_classes: int | None = None,
             input_shape: tuple[int, int, int] | None = None, reparam: str | None = "exact",
             calib: np.ndarray | None = None, weight_bits: int = 8, per_channel: bool = True,
-            quant_method: str = "auto", integer: bool | None = None, progress: bool = False) -> Artifact:
+            quant_method: str = "auto", mixed_precision: float | None = None, integer: bool | None = None,
+            progress: bool = False) -> Artifact:
     """Compile a checkpoint as ``lmhtc compile`` does: BN folding, reparameterization, integer lowering.
 
     Arguments left None come from the checkpoint's sidecar. ``reparam`` is the window schedule
@@ -154,23 +157,30 @@ def compile(checkpoint: str | os.PathLike, *, arch: str | None = None, levels: i
     integer lowering, False skips it, None (default) lowers when the network allows it and otherwise
     keeps the float graphs only, with the reason in ``Artifact.notes``. ``quant_method`` is the integer
     lowering method (``auto``, ``maxabs``, ``bias``, ``mse``, ``mse-ta``; docs/integer-semantics.md).
+    ``mixed_precision`` is ``lmhtc compile --mixed-precision``: an argmax-agreement budget in (0, 1] on
+    ``calib``, with ``weight_bits`` below 8; the most sensitive layers widen to 8 bits.
+    The options are checked by the same pipeline functions as the command line's flags.
     """
+    from lmhtc.compiler import pipeline
     from lmhtc.compiler.checkpoint import resolve_spec
-    from lmhtc.compiler.passes.quantize import QuantConfig
-    from lmhtc.compiler.passes.reparameterize import DEFAULT_SCHEDULE
-    from lmhtc.compiler.pipeline import artifact_meta, compile_checkpoint, lower_integer
 
+    schedule = pipeline.window_schedule(reparam, keep_mht=reparam is None)
+    config = pipeline.quant_config(weight_bits, per_channel, quant_method)
+    pipeline.check_mixed_precision(mixed_precision, calib is not None, config)
     spec = resolve_spec(checkpoint, arch, levels, timesteps, recipe, num_classes,
                         None if input_shape is None else tuple(input_shape))
-    graphs = compile_checkpoint(checkpoint, spec, reparam=reparam is not None, schedule=reparam or DEFAULT_SCHEDULE)
-    meta = artifact_meta(spec, graphs, reparam is not None)
+    graphs = pipeline.compile_checkpoint(checkpoint, spec, reparam=schedule is not None,
+                                         schedule=schedule or pipeline.DEFAULT_SCHEDULE)
+    meta = pipeline.artifact_meta(spec, graphs, schedule is not None)
     notes = []
     if integer is not False:
         cx = None if calib is None else _images(calib)
-        config = QuantConfig(weight_bits=weight_bits, per_channel=per_channel, method=quant_method)
-        lowered, why_not = lower_integer(graphs["compiled"], config, cx,
-                                         required=integer if integer is not None else cx is not None,
-                                         progress=progress)
+        if mixed_precision is not None:
+            config, meta["mixed_precision"], _ = pipeline.mixed_precision(graphs["compiled"], cx, config,
+                                                                          mixed_precision, progress)
+        lowered, why_not = pipeline.lower_integer(graphs["compiled"], config, cx,
+                                                  required=pipeline.lowering_required(integer, cx is not None),
+                                                  progress=progress)
         if lowered is not None:
             graphs["integer"] = lowered
         else:

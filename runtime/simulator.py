@@ -39,10 +39,12 @@ from tqdm.auto import tqdm
 
 from lmhtc.compiler.errors import LmhtcError
 from lmhtc.compiler.lowering import LoweringError
+from lmhtc.compiler.analysis.cover import conv_cover
+from lmhtc.compiler.analysis.windows import planned_windows, window_plan  # noqa: F401  (window_plan: re-exported)
 from lmhtc.compiler.lowering import check_integer_graph as check_integer_graph_for
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
-from lmhtc.compiler.ir import Add, Graph, receives_spikes
+from lmhtc.compiler.ir import Add, Graph, receives_spikes, spike_train_layers
 from lmhtc.runtime import fused as fused_mod
 from lmhtc.runtime.device import resolve_device
 from lmhtc.runtime.int8 import INT32_MAX, Int8Product, OneDnnConv, onednn_available
@@ -106,12 +108,8 @@ class _Synapse:
             onednn_available(device) else None
         if isinstance(node, QConv2d):
             cout = w.shape[0]
-            ones_out = torch.ones(1, 1, *node.shape[1:], dtype=torch.float64)
-            kernel = torch.ones(1, 1, w.shape[2], w.shape[3], dtype=torch.float64)
-            cover = F.conv_transpose2d(ones_out, kernel, stride=node.stride, padding=node.padding,
-                                       dilation=node.dilation,
-                                       output_padding=self._output_padding(in_shape, node))
-            self.fanout_map = cover[0, 0, :in_shape[1], :in_shape[2]].round().to(torch.int32).to(device)
+            cover = conv_cover(node.shape[1:], in_shape[1:], w.shape[2:], node.stride, node.padding, node.dilation)
+            self.fanout_map = torch.as_tensor(cover, dtype=torch.int32, device=device)
             self.fanout_const = cout // node.groups
         else:
             self.fanout_map, self.fanout_const = None, w.shape[0]
@@ -139,15 +137,6 @@ class _Synapse:
     def exact_dtype(self, max_scale: int = 1) -> torch.dtype:
         """float32 when every partial sum stays below 2^24 (inputs up to ``max_scale`` × the analysed range)."""
         return torch.float32 if self.node.acc_bound * max_scale < EXACT_F32 else torch.float64
-
-    @staticmethod
-    def _output_padding(in_shape, node) -> tuple[int, int]:
-        pads = []
-        for i in range(2):
-            full = (node.shape[1 + i] - 1) * node.stride[i] - 2 * node.padding[i] + \
-                node.dilation[i] * (node.weight.shape[2 + i] - 1) + 1
-            pads.append(max(0, min(in_shape[1 + i] - full, node.stride[i] - 1)))
-        return tuple(pads)
 
     def out_bound(self, in_bound: int, lw: int) -> int:
         """A bound on |output| of the node over window sums of ``lw`` steps of inputs bounded by ``in_bound``."""
@@ -210,44 +199,29 @@ class _Synapse:
         return out.reshape(s, b, ho, wo, cout).permute(0, 1, 4, 2, 3)
 
 
-def window_plan(graph: Graph, capture=frozenset()) -> dict[str, int]:
-    """Window size per synaptic node whose sums may be taken over windows of steps (1: per step).
+def capture_plan(graph: Graph, plan: dict[str, int], capture) -> dict[str, int]:
+    """``plan`` with every synaptic group that holds a node of ``capture`` run per step (window 1).
 
-    When every column block of a T-GIM matrix is constant (the reparameterized
-    uniform schedule: Ω'[t, m] depends on m only through ⌊m/L⌋), the mix needs
-    only the window sums Σ_{m in window} y(m) = W·(Σ_{m in window} s(m)) + L·bias
-    of its inputs: one synaptic product per window instead of one per step,
-    with identical integers. The synaptic nodes (and the adds between them)
-    feeding one mix form a group with one window size; a group with a node in
-    ``capture`` runs per step, so every captured value is per step and every
-    other group keeps its windows.
-    """
-    plan: dict[str, int] = {}
-    groups: dict[str, list[str]] = {}
-    for node in graph.topo():
-        if not isinstance(node, (QConv2d, QLinear, QGain)):
-            continue
-        root, chain = node, [node.name]
+    The synaptic nodes and the adds between them that feed one T-GIM form a group with one window size
+    (``compiler.analysis.windows``); a captured value must be per step, so its group runs per step and
+    every other group keeps its windows (identical integers either way)."""
+    if not capture:
+        return plan
+    members: dict[str, list[str]] = {}
+    for name in plan:
+        cur = graph.node(name)
+        chain = [name]
         while True:
-            (root,) = graph.consumers(root.name)
-            if not isinstance(root, Add):
+            (cur,) = graph.consumers(cur.name)
+            if not isinstance(cur, Add):
                 break
-            chain.append(root.name)
-        lw = 1
-        if isinstance(root, QTemporalMix) and node.shift >= 0:   # Σ of rounded right shifts ≠ shift of Σ
-            lw = int(graph.meta.get("reparam_levels", 1))
-            steps = graph.steps
-            if lw <= 1 or steps % lw or not np.array_equal(
-                    root.omega, np.repeat(root.omega[:, ::lw], lw, axis=1)):
-                lw = 1
-        plan[node.name] = lw
-        groups.setdefault(root.name, []).extend(chain)
-    for members in groups.values():
-        if capture and any(m in capture for m in members):
-            for m in members:
-                if m in plan:
-                    plan[m] = 1
-    return plan
+            chain.append(cur.name)
+        members.setdefault(cur.name, []).extend(chain)
+    out = dict(plan)
+    for group in members.values():
+        if any(m in capture for m in group):
+            out.update({m: 1 for m in group if m in out})
+    return out
 
 
 def fusable_pairs(graph: Graph) -> dict[str, str]:
@@ -275,7 +249,7 @@ class _Program:
         self.syn = {n.name: _synapse_of(n, graph, device)
                     for n in self.order if isinstance(n, (QConv2d, QConv1d, QLinear, QGain))}
         self.analog = {name for name in self.syn if not receives_spikes(graph, name)}
-        self.windows = window_plan(graph)
+        self.windows = planned_windows(graph)
         self._capture_plans: dict[frozenset, dict[str, int]] = {}
         self.fusable = fusable_pairs(graph)
         self.fused_neurons: dict[str, object] = {}        # qneuron → fused.FusedNeuron (prepared at first use)
@@ -295,7 +269,7 @@ class _Program:
         if not key:
             return self.windows
         if key not in self._capture_plans:
-            self._capture_plans[key] = window_plan(self.graph, key)
+            self._capture_plans[key] = capture_plan(self.graph, self.windows, key)
         return self._capture_plans[key]
 
 
@@ -723,7 +697,7 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
         outputs_int=outputs_int, logits_int=logits_int, outputs=outputs_int * scale,
         logits=logits_int * scale / graph.steps, spike_counts=torch.cat(parts["spk"]).numpy(),
         saturation=torch.cat(parts["sat"]).numpy(),
-        layer_names=[n.name for n in prog.order if isinstance(n, QNeuron) or (n.kind == "qlif" and n.spiking)],
+        layer_names=spike_train_layers(prog.graph),
         sops=sop.sum(axis=(1, 2)), sops_by_layer_step=sop,
         synaptic_layer_names=[n for n in syn if n not in analog], macs=torch.cat(parts["mac"]).numpy(),
         kernels=kernels, captured={k: torch.cat(v, dim=1).numpy().astype(np.int64) for k, v in caps.items()})

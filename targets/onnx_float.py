@@ -8,9 +8,17 @@ which a Loop/Scan body would hide; the T-GIM mixing is then just weighted
 sums of step tensors. Soft reset, per-step leak and multi-level spikes (found
 by comparisons, ``v ≥ iθ``) are elementwise ops.
 
-Inputs ``x`` [N, C, H, W] float32 with a dynamic batch dimension; outputs
-``logits`` [N, classes] (mean over steps) and ``outputs`` [steps, N, classes].
-This module reads the IR only; it knows nothing of checkpoints.
+The NIR kinds lower too: ``lif`` (compiler/lif_node.py: decay, scale, bias,
+CubaLIF's synaptic current, ``>``/``>=``, subtract / zero / no reset, the
+same-step and snnTorch reset timings, sinabs' multi-spike, ``v_min``; the
+non-spiking LI emits its membrane) step by step as the float executor runs it,
+``scale`` as a product, ``sum_pool2d`` as a depthwise all-ones convolution and
+``conv1d`` as a 1-D Conv.
+
+Inputs ``x`` [N, C, H, W] float32 with a dynamic batch dimension (a network
+with per-step inputs, NIR's ``sequence`` encoding, takes [steps, N, ...]);
+outputs ``logits`` [N, classes] (mean over steps) and ``outputs`` [steps, N,
+classes]. This module reads the IR only; it knows nothing of checkpoints.
 """
 from __future__ import annotations
 
@@ -39,10 +47,11 @@ def export_float_onnx(graph: Graph, metadata: dict | None = None) -> onnx.ModelP
     for node in graph.topo():
         vals[node.name] = table[node.kind](b, node, [vals[i] for i in node.inputs], steps)
     shape = list(graph.input.input_shape)
-    classes = graph.readout.shape[0]
-    return finish_model(b, graph, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *shape])],
-                        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes]),
-                         helper.make_tensor_value_info("outputs", TensorProto.FLOAT, [steps, "N", classes])],
+    x_dims = [steps, "N", *shape] if graph.input.encoding == "sequence" else ["N", *shape]
+    classes = list(graph.readout.shape)      # (classes,), or a feature map read out whole (NIR graphs)
+    return finish_model(b, graph, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_dims)],
+                        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", *classes]),
+                         helper.make_tensor_value_info("outputs", TensorProto.FLOAT, [steps, "N", *classes])],
                         metadata or {})
 
 
@@ -124,9 +133,84 @@ def _neuron(b: Builder, node: Neuron, currents: list[str]) -> list[str]:
     return out
 
 
+def _input(b: Builder, node, ins, steps) -> list[str]:
+    """The static input (one tensor for every step), or step t of a per-step sequence x [steps, N, ...]."""
+    if node.encoding != "sequence":
+        return ["x"]
+    return [b.op("Gather", ["x", b.const(f"{node.name}.t", t, np.int64)], node.name, axis=0) for t in range(steps)]
+
+
+def _lif(b: Builder, node, currents: list[str], steps: int) -> list[str]:
+    """The ``lif`` kind step by step, in the order of ``lif_dynamics`` (compiler/lif_node.py) so float32
+    rounding matches the float executor's: drive, u = β·v + scale·drive + bias, spike, reset, floor."""
+    n = node.name
+    p = {k: (None if getattr(node, k) is None else b.const(f"{n}.{k}", getattr(node, k))) for k in
+         ("beta", "scale", "bias", "threshold", "v_reset", "v_min", "alpha", "w_in", "v_init")}
+    cur = currents * steps if len(currents) == 1 else currents
+    mul, add, sub = (lambda a, c: b.op("Mul", [a, c], n)), (lambda a, c: b.op("Add", [a, c], n)), \
+        (lambda a, c: b.op("Sub", [a, c], n))
+
+    def spike(u, compare):
+        return b.op("Cast", [b.op("Greater" if compare == ">" else "GreaterOrEqual", [u, p["threshold"]], n)], n,
+                    to=TensorProto.FLOAT)
+
+    zeros = mul(cur[0], b.const(f"{n}.zero", 0.0))
+    v = zeros if p["v_init"] is None else add(zeros, p["v_init"])
+    i = zeros
+    snn_torch = node.reset_timing == "snntorch"
+    out = []
+    for t in range(steps):
+        drive = cur[t]
+        if p["alpha"] is not None:
+            i = add(mul(p["alpha"], i), mul(p["w_in"], drive))
+            drive = i
+        r = spike(v, ">") if snn_torch else None
+        if snn_torch and node.reset == "zero":
+            v = mul(sub(b.const(f"{n}.one", 1.0), r), v)
+        u = add(add(mul(p["beta"], v), mul(p["scale"], drive)), p["bias"])
+        if snn_torch and node.reset == "subtract":
+            u = sub(u, mul(r, p["threshold"]))
+        if not node.spiking:
+            v = u
+            out.append(u)
+        else:
+            if node.multi_spike:     # trunc(u/θ) for u > 0, else 0: floor of a non-negative quotient
+                s = b.op("Floor", [b.op("Div", [b.op("Relu", [u], n), p["threshold"]], n)], n)
+            else:
+                s = spike(u, node.compare)
+            out.append(s)
+            if snn_torch:
+                v = sub(u, mul(sub(s, r), p["threshold"] if node.reset == "subtract" else u))
+            elif node.reset == "subtract":
+                v = sub(u, mul(s, p["threshold"]))
+            elif node.reset == "zero":
+                v = b.op("Where", [b.op("Greater", [s, b.const(f"{n}.zero", 0.0)], n), p["v_reset"], u], n)
+            else:
+                v = u
+        if p["v_min"] is not None:
+            v = b.op("Max", [v, p["v_min"]], n)
+    return out
+
+
+def _sum_pool(b: Builder, node, ins, steps) -> list[str]:
+    """The window sums as a depthwise convolution with an all-ones kernel (exact, like avg_pool2d / 1)."""
+    channels = node.shape[0]
+    ones = b.const(f"{node.name}.ones", np.ones((channels, 1, *node.kernel)))
+    ph, pw = node.padding
+    return _per(lambda v: b.op("Conv", [v, ones], node.name, strides=list(node.stride), pads=[ph, pw, ph, pw],
+                               group=channels), ins)
+
+
+def _conv1d(b: Builder, node, ins, steps) -> list[str]:
+    w = b.const(f"{node.name}.weight", node.weight)
+    args = [w] + ([b.const(f"{node.name}.bias", node.bias)] if node.bias is not None else [])
+    return _per(lambda v: b.op("Conv", [v] + args, node.name, strides=[node.stride], pads=[node.padding] * 2,
+                               dilations=[node.dilation], group=node.groups), ins)
+
+
 # The float ONNX target's lowering table: node kind → (builder, node, input step tensors, steps) → step tensors.
 LOWERING = {
-    "input": lambda b, node, ins, steps: ["x"],
+    "input": _input,
     "conv2d": _conv,
     "linear": _linear,
     "batchnorm": _batchnorm,
@@ -140,6 +224,9 @@ LOWERING = {
     "readout": _readout,
     "msat_neuron": refuse("the MSAT neuron's adaptive threshold has no float ONNX lowering; "
                           "run it with the float executor (simulate --mode float)"),
-    **{kind: refuse(f"the {kind} kind (imported from NIR) has no float ONNX lowering yet; the float executor "
-                    f"and --target nir run it") for kind in ("lif", "scale", "sum_pool2d", "conv1d")},
+    "lif": lambda b, node, ins, steps: _lif(b, node, ins[0], steps),
+    "scale": lambda b, node, ins, steps: _per(lambda v: b.op("Mul", [v, b.const(f"{node.name}.scale", node.scale)],
+                                                             node.name), ins),
+    "sum_pool2d": _sum_pool,
+    "conv1d": _conv1d,
 }

@@ -36,6 +36,7 @@ from lmhtc.compiler.lowering import LoweringError, check_integer_graph, refuse
 from lmhtc.semantics import SEMANTICS_VERSION
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
                             QTemporalMix, SumPool2d, rs)
+from lmhtc.compiler.analysis.ranges import value_bounds
 from lmhtc.compiler.ir import Add, Graph
 
 from .onnx_common import Builder, ExportError, finish_model
@@ -47,59 +48,6 @@ __all__ = ["ExportError", "export_int_onnx", "value_bounds", "EXACT_F32"]
 EXACT_F32 = 2 ** 24      # integers below this, and sums of them below it, are exact in float32
 INT64_SAFE = 2 ** 62     # the compiler's bound on every synaptic and T-GIM sum
 I64 = np.int64
-
-
-def value_bounds(graph: Graph) -> tuple[dict[str, int], dict[str, int]]:
-    """Upper bounds on |value| of every edge and on every synaptic sum |Σ w·x| (interval arithmetic on the IR).
-
-    Returns ``(edge_bound, sum_bound)``: ``edge_bound[node]`` bounds the node's output at every step,
-    ``sum_bound[node]`` the largest partial sum a synaptic/T-GIM node forms (any order of summation).
-    """
-    edge: dict[str, int] = {}
-    sums: dict[str, int] = {}
-    for node in graph.topo():
-        src = edge[node.inputs[0]] if node.inputs else 0
-        if isinstance(node, QInput):
-            edge[node.name] = 2 ** (node.bits - 1) - 1
-        elif isinstance(node, (QConv2d, QConv1d, QLinear)):
-            acc = _max_row_sum(node.weight) * src
-            sums[node.name] = max(acc, src)
-            bias = 0 if node.bias is None else int(np.abs(node.bias.astype(I64)).max(initial=0))
-            edge[node.name] = _shift_bound(acc, node.shift) + bias
-        elif isinstance(node, QGain):
-            acc = int(np.abs(node.gain.astype(I64)).max(initial=0)) * src
-            sums[node.name] = max(acc, src)
-            edge[node.name] = _shift_bound(acc, node.shift)
-        elif isinstance(node, SumPool2d):
-            acc = int(np.prod(node.kernel)) * src
-            sums[node.name] = acc
-            edge[node.name] = acc
-        elif isinstance(node, GlobalSumPool):
-            shape = graph.node(node.inputs[0]).shape
-            edge[node.name] = int(np.prod(shape[1:])) * src
-        elif isinstance(node, Add):
-            edge[node.name] = edge[node.inputs[0]] + edge[node.inputs[1]]
-        elif isinstance(node, QTemporalMix):
-            acc = _max_row_sum(node.omega) * src
-            sums[node.name] = acc
-            edge[node.name] = _shift_bound(acc, -node.frac_bits)
-        elif isinstance(node, QNeuron):
-            edge[node.name] = node.levels
-        elif node.kind == "qlif":
-            edge[node.name] = node.out_bound()
-        else:   # flatten, readout
-            edge[node.name] = src
-    return edge, sums
-
-
-def _max_row_sum(a: np.ndarray) -> int:
-    """max over rows (dimension 0) of Σ|a| in Python integers (no int64 wrap-around)."""
-    rows = np.abs(a.astype(I64)).reshape(a.shape[0], -1).astype(object).sum(1)
-    return int(max(rows, default=0))
-
-
-def _shift_bound(acc: int, e: int) -> int:
-    return acc << e if e >= 0 else (acc >> -e) + 1
 
 
 class _IntBuilder(Builder):

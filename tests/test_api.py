@@ -93,3 +93,18 @@ def test_importing_lmhtc_loads_no_torch():
     code = "import sys, lmhtc, lmhtc.targets.lava; assert 'torch' not in sys.modules; print(lmhtc.__version__)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == lmhtc.__version__, proc.stderr
+
+
+@pytest.mark.parametrize("kwargs, flags, message", [
+    (dict(reparam="front"), ["--reparam", "front"], "--reparam must be one of"),
+    (dict(weight_bits=1), ["--weight-bits", "1"], "weight"),
+    (dict(weight_bits=4, mixed_precision=0.9), ["--weight-bits", "4", "--mixed-precision", "0.9"],
+     "--mixed-precision needs --calib"),
+])
+def test_api_and_cli_refuse_options_alike(tmp_path, kwargs, flags, message):
+    """The option policy is the pipeline's (window schedule, quantize options, mixed precision): the API and
+    the command line refuse the same options with the same one-line message, before any work."""
+    with pytest.raises(LmhtcError, match=message) as exc:
+        lmhtc.compile(HYBRID_RESNET20, **R20, **kwargs)
+    code, out = cli("compile", HYBRID_RESNET20, "-o", tmp_path / "m.lmhtc", *R20_FLAGS, *flags)
+    assert code == 2 and str(exc.value).splitlines()[0] in out and not (tmp_path / "m.lmhtc").exists()

@@ -100,6 +100,26 @@ def import_net(tmp_path, net, shape, reset, name="m"):
     return model, art
 
 
+def onnx_agrees(tmp_path, art, x, exact: bool) -> None:
+    """``export --target onnx`` of ``art``, run by onnxruntime on ``x`` (float32), against the float executor:
+    the float rule (argmax of the mean over steps agrees, |d| <= 1e-3·(1 + |ref|) at every step) and, where
+    every value is dyadic (``exact``), the same outputs bit for bit."""
+    import onnxruntime as ort
+
+    out = tmp_path / "float.onnx"
+    code, text = cli("export", art, "--target", "onnx", "-o", out)
+    assert code == 0, text
+    graph = load_artifact(art)[0]["compiled"]
+    x = np.asarray(x, np.float32)
+    ref = run_float(graph, x).outputs
+    if graph.input.encoding == "sequence" and x.ndim == len(graph.input.input_shape) + 1:
+        x = np.ascontiguousarray(np.broadcast_to(x, (graph.steps, *x.shape)))   # the model takes steps
+    got, = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(["outputs"], {"x": x})
+    assert got.shape == ref.shape and np.all(np.abs(got - ref) <= 1e-3 * (1 + np.abs(ref)))
+    assert np.array_equal(got.mean(0).argmax(-1), ref.mean(0).argmax(-1))
+    assert not exact or np.array_equal(got, ref)
+
+
 @pytest.mark.parametrize("build", [mlp, convnet, synaptic_mlp])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 def test_snntorch_spikes_equal_at_every_step_and_layer(tmp_path, build, reset):
@@ -132,6 +152,7 @@ def test_snntorch_spikes_equal_at_every_step_and_layer(tmp_path, build, reset):
         if node is lifs[0]:
             assert same == (reset == "zero"), reset
     assert at_theta > 0 and beyond > 0
+    onnx_agrees(tmp_path, art, x, exact=True)
 
 
 def test_round_trip_import_export_read(tmp_path):
@@ -315,6 +336,7 @@ def test_generic_dialect_follows_forward_euler(tmp_path):
     ref = np.stack(ref)
     assert 0 < ref.sum() < ref.size            # dt/τ = 1/4 and dt·R = 1/2: every value is exact, so any
     assert np.array_equal(got, ref)            # order of the float64 operations gives these spikes
+    onnx_agrees(tmp_path, tmp_path / "g.lmhtc", x, exact=True)
     # export: the same nodes and edges (the two edges into "if" stay two edges, no extra sum node)
     code, out = cli("export", tmp_path / "g.lmhtc", "--target", "nir", "-o", tmp_path / "back.nir")
     assert code == 0, out
@@ -323,17 +345,18 @@ def test_generic_dialect_follows_forward_euler(tmp_path):
     assert all(type(back.nodes[k]) is type(nodes[k]) for k in nodes)
 
 
-def test_targets_without_the_lif_kind_refuse_it_before_running(tmp_path):
-    """Float ONNX has no lif; the integer targets lower it (tests/test_nir_int.py) and export and run it."""
+def test_every_target_exports_and_runs_the_lif_kind(tmp_path):
+    """Float ONNX lowers lif (per-step sequence inputs too: verify float,onnx agrees), and the integer targets
+    lower it (tests/test_nir_int.py) and export and run it."""
     net, shape = mlp("zero")
     _, art = import_net(tmp_path, net, shape, "zero")
-    x = tmp_path / "x.npz"
+    x, seq = tmp_path / "x.npz", tmp_path / "seq.npz"
     np.savez(x, x=inputs(shape)[0])
-    for args, target in [(("export", art, "--target", "onnx", "-o", tmp_path / "m.onnx"), "onnx"),
-                         (("verify", art, "--inputs", x, "--targets", "float,onnx"), "onnx")]:
-        assert_one_line_error(*cli(*args), f"target {target!r}", "lif")
-    assert not any(tmp_path.glob("m.onnx*"))
-    for args, made in [(("export", art, "--target", "onnx-int", "-o", tmp_path / "i.onnx"), tmp_path / "i.onnx"),
+    np.savez(seq, x=inputs(shape, seed=2))
+    code, out = cli("verify", art, "--inputs", seq, "--targets", "float,onnx", "--no-progress")
+    assert code == 0 and "100.00 %" in out, out
+    for args, made in [(("export", art, "--target", "onnx", "-o", tmp_path / "m.onnx"), tmp_path / "m.onnx"),
+                       (("export", art, "--target", "onnx-int", "-o", tmp_path / "i.onnx"), tmp_path / "i.onnx"),
                        (("export", art, "--target", "lava", "-o", tmp_path / "lava"), tmp_path / "lava" / "run.py"),
                        (("simulate", art, "--inputs", x, "--mode", "int", "-o", tmp_path / "o.npz", "--no-progress"),
                         tmp_path / "o.npz")]:
@@ -393,6 +416,7 @@ def test_sinabs_dialect_multispike_and_floor(tmp_path):
     assert not np.array_equal(run_float(floored, x, dtype=torch.float64).outputs, s2)
     assert np.array_equal(run.captured["lif"], s1)
     assert np.array_equal(run.outputs, s2)
+    onnx_agrees(tmp_path, tmp_path / "s.lmhtc", x, exact=False)
 
 
 def test_norse_dialect_matches_norse(tmp_path):
@@ -445,6 +469,7 @@ def test_threshold_and_leaky_integrator_readout(tmp_path):
         ref.append(v)
     assert np.array_equal(got.outputs, np.stack(ref)) and np.ptp(got.outputs) > 0
     assert got.spike_counts.shape == (4, 1)            # the Threshold layer spikes; the LI does not
+    onnx_agrees(tmp_path, tmp_path / "t.lmhtc", x, exact=True)
 
 
 @settings(max_examples=200, deadline=None)
@@ -504,6 +529,7 @@ def test_conv1d_graph_imports_runs_and_round_trips(tmp_path):
     back = nir.read(tmp_path / "c2.nir")
     assert type(back.nodes["conv"]).__name__ == "Conv1d" and np.array_equal(back.nodes["conv"].weight, w)
     assert type(back.nodes["if"]).__name__ == "IF"
+    onnx_agrees(tmp_path, tmp_path / "c.lmhtc", x, exact=True)
     # the cost passes count a conv1d through its 2-D view: MACs = Cout·(Cin/groups)·k·L_out at every step
     # (an imported Input is a sequence); the integer graph's SOPs are the IF's spikes (its readout gain)
     np.savez(tmp_path / "x.npz", x=x.astype(np.float32))
@@ -636,3 +662,4 @@ def test_generic_cubalif_follows_forward_euler(tmp_path):
         ref.append(s)
     ref = np.stack(ref)
     assert 0 < ref.sum() < ref.size and np.array_equal(got, ref)
+    onnx_agrees(tmp_path, tmp_path / "c.lmhtc", x, exact=True)

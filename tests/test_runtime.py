@@ -149,16 +149,17 @@ def test_window_sum_schedule_is_bit_identical_to_per_step(seed, schedule):
 def test_capture_keeps_the_window_schedule(seed, schedule):
     """Capturing neurons (what SOP counting, report and verify capture) keeps every window group; capturing a
     synaptic node runs its group (the nodes feeding one mix) per step only. Same integers as windows=False."""
-    from lmhtc.runtime.simulator import window_plan
+    from lmhtc.runtime.simulator import _program, window_plan
 
     for model in (randomize(TinyResNet(2, 2), seed), randomize(StridedNet(4, 2), seed)):
         q = quantize(compile_graphs(trace_to_ir(model, (2, 8, 8)), schedule=schedule)["compiled"], QuantConfig())
         x = np.random.default_rng(seed).normal(size=(4, 2, 8, 8)).astype(np.float32)
         neurons = {n.name for n in q.topo() if isinstance(n, QNeuron)}
+        prog = _program(q, "cpu")
         full = window_plan(q)
-        assert window_plan(q, neurons) == full and max(full.values()) > 1
+        assert prog.window_plan(neurons) == full and max(full.values()) > 1
         conv = next(name for name, lw in full.items() if lw > 1)
-        part = window_plan(q, neurons | {conv})
+        part = prog.window_plan(neurons | {conv})
         assert part[conv] == 1 and any(lw > 1 for lw in part.values())
         assert all(part[n] == full[n] for n in full if part[n] != 1)
         for capture in (neurons, neurons | {conv}):

@@ -31,12 +31,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..analysis.cover import conv_cover, fold_through_pool
 from ..errors import LmhtcError
 from ..intir import QGain
 from ..intir_conv1d import conv2d_view
-from ..nir_ops import Conv1d
-from ..ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Linear, MaxPool2d,
-                  Neuron, Node, Readout, is_spiking, spike_sources)
+from ..nir_ops import Conv1dBase
+from ..ir import (Add, BatchNorm, ConvBase, Flatten, GlobalPoolBase, Graph, LinearBase, MaxPool2d, NeuronBase, Node,
+                  PoolBase, ReadoutBase, is_spiking, spike_sources)
+
+
+def _rule(table: dict, node: Node):
+    """The entry of ``table`` for ``node``'s type or its nearest base (the float and integer kinds of one
+    geometry share a base, so one entry covers both phases); None when no entry applies."""
+    return next((table[t] for t in type(node).__mro__ if t in table), None)
 
 
 class CostError(LmhtcError):
@@ -96,46 +103,29 @@ class CostGraph:
 
 # -- fan-out maps -------------------------------------------------------------------------
 
-def _cover(out_hw, in_hw, kernel, stride, padding, dilation=(1, 1)) -> np.ndarray:
-    """[H, W]: how many output positions' windows cover each input position (zero padding excluded)."""
-    ones = torch.ones(1, 1, *out_hw, dtype=torch.float64)
-    kern = torch.ones(1, 1, *kernel, dtype=torch.float64)
-    full = F.conv_transpose2d(ones, kern, stride=stride, dilation=dilation)[0, 0].numpy()
-    # full[i] counts the windows covering padded-input index i, i.e. input index i − padding
-    out = np.zeros(in_hw, dtype=np.float64)
-    ph, pw = padding
-    crop = full[ph:ph + in_hw[0], pw:pw + in_hw[1]]
-    out[:crop.shape[0], :crop.shape[1]] = crop
-    return np.rint(out).astype(np.int64)
-
-
-def fold_through_pool(fmap: np.ndarray, in_shape, kernel, stride, padding) -> np.ndarray:
-    """Fold a fan-out map over a pool's output back to its input: Σ over the windows covering each position."""
-    c, ho, wo = fmap.shape
-    t = torch.as_tensor(fmap, dtype=torch.float64).reshape(1, c, ho, wo)
-    kern = torch.ones(c, 1, *kernel, dtype=torch.float64)
-    full = F.conv_transpose2d(t, kern, stride=stride, groups=c)[0].numpy()
-    out = np.zeros(in_shape, dtype=np.float64)
-    ph, pw = padding
-    crop = full[:, ph:ph + in_shape[1], pw:pw + in_shape[2]]
-    out[:, :crop.shape[1], :crop.shape[2]] = crop
-    return np.rint(out).astype(np.int64)
-
-
 def unit_input_fanout(node: Node, in_shape: tuple[int, ...]) -> np.ndarray:
     """The fan-out of each position of a synaptic node's own input: outputs reached per unit of input
     (a conv1d's: its 2-D view's on (C, 1, L))."""
-    if isinstance(node, Conv1d):
-        return unit_input_fanout(conv2d_view(node), (in_shape[0], 1, in_shape[1])).reshape(in_shape)
-    if isinstance(node, Conv2d):
-        cout, _, kh, kw = node.weight.shape
-        cover = _cover(node.shape[1:], in_shape[1:], (kh, kw), node.stride, node.padding, node.dilation)
-        return np.broadcast_to(cover * (cout // node.groups), in_shape).copy()
-    if isinstance(node, Linear):
-        return np.full(in_shape, node.weight.shape[0], dtype=np.int64)
-    if node.kind == "qgain":
-        return np.ones(in_shape, dtype=np.int64)    # identity: fan-out 1
-    raise CostError(f"node {node.name!r} ({node.kind}): the cost passes have no fan-out rule for this kind")
+    rule = _rule(UNIT_FANOUT, node)
+    if rule is None:
+        raise CostError(f"node {node.name!r} ({node.kind}): the cost passes have no fan-out rule for this kind")
+    return rule(node, in_shape)
+
+
+def _conv_fanout(node: ConvBase, in_shape) -> np.ndarray:
+    cout, _, kh, kw = node.weight.shape
+    cover = conv_cover(node.shape[1:], in_shape[1:], (kh, kw), node.stride, node.padding, node.dilation)
+    return np.broadcast_to(cover * (cout // node.groups), in_shape).copy()
+
+
+# per-kind fan-out of a synaptic node's input positions: outputs reached per unit of input
+UNIT_FANOUT = {
+    Conv1dBase: lambda node, in_shape: unit_input_fanout(conv2d_view(node),
+                                                         (in_shape[0], 1, in_shape[1])).reshape(in_shape),
+    ConvBase: _conv_fanout,
+    LinearBase: lambda node, in_shape: np.full(in_shape, node.weight.shape[0], dtype=np.int64),
+    QGain: lambda node, in_shape: np.ones(in_shape, dtype=np.int64),      # identity: fan-out 1
+}
 
 
 def _fold(graph: Graph, name: str, fmap: np.ndarray, acc: dict[str, np.ndarray], unit: str) -> None:
@@ -149,18 +139,20 @@ def _fold(graph: Graph, name: str, fmap: np.ndarray, acc: dict[str, np.ndarray],
             _fold(graph, src, fmap, acc, unit)
         return
     src_shape = graph.node(node.inputs[0]).shape if node.inputs else None
-    if isinstance(node, AvgPool2d):        # sum-pool too
-        back = fold_through_pool(fmap, src_shape, node.kernel, node.stride, node.padding)
-    elif isinstance(node, GlobalAvgPool):  # global sum-pool too
-        back = np.broadcast_to(fmap.reshape(-1, 1, 1), src_shape).copy()
-    elif isinstance(node, Flatten):
-        back = fmap.reshape(src_shape)
-    elif isinstance(node, BatchNorm):
-        back = fmap
-    else:     # a temporal mix, a neuron-free input path or any other node
+    rule = _rule(FOLD_BACK, node)
+    if rule is None:     # a temporal mix, a neuron-free input path or any other node
         raise CostError(f"node {name!r} ({node.kind}) lies between spikes and synaptic layer {unit!r}; "
                         f"SOPs are defined through linear pooling, flatten and adds only")
-    _fold(graph, node.inputs[0], back, acc, unit)
+    _fold(graph, node.inputs[0], rule(node, fmap, src_shape), acc, unit)
+
+
+# per-kind fold of a fan-out map over a linear node's output back to its input (pools of both phases)
+FOLD_BACK = {
+    PoolBase: lambda node, fmap, src: fold_through_pool(fmap, src, node.kernel, node.stride, node.padding),
+    GlobalPoolBase: lambda node, fmap, src: np.broadcast_to(fmap.reshape(-1, 1, 1), src).copy(),
+    Flatten: lambda node, fmap, src: fmap.reshape(src),
+    BatchNorm: lambda node, fmap, src: fmap,
+}
 
 
 # -- spiking nodes and event sources ----------------------------------------------------------------
@@ -182,7 +174,7 @@ def _source(graph: Graph, name: str) -> Source:
         if len(ups) != 1 or not is_spiking(graph.node(next(iter(ups)))):
             raise CostError(f"node {name!r} ({node.kind}) pools values that are not the spikes of one neuron layer")
         node = graph.node(next(iter(ups)))
-    threshold = getattr(node, "threshold", None) if isinstance(node, Neuron) else None
+    threshold = getattr(node, "threshold", None) if isinstance(node, NeuronBase) else None
     theta = None if threshold is None else float(np.asarray(threshold).reshape(-1)[0])
     if node.kind in ("lif", "qlif"):   # outputs spike counts themselves (several per step with multi_spike)
         theta = 1.0
@@ -205,7 +197,7 @@ def _follow(graph: Graph, cur: Node, stop, what: str) -> Node:
 
 def _target(graph: Graph, name: str) -> Node:
     """The neuron layer or readout that the output of ``name`` reaches (through adds, mixes, pools)."""
-    return _follow(graph, graph.node(name), lambda n: is_spiking(n) or isinstance(n, Readout), "synaptic sum")
+    return _follow(graph, graph.node(name), lambda n: is_spiking(n) or isinstance(n, ReadoutBase), "synaptic sum")
 
 
 def _group_root(graph: Graph, add: Add) -> Node:
@@ -236,14 +228,16 @@ def _weights(node: Node) -> tuple[int, int, int | None]:
 
 def _ann_macs(node: Node) -> tuple[int, int]:
     """(MACs of one pass, fan-in per output) of a conv/linear node."""
-    if isinstance(node, Conv1d):
-        return _ann_macs(conv2d_view(node))
-    if isinstance(node, Conv2d):
-        cout, cin_g, kh, kw = node.weight.shape
-        return int(np.prod(node.shape)) * cin_g * kh * kw, cin_g * kh * kw
-    if isinstance(node, Linear):
-        return int(node.weight.size), int(node.weight.shape[1])
-    return 0, 1
+    rule = _rule(ANN_MACS, node)
+    return (0, 1) if rule is None else rule(node)
+
+
+ANN_MACS = {
+    Conv1dBase: lambda node: _ann_macs(conv2d_view(node)),
+    ConvBase: lambda node: (node.synapses(), int(np.prod(node.weight.shape[1:]))),
+    LinearBase: lambda node: (node.synapses(), int(node.weight.shape[1])),
+}
+UNIT_KIND = {QGain: "identity", ConvBase: "conv2d", Conv1dBase: "conv1d", LinearBase: "linear"}
 
 
 def cost_graph(graph: Graph) -> CostGraph:
@@ -253,8 +247,7 @@ def cost_graph(graph: Graph) -> CostGraph:
     specs = []      # (unit name, kind, weight node, input, target, node it is placed at)
     for node in graph.topo():
         if node.synaptic:
-            kind = "identity" if isinstance(node, QGain) else ("conv2d" if isinstance(node, Conv2d) else
-                                                               "conv1d" if isinstance(node, Conv1d) else "linear")
+            kind = _rule(UNIT_KIND, node) or "linear"
             specs.append((node.name, kind, node, node.inputs[0], _target(graph, node.name), node.name))
     if not integer:
         for leaf, add, root in _identity_leaves(graph):
@@ -278,7 +271,7 @@ def cost_graph(graph: Graph) -> CostGraph:
     sources = {name: _source(graph, name) for name in dict.fromkeys(names)}
     layers = []
     for node in graph.topo():
-        if is_spiking(node) or isinstance(node, Readout):
+        if is_spiking(node) or isinstance(node, ReadoutBase):
             n = int(np.prod(node.shape))
             neuron = is_spiking(node)
             layers.append(Layer(node.name, "neuron" if neuron else "readout", tuple(node.shape),

@@ -70,46 +70,13 @@ class _Builder:
 
     # -- layers --------------------------------------------------------------
     def layer(self, m: nn.Module, name: str, src: str) -> str:
-        if isinstance(m, (nn.Dropout, nn.Identity)):
-            return src
-        if isinstance(m, nn.Conv2d):
-            if m.padding_mode != "zeros" or isinstance(m.padding, str):
-                raise FrontendError(f"{name}: Conv2d with padding {m.padding!r}/{m.padding_mode!r} is not supported")
-            return self.add(Conv2d(name, [src], weight=_f32(m.weight), bias=_f32(m.bias), stride=_pair(m.stride),
-                                   padding=_pair(m.padding), dilation=_pair(m.dilation), groups=int(m.groups)))
-        if isinstance(m, nn.Linear):
-            return self.add(Linear(name, [src], weight=_f32(m.weight), bias=_f32(m.bias)))
-        if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-            if m.running_mean is None or not m.affine:
-                raise FrontendError(f"{name}: BatchNorm without running statistics or affine parameters")
-            return self.add(BatchNorm(name, [src], weight=_f32(m.weight), bias=_f32(m.bias),
-                                      running_mean=_f32(m.running_mean), running_var=_f32(m.running_var),
-                                      eps=float(m.eps)))
-        if isinstance(m, nn.AvgPool2d):
-            if m.ceil_mode or (not m.count_include_pad and _pair(m.padding) != (0, 0)) or m.divisor_override:
-                raise FrontendError(f"{name}: AvgPool2d with ceil_mode/count_include_pad=False/divisor_override "
-                                    f"is not supported")
-            stride = m.stride if m.stride is not None else m.kernel_size
-            return self.add(AvgPool2d(name, [src], kernel=_pair(m.kernel_size), stride=_pair(stride),
-                                      padding=_pair(m.padding)))
-        if isinstance(m, nn.AdaptiveAvgPool2d):
-            if _pair(m.output_size) != (1, 1):
-                raise FrontendError(f"{name}: AdaptiveAvgPool2d to {m.output_size} (only 1x1 is supported)")
-            return self.add(GlobalAvgPool(name, [src]))
-        if isinstance(m, nn.MaxPool2d):
-            if m.ceil_mode or _pair(m.dilation) != (1, 1) or m.return_indices:
-                raise FrontendError(f"{name}: MaxPool2d with ceil_mode/dilation/indices is not supported")
-            stride = m.stride if m.stride is not None else m.kernel_size
-            return self.add(MaxPool2d(name, [src], kernel=_pair(m.kernel_size), stride=_pair(stride),
-                                      padding=_pair(m.padding)))
-        if isinstance(m, nn.Flatten):
-            if m.start_dim != 1 or m.end_dim != -1:
-                raise FrontendError(f"{name}: Flatten(start_dim={m.start_dim}, end_dim={m.end_dim}) is not supported")
-            return self.add(Flatten(name, [src]))
-        if isinstance(m, QCFS):
-            raise FrontendError(f"{name}: QCFS activation in an SNN; convert the QCFS ANN to LM-HT first "
-                                f"(`lmhtc convert --from qcfs`, hybrid recipe)")
-        raise FrontendError(f"{name}: unsupported module {type(m).__name__}")
+        """The IR node of module ``m`` applied to ``src`` (one rule per module type in ``LAYERS``, looked up
+        through ``m``'s type and bases); dropout and identity pass ``src`` through."""
+        rule = next((LAYERS[t] for t in type(m).__mro__ if t in LAYERS), None)
+        if rule is None:
+            raise FrontendError(f"{name}: unsupported module {type(m).__name__}")
+        node = rule(m, name, src)
+        return src if node is None else self.add(node)
 
     def neuron(self, m: nn.Module, name: str, src: str) -> str:
         if m.T != self.steps:
@@ -141,6 +108,64 @@ class _Builder:
                 raise FrontendError(f"{name}: spiking neuron applied before the time dimension exists")
             return _Value(self.neuron(m, name, src.name), True)
         return _Value(self.layer(m, name, src.name), src.timed)
+
+
+def _conv2d(m: nn.Conv2d, name: str, src: str) -> Conv2d:
+    if m.padding_mode != "zeros" or isinstance(m.padding, str):
+        raise FrontendError(f"{name}: Conv2d with padding {m.padding!r}/{m.padding_mode!r} is not supported")
+    return Conv2d(name, [src], weight=_f32(m.weight), bias=_f32(m.bias), stride=_pair(m.stride),
+                  padding=_pair(m.padding), dilation=_pair(m.dilation), groups=int(m.groups))
+
+
+def _batchnorm(m, name: str, src: str) -> BatchNorm:
+    if m.running_mean is None or not m.affine:
+        raise FrontendError(f"{name}: BatchNorm without running statistics or affine parameters")
+    return BatchNorm(name, [src], weight=_f32(m.weight), bias=_f32(m.bias), running_mean=_f32(m.running_mean),
+                     running_var=_f32(m.running_var), eps=float(m.eps))
+
+
+def _avgpool(m: nn.AvgPool2d, name: str, src: str) -> AvgPool2d:
+    if m.ceil_mode or (not m.count_include_pad and _pair(m.padding) != (0, 0)) or m.divisor_override:
+        raise FrontendError(f"{name}: AvgPool2d with ceil_mode/count_include_pad=False/divisor_override "
+                            f"is not supported")
+    stride = m.stride if m.stride is not None else m.kernel_size
+    return AvgPool2d(name, [src], kernel=_pair(m.kernel_size), stride=_pair(stride), padding=_pair(m.padding))
+
+
+def _global_pool(m: nn.AdaptiveAvgPool2d, name: str, src: str) -> GlobalAvgPool:
+    if _pair(m.output_size) != (1, 1):
+        raise FrontendError(f"{name}: AdaptiveAvgPool2d to {m.output_size} (only 1x1 is supported)")
+    return GlobalAvgPool(name, [src])
+
+
+def _maxpool(m: nn.MaxPool2d, name: str, src: str) -> MaxPool2d:
+    if m.ceil_mode or _pair(m.dilation) != (1, 1) or m.return_indices:
+        raise FrontendError(f"{name}: MaxPool2d with ceil_mode/dilation/indices is not supported")
+    stride = m.stride if m.stride is not None else m.kernel_size
+    return MaxPool2d(name, [src], kernel=_pair(m.kernel_size), stride=_pair(stride), padding=_pair(m.padding))
+
+
+def _flatten(m: nn.Flatten, name: str, src: str) -> Flatten:
+    if m.start_dim != 1 or m.end_dim != -1:
+        raise FrontendError(f"{name}: Flatten(start_dim={m.start_dim}, end_dim={m.end_dim}) is not supported")
+    return Flatten(name, [src])
+
+
+def _qcfs(m, name: str, src: str):
+    raise FrontendError(f"{name}: QCFS activation in an SNN; convert the QCFS ANN to LM-HT first "
+                        f"(`lmhtc convert --from qcfs`, hybrid recipe)")
+
+
+# module type → (module, name, input) → its IR node (None: the module passes its input through)
+LAYERS = {
+    nn.Dropout: lambda m, name, src: None, nn.Identity: lambda m, name, src: None,
+    nn.Conv2d: _conv2d,
+    nn.Linear: lambda m, name, src: Linear(name, [src], weight=_f32(m.weight), bias=_f32(m.bias)),
+    nn.BatchNorm2d: _batchnorm, nn.BatchNorm1d: _batchnorm,
+    nn.AvgPool2d: _avgpool, nn.AdaptiveAvgPool2d: _global_pool, nn.MaxPool2d: _maxpool,
+    nn.Flatten: _flatten,
+    QCFS: _qcfs,
+}
 
 
 def trace_to_ir(model: nn.Module, input_shape: tuple[int, int, int], steps: int | None = None,

@@ -8,7 +8,8 @@ naming the pass and the property, not later in a target.
 
 Properties are read off the graph, never stored: ``float`` / ``integer`` (the phase), ``bn_free``
 (no BatchNorm left), ``reparameterized`` (single-threshold neurons over L·T steps), ``shaped``
-(every node has its inferred shape).
+(every node has its inferred shape), ``windows_planned`` (an integer graph annotated with its window
+plan, compiler/analysis/windows.py; the validator checks the annotation).
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def properties(graph: Graph) -> frozenset[str]:
         props.add("reparameterized")
     if all(n.shape is not None for n in graph.topo()):
         props.add("shaped")
+    if "window_plan" in graph.meta:
+        props.add("windows_planned")
     return frozenset(props)
 
 
@@ -54,6 +57,7 @@ class Pass:
 
 
 def _passes() -> dict[str, Pass]:
+    from ..analysis.windows import plan_windows
     from .fold_batchnorm import fold_batchnorm
     from .quantize import quantize
     from .reparameterize import reparameterize
@@ -65,6 +69,8 @@ def _passes() -> dict[str, Pass]:
                                frozenset({"float", "shaped", "reparameterized"})),
         "quantize": Pass("quantize", quantize, frozenset({"float", "shaped", "bn_free"}),
                          frozenset({"integer", "shaped", "bn_free"})),
+        "plan_windows": Pass("plan_windows", plan_windows, frozenset({"integer", "shaped"}),
+                             frozenset({"integer", "shaped", "windows_planned"})),
     }
 
 

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .init import init_weights
 from ..neurons import TimeDistributed, repeat_steps
 
 NeuronFactory = Callable[[], nn.Module]
@@ -74,12 +75,7 @@ class SpikingResNet(nn.Module):
             self.layer3 = self._make_layer(256, layers[2], 2, neuron)
             self.layer4 = self._make_layer(512, layers[3], 2, neuron)
             self.fc = TimeDistributed(nn.Linear(512, num_classes))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self, zero_linear_bias=False)
 
     def _make_layer(self, planes: int, blocks: int, stride: int, neuron: NeuronFactory) -> nn.Sequential:
         downsample = None

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .init import init_weights
 from ..neurons import QCFS, TimeDistributed, repeat_steps
 
 NeuronFactory = Callable[[], nn.Module]
@@ -80,14 +81,7 @@ class SpikingVGG(nn.Module):
             layers += [TimeDistributed(nn.Linear(d_in, d_out)), neuron(), TimeDistributed(nn.Dropout(dropout))]
         layers.append(TimeDistributed(nn.Linear(dims[-1], num_classes)))
         self.classifier = layers[0] if len(layers) == 1 else nn.Sequential(*layers)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_weights(self, zero_linear_bias=True)
 
     def _make_block(self, block, neuron: NeuronFactory, dropout: float) -> nn.Sequential:
         layers: list[nn.Module] = []
@@ -134,14 +128,7 @@ class QCFSVGG(nn.Module):
         self.classifier = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(flat, 4096), QCFS(q_levels, thresh), nn.Dropout(dropout),
             nn.Linear(4096, 4096), QCFS(q_levels, thresh), nn.Dropout(dropout), nn.Linear(4096, num_classes))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_weights(self, zero_linear_bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat_from = 1

@@ -136,8 +136,10 @@ class NetworkDescription:
             if problem:
                 raise LavaNetworkError(f"{at}: {problem}")
             seen[p.name] = p
-        if len(self.of_kind("input")) != 1 or len(self.of_kind("readout")) != 1:
-            raise LavaNetworkError(f"{where}: needs exactly one input and one readout process")
+        ends = {kind: [p.name for p in self.of_kind(kind)] for kind in ("input", "readout")}
+        if any(len(names) != 1 for names in ends.values()):
+            raise LavaNetworkError(f"{where}: 'processes' must hold exactly one input and one readout process, "
+                                   f"has inputs {ends['input']} and readouts {ends['readout']}")
         return self
 
 
@@ -255,7 +257,7 @@ def _shape_problem(p: ProcessSpec, seen: dict[str, ProcessSpec], steps: int) -> 
                 return f"array {key!r} has shape {a[key].shape}, expected ({p.shape[-1]},)"
         if p.kind == "layer" and (a["leak"].shape != (steps,) or a.get("omega", np.zeros((steps, steps))).shape
                                   != (steps, steps)):
-            return f"leak must have {steps} entries and omega be {steps}x{steps}"
+            return f"leak must have steps={steps} entries and omega be {steps}x{steps}"
         if p.kind == "lif":
             for key in sorted(set(a) - {"bias"}):
                 if a[key].shape != tuple(p.shape):
@@ -294,8 +296,8 @@ def load_description(directory: str | os.PathLike) -> NetworkDescription:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise LavaNetworkError(f"{js}: not an lmhtc Lava network (format must be {FORMAT!r})")
     if doc.get("version") != VERSION or doc.get("semantics_version") != SEMANTICS_VERSION:
-        raise LavaNetworkError(f"{js}: version {doc.get('version')} / integer semantics "
-                               f"{doc.get('semantics_version')} not supported (expected {VERSION} / {SEMANTICS_VERSION})")
+        raise LavaNetworkError(f"{js}: version {doc.get('version')!r} / semantics_version "
+                               f"{doc.get('semantics_version')!r} not supported (expected {VERSION} / {SEMANTICS_VERSION})")
     try:
         with zipfile.ZipFile(npz) as z:
             infos = z.infolist()
@@ -308,34 +310,48 @@ def load_description(directory: str | os.PathLike) -> NetworkDescription:
             stored = {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
         raise LavaNetworkError(f"{npz}: cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
-    try:
-        procs = _processes(doc, js, npz, stored)
-        steps = int(_key(doc, "steps", js))
-        meta = dict(doc.get("meta", {}))
-    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
-        raise LavaNetworkError(f"{js}: malformed description ({type(exc).__name__}: {exc})") from None
-    return NetworkDescription(steps, procs, SEMANTICS_VERSION, meta).validate(str(js))
+    procs = _processes(doc, js, npz, stored)
+    meta = _typed(doc, "meta", dict, js, {})
+    return NetworkDescription(_key(doc, "steps", js), procs, SEMANTICS_VERSION, meta).validate(str(js))
 
 
 def _processes(doc: dict, js: Path, npz: Path, stored: dict) -> list[ProcessSpec]:
+    """The processes of ``doc``; a field of the wrong type is an error naming the process and field."""
     procs = []
-    for i, p in enumerate(_key(doc, "processes", js)):
-        name = _key(p, "name", f"{js}: processes[{i}]")
+    for i, p in enumerate(_typed(doc, "processes", list, js)):
+        name = _typed(p, "name", str, f"{js}: processes[{i}]")
         where = f"{js}: process {name!r}"
         arrays = {}
-        for key, ref in _key(p, "arrays", where).items():
-            if ref not in stored:
-                raise LavaNetworkError(f"{npz}: missing array {ref!r} (process {name!r})")
+        for key, ref in _typed(p, "arrays", dict, where).items():
+            if not isinstance(ref, str) or ref not in stored:
+                raise LavaNetworkError(f"{npz}: missing array {ref!r} (process {name!r}, array {key!r})")
             arrays[key] = stored[ref]
         try:
             inputs = [PortSpec(str(q["source"]), int(q.get("exponent", 0)), bool(q.get("flatten", False)))
-                      for q in _key(p, "inputs", where)]
-        except (KeyError, TypeError, ValueError):
-            raise LavaNetworkError(f"{where}: every input needs a 'source'") from None
-        procs.append(ProcessSpec(name, _key(p, "kind", where), tuple(int(s) for s in _key(p, "shape", where)),
-                                 inputs, dict(_key(p, "params", where)), arrays, list(p.get("ir_nodes", [])),
-                                 dict(p.get("resources", {}))))
+                      for q in _typed(p, "inputs", list, where)]
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            raise LavaNetworkError(f"{where}: every input needs a 'source' and an integer 'exponent'") from None
+        shape = _typed(p, "shape", list, where)
+        if not all(_is_int(s) and 0 <= s < 2 ** 40 for s in shape):
+            raise LavaNetworkError(f"{where}: 'shape' must be a list of sizes, got {str(shape)[:60]}")
+        procs.append(ProcessSpec(name, _typed(p, "kind", str, where), tuple(int(s) for s in shape), inputs,
+                                 dict(_typed(p, "params", dict, where)), arrays,
+                                 list(_typed(p, "ir_nodes", list, where, [])),
+                                 dict(_typed(p, "resources", dict, where, {}))))
     return procs
+
+
+_REQUIRED = object()
+
+
+def _typed(d, key: str, kind: type, where, default=_REQUIRED):
+    """``d[key]``, which must be a ``kind`` (``default`` when absent, if given)."""
+    if default is not _REQUIRED and isinstance(d, dict) and key not in d:
+        return default
+    value = _key(d, key, where)
+    if not isinstance(value, kind):
+        raise LavaNetworkError(f"{where}: {key!r} must be a {kind.__name__}, got {type(value).__name__}")
+    return value
 
 
 def _key(d, key: str, where):

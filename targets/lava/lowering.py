@@ -22,6 +22,7 @@ import numpy as np
 
 from lmhtc.semantics import SEMANTICS_VERSION
 
+from lmhtc.compiler.analysis.ranges import value_bounds
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
 from lmhtc.compiler.intir_lif import QLIF
@@ -56,7 +57,7 @@ class _Lowering:
         self.g = graph
         self.steps = graph.steps
         self.procs: list[ProcessSpec] = []
-        self.max_value: dict[str, int] = {}      # largest |value| a source process emits
+        self.max_value, _ = value_bounds(graph)  # largest |value| a source process emits
 
     def run(self) -> NetworkDescription:
         for node in self.g.topo():
@@ -84,7 +85,6 @@ class _Lowering:
         return 0 if m <= 1 and self.g.node(source).kind in ("qneuron", "qlif") else int(m).bit_length() + 1
 
     def _input(self, node: QInput) -> None:
-        self.max_value[node.name] = 2 ** (node.bits - 1) - 1
         n = int(np.prod(node.shape))
         self.procs.append(ProcessSpec(node.name, "input", lava_shape(node.shape), [],
                                       {"scale": float(node.scale), "bits": int(node.bits),
@@ -118,8 +118,6 @@ class _Lowering:
             raise LavaExportError(f"node {node.name!r} ({node.kind}): synaptic sums up to {bound} exceed the "
                                   f"{DENDRITE_BITS}-bit accumulator of Lava's fixed-point Conv (and Loihi's "
                                   f"dendrites); lower --weight-bits or the input bits")
-        if not isinstance(node, SYNAPTIC):
-            self.max_value[node.name] = bound
         # (Cout, Cin/g, kh, kw) correlation → Lava (Cout, kx, ky, Cin/g), convolved: transpose and flip
         lava_w = weight.transpose(0, 3, 2, 1)[:, ::-1, ::-1, :]
         out = lava_shape(node.shape)
@@ -190,7 +188,6 @@ class _Lowering:
         if node.input_scale != 1 or node.reset != "soft":
             raise LavaExportError(f"node {node.name!r} (qneuron): input_scale must be 1 and reset soft in an "
                                   f"integer network")
-        self.max_value[node.name] = int(node.levels)
         n = int(np.prod(node.shape))
         arrays = {"threshold": _per_channel(node.threshold, channels), "v_init": _per_channel(node.v_init, channels),
                   "bias": bias, "leak": np.asarray(node.leak, np.int64)}
@@ -221,7 +218,6 @@ class _Lowering:
         for leaf in leaves:
             if getattr(leaf, "bias", None) is not None:
                 bias += leaf.bias.astype(np.int64)
-        self.max_value[node.name] = node.out_bound()
         arrays = {("bias_v" if k == "bias" else k): _to_lava(getattr(node, k))
                   for k in ("beta", "alpha", "bias", "threshold", "v_reset", "v_min", "v_init")
                   if getattr(node, k) is not None}

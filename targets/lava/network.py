@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -56,10 +57,71 @@ def from_lava_layout(a: np.ndarray, lead: int) -> np.ndarray:
     return a
 
 
+@dataclass(frozen=True)
+class _Build:
+    """What every process builder reads besides its description process."""
+    desc: NetworkDescription
+    frames: np.ndarray
+    sched: Schedule
+    record_spikes: bool
+    buffer: int
+
+    @property
+    def images(self) -> int:
+        return self.frames.shape[0]
+
+    def timing(self, p) -> dict:
+        """The port exponents, delays and arrival steps of a layer or readout (targets/lava/schedule.py)."""
+        return dict(exponents=[i.exponent for i in p.inputs], delays=self.sched.delays[p.name],
+                    arrive=self.sched.arrive[p.name])
+
+
+def _input_proc(p, b: _Build):
+    return AnalogInput(frames=b.frames, steps=b.desc.steps, per_step=b.frames.ndim > len(p.shape) + 1, name=p.name)
+
+
+def _conv_proc(p, b: _Build):
+    a, q = p.arrays, p.params
+    return Conv(weight=a["weight"].astype(np.int32), weight_exp=0, input_shape=tuple(q["input_shape"]),
+                padding=tuple(q["padding"]), stride=tuple(q["stride"]), dilation=tuple(q["dilation"]),
+                groups=int(q["groups"]), num_message_bits=int(q["num_message_bits"]), name=p.name)
+
+
+def _dense_proc(p, b: _Build):
+    # Lava's fixed-point Dense drops the LSB of mixed-sign weights and shifts by weight_exp:
+    # weights 2w with exponent −1 give Σ w·x exactly for |w| ≤ 127
+    return Dense(weights=2 * p.arrays["weight"].astype(np.int32), weight_exp=-1, num_weight_bits=8,
+                 num_message_bits=int(p.params["num_message_bits"]), name=p.name)
+
+
+def _layer_proc(p, b: _Build):
+    a, q = p.arrays, p.params
+    return LMHTLayer(shape=p.shape, steps=b.desc.steps, images=b.images, threshold=a["threshold"],
+                     v_init=a["v_init"], leak=a["leak"], bias=a["bias"], omega=a.get("omega"),
+                     levels=int(q["levels"]), frac_bits=int(q["frac_bits"]),
+                     leak_frac_bits=int(q["leak_frac_bits"]), membrane_bits=int(q["membrane_bits"]),
+                     **b.timing(p), record=b.record_spikes, record_buffer=b.buffer, name=p.name)
+
+
+def _lif_proc(p, b: _Build):
+    return LIFLayer(shape=p.shape, steps=b.desc.steps, images=b.images, arrays=p.arrays, options=p.params["options"],
+                    **b.timing(p), record=b.record_spikes, record_buffer=b.buffer, name=p.name)
+
+
+def _readout_proc(p, b: _Build):
+    return IntReadout(classes=p.shape[0], steps=b.desc.steps, images=b.images, bias=p.arrays["bias"],
+                      **b.timing(p), record_buffer=b.buffer, name=p.name)
+
+
+# description process kind → its Lava process (every other kind is the readout, as the loader allows)
+BUILDERS = {"input": _input_proc, "conv": _conv_proc, "dense": _dense_proc, "layer": _layer_proc,
+            "lif": _lif_proc, "readout": _readout_proc}
+
+
 def build_processes(desc: NetworkDescription, frames: np.ndarray, sched: Schedule, record_spikes: bool,
                     buffer: int) -> dict:
     """Instantiate and connect one Lava process per description process."""
-    images = frames.shape[0]
+    build = _Build(desc, frames, sched, record_spikes, buffer)
     procs: dict = {}
 
     def out_port(src: str, flatten: bool):
@@ -67,34 +129,7 @@ def build_processes(desc: NetworkDescription, frames: np.ndarray, sched: Schedul
         return port.flatten() if flatten else port
 
     for p in desc.processes:
-        a, q = p.arrays, p.params
-        if p.kind == "input":
-            proc = AnalogInput(frames=frames, steps=desc.steps, per_step=frames.ndim > len(p.shape) + 1,
-                               name=p.name)
-        elif p.kind == "conv":
-            proc = Conv(weight=a["weight"].astype(np.int32), weight_exp=0, input_shape=tuple(q["input_shape"]),
-                        padding=tuple(q["padding"]), stride=tuple(q["stride"]), dilation=tuple(q["dilation"]),
-                        groups=int(q["groups"]), num_message_bits=int(q["num_message_bits"]), name=p.name)
-        elif p.kind == "dense":
-            # Lava's fixed-point Dense drops the LSB of mixed-sign weights and shifts by weight_exp:
-            # weights 2w with exponent −1 give Σ w·x exactly for |w| ≤ 127
-            proc = Dense(weights=2 * a["weight"].astype(np.int32), weight_exp=-1, num_weight_bits=8,
-                         num_message_bits=int(q["num_message_bits"]), name=p.name)
-        elif p.kind == "layer":
-            proc = LMHTLayer(shape=p.shape, steps=desc.steps, images=images, threshold=a["threshold"],
-                             v_init=a["v_init"], leak=a["leak"], bias=a["bias"], omega=a.get("omega"),
-                             levels=int(q["levels"]), frac_bits=int(q["frac_bits"]),
-                             leak_frac_bits=int(q["leak_frac_bits"]), membrane_bits=int(q["membrane_bits"]),
-                             exponents=[i.exponent for i in p.inputs], delays=sched.delays[p.name],
-                             arrive=sched.arrive[p.name], record=record_spikes, record_buffer=buffer, name=p.name)
-        elif p.kind == "lif":
-            proc = LIFLayer(shape=p.shape, steps=desc.steps, images=images, arrays=a, options=q["options"],
-                            exponents=[i.exponent for i in p.inputs], delays=sched.delays[p.name],
-                            arrive=sched.arrive[p.name], record=record_spikes, record_buffer=buffer, name=p.name)
-        else:
-            proc = IntReadout(classes=p.shape[0], steps=desc.steps, images=images, bias=a["bias"],
-                              exponents=[i.exponent for i in p.inputs], delays=sched.delays[p.name],
-                              arrive=sched.arrive[p.name], record_buffer=buffer, name=p.name)
+        proc = BUILDERS.get(p.kind, _readout_proc)(p, build)
         procs[p.name] = proc
         if p.kind in ("conv", "dense"):
             out_port(p.inputs[0].source, p.inputs[0].flatten).connect(proc.s_in)
