@@ -29,9 +29,9 @@ from lmhtc.runtime.neuron import INT32_MAX, empty_steps, membrane_bound
 
 SOURCE = Path(__file__).with_name("csrc") / "fused_neuron.cpp"
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
-STALE_LOCK_S = 600
+STALE_LOCK_S = 600       # a build lock older than this was left by a killed build
 CHUNK = 1024             # kChunk of the C++ source: elements per work item
-AFFINE_INPUTS = (torch.float32, torch.int8, torch.int16, torch.int32)       # a build lock older than this was left by a killed build
+AFFINE_INPUTS = (torch.float32, torch.int8, torch.int16, torch.int32)
 
 _state: dict = {}
 
@@ -67,11 +67,25 @@ def _clear_stale_lock(name: str) -> None:
         pass
 
 
+def _ninja_on_path() -> None:
+    """torch's extension builder runs ``ninja`` from PATH; the pinned ninja package installs it next to the
+    environment's python, which is not on PATH when lmhtc runs as ``.venv/bin/lmhtc`` without activation."""
+    import shutil
+
+    if shutil.which("ninja") is None:
+        try:
+            import ninja
+        except ImportError:
+            return
+        os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, os.environ.get("PATH", "")])
+
+
 def extension():
     """The built extension module, or None (disabled, or it cannot be built here); built once per process."""
     if not enabled():
         return None
     if "module" not in _state:
+        _ninja_on_path()
         log = logging.getLogger("torch.utils.cpp_extension")
         level = log.level
         log.setLevel(logging.ERROR)     # its import warns about CUDA, which a CPU kernel does not use

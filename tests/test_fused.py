@@ -2,6 +2,8 @@
 kernels; without the extension (no compiler, LMHTC_FUSED=0, fused=False) the runtime gives the same integers."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -233,3 +235,16 @@ def test_affine_shift_is_the_synapse_epilogue(dtype, e, c, hw, lw, channels_last
     got = fused.affine_shift(x, scale, bias, lw, e, out_dtype)
     assert got.dtype == out_dtype and got.stride() == x.stride()
     np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_the_pinned_ninja_is_found_without_an_activated_environment(monkeypatch):
+    """torch's builder runs ``ninja`` from PATH; when PATH lacks it (``.venv/bin/lmhtc`` run directly), the
+    pinned ninja package's directory is put in front."""
+    import shutil
+
+    import ninja
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    fused._ninja_on_path()
+    assert os.environ["PATH"].split(os.pathsep)[0] == ninja.BIN_DIR
