@@ -5,6 +5,8 @@
 * ``runtime`` — the bit-accurate integer runtime and the float/integer ONNX models in onnxruntime vs two
   PyTorch float LM-HT models (zoo, minimal reference) on ResNet-18 digits (batch 1 and 64), a per-stage
   profile, and compile time/peak memory;
+* ``compile`` — `lmhtc compile` of ResNet-18 (64 calibration images): wall time and peak RSS of the whole
+  process next to `import torch` alone, and a per-stage time/memory table (targets: < 5 s, < 1 GB);
 * ``lava`` — the Lava processes vs the integer runtime on the hybrid ResNet-20 (per image, bit-exact check);
 * ``distributed`` — in-process vs a 1- and 2-worker Dask LocalCluster on the same shards, and the overhead per shard.
 * ``fuzz [N [MUTATOR ...]]`` — N hypothesis examples (default 200) per hostile-file mutator of ``benchmarks/fuzz.py``:
@@ -41,11 +43,12 @@ def bench_training(console: Console) -> None:
 def main() -> None:
     import sys
 
+    from benchmarks.compile import bench_compile
     from benchmarks.distributed import bench_distributed
     from benchmarks.lava import bench_lava
     from benchmarks.runtime import bench_runtime
 
-    benches = {"training": bench_training, "runtime": bench_runtime, "lava": bench_lava,
+    benches = {"training": bench_training, "runtime": bench_runtime, "compile": bench_compile, "lava": bench_lava,
                "distributed": bench_distributed}
     args = sys.argv[1:]
     if args[:1] == ["fuzz"]:

@@ -22,10 +22,24 @@ def stage_of(name: str) -> str:
     return head if head.startswith("layer") or head == "fc" else "stem"
 
 
+def unit_of(name: str) -> str:
+    """The neuron layer (or ``fc``) a reference layer belongs to: a conv (+BN) is timed with the neuron it
+    feeds — ``conv1`` → ``sn1``, ``layerX.Y.conv1`` → ``layerX.Y.sn1``, ``layerX.Y.conv2`` and
+    ``layerX.Y.downsample.0`` → ``layerX.Y.sn2``; a neuron is its own unit."""
+    if name == "conv1":
+        return "sn1"
+    head, _, tail = name.partition(".conv")
+    if tail:
+        return f"{head}.sn{tail[0]}"
+    if ".downsample" in name:
+        return name.split(".downsample")[0] + ".sn2"
+    return name
+
+
 class RefResNet18:
     """``__call__(x [B, 3, H, W]) → [T, B, classes]`` float32 logits per step.
 
-    ``times``, when set to a dict, accumulates seconds per (stage, "synapse" | "neuron").
+    ``times``, when set to a dict, accumulates seconds per (neuron unit, "synapse" | "neuron"): see ``unit_of``.
     """
 
     def __init__(self, state: dict[str, torch.Tensor], levels: int, timesteps: int, v_init: float = 0.0):
@@ -38,7 +52,7 @@ class RefResNet18:
         start = time.perf_counter()
         yield
         if self.times is not None:
-            key = (stage_of(name), part)
+            key = (unit_of(name), part)
             self.times[key] = self.times.get(key, 0.0) + time.perf_counter() - start
 
     def _bn(self, x: torch.Tensor, p: str) -> torch.Tensor:

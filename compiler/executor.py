@@ -43,26 +43,37 @@ def neuron_dynamics(current: torch.Tensor, threshold: float, levels: int, leak: 
                     observe: Callable[[int, torch.Tensor], None] | None = None):
     """Run soft-reset (multi-level) neurons on input ``current`` [steps, ...]; returns spike levels k [steps, ...]
     (and, with ``return_peak``, the largest |v| reached, the membrane range calibration needs;
-    ``observe(t, v)`` sees each step's membrane before the spike decision).
+    ``observe(t, v)`` sees each step's membrane before the spike decision; ``v`` is updated in place
+    afterwards, so an observer reads it during the call and keeps no reference).
 
     ``v = leak[t]·v + input_scale·I(t)``; ``k = Σ_{i=1..levels} [v ≥ iθ]``; ``v -= kθ``.
     """
     theta = torch.tensor(threshold, dtype=current.dtype)
     v = torch.full_like(current[0], v_init) * theta
-    peak = float(v.abs().max()) if return_peak and v.numel() else 0.0
+    peak = _abs_max(v) if return_peak and v.numel() else 0.0
     out = torch.empty_like(current)
+    # the same roundings as ``v = leak[t]·v + I(t)·input_scale`` (one multiply or add per term, in place);
+    # a multiply by exactly 1 is skipped (x·1 = x in every precision)
     for t in range(current.shape[0]):
-        v = leak[t] * v + current[t] * input_scale
-        if return_peak:
-            peak = max(peak, float(v.abs().max()))
+        if float(leak[t]) != 1.0:
+            v.mul_(leak[t])
+        v.add_(current[t] if input_scale == 1.0 else current[t] * input_scale)
+        if return_peak and v.numel():
+            peak = max(peak, _abs_max(v))
         if observe is not None:
             observe(t, v)
-        k = (v >= theta).to(current.dtype)
+        k = out[t]
+        k.copy_(v >= theta)
         for i in range(2, levels + 1):
-            k += (v >= i * theta).to(current.dtype)
-        out[t] = k
-        v = v - k * theta
+            k.add_(v >= i * theta)
+        v.sub_(k * theta)
     return (out, peak) if return_peak else out
+
+
+def _abs_max(v: torch.Tensor) -> float:
+    """max |v| in one pass (max(v_max, −v_min), the same value as ``v.abs().max()``)."""
+    lo, hi = torch.aminmax(v)
+    return max(float(hi), -float(lo))
 
 
 class _Params:

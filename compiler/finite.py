@@ -8,6 +8,8 @@ first node, in topological order, whose output holds a non-finite value.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from .errors import LmhtcError
@@ -53,3 +55,15 @@ def check_finite_outputs(logits, graph, x, where: str, what: str = "the network'
             next(n.name for n in graph.topo() if n.kind == "readout"))
     raise NonFiniteOutputs(f"{where}: {what} are not finite on these inputs (the first NaN/Inf appears at layer "
                            f"{node.name!r} ({node.kind}); parameters too large for float32); nothing was written")
+
+
+@contextmanager
+def naming_file(path):
+    """Within the block, a NonFiniteOutputs raised by a runner that names only its target also names ``path``
+    (the artifact), so the one line says which file and which target."""
+    try:
+        yield
+    except NonFiniteOutputs as exc:
+        if str(exc).startswith(f"{path}:"):
+            raise
+        raise NonFiniteOutputs(f"{path}: {exc}") from None

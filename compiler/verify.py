@@ -121,7 +121,7 @@ def int_runner(graphs: dict[str, Graph], progress: bool = False):
     neurons = _neuron_names(integer)
 
     def run(x):
-        r = run_int(integer, x, capture=set(neurons), windows=False, progress=progress)
+        r = run_int(integer, x, capture=set(neurons), progress=progress)
         return TargetRun("int", r.logits, r.logits_int, {n: r.captured[n] for n in neurons})
     return run
 

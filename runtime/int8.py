@@ -123,8 +123,9 @@ class OneDnnConv:
         return self.geometry_ok and (in_bound <= INT8_MAX if signed else in_bound <= 255) \
             and self.wsum * in_bound < EXACT_F32 and self.wsum * 255 <= INT32_MAX
 
-    def __call__(self, v: torch.Tensor, signed: bool) -> torch.Tensor:
-        """v [S, B, C, H, W] (int8 for signed inputs, else any integer dtype ≥ 0) → int32 [S, B, Cout, Ho, Wo]."""
+    def __call__(self, v: torch.Tensor, signed: bool, raw: bool = False) -> torch.Tensor:
+        """v [S, B, C, H, W] (int8 for signed inputs, else any integer dtype ≥ 0) → int32 [S, B, Cout, Ho, Wo]
+        (``raw``: the float32 sums as oneDNN returns them, every one an exact integer below 2^24)."""
         s, b = v.shape[:2]
         x = v.reshape(s * b, *v.shape[2:])
         if signed:
@@ -134,4 +135,4 @@ class OneDnnConv:
         zp = 128 if signed else 0
         y = torch.ops.onednn.qconv2d_pointwise(x, 1.0, zp, self.packed[zp], self.ones, self.zeros, None, *self.geom,
                                                1, 1.0, 0, torch.float32, "none", [], "")
-        return y.to(torch.int32).reshape(s, b, *y.shape[1:])
+        return (y if raw else y.to(torch.int32)).reshape(s, b, *y.shape[1:])

@@ -45,6 +45,7 @@ from lmhtc.compiler.lowering import check_integer_graph as check_integer_graph_f
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
 from lmhtc.compiler.ir import Add, Graph, receives_spikes, spike_train_layers
+from lmhtc.runtime import fused as fused_mod
 from lmhtc.runtime.device import resolve_device
 from lmhtc.runtime.int8 import INT32_MAX, Int8Product, OneDnnConv, onednn_available
 from lmhtc.compiler.intir_conv1d import QConv1d, conv2d_view
@@ -198,6 +199,42 @@ class _Synapse:
         return out.reshape(s, b, ho, wo, cout).permute(0, 1, 4, 2, 3)
 
 
+def capture_plan(graph: Graph, plan: dict[str, int], capture) -> dict[str, int]:
+    """``plan`` with every synaptic group that holds a node of ``capture`` run per step (window 1).
+
+    The synaptic nodes and the adds between them that feed one T-GIM form a group with one window size
+    (``compiler.analysis.windows``); a captured value must be per step, so its group runs per step and
+    every other group keeps its windows (identical integers either way)."""
+    if not capture:
+        return plan
+    members: dict[str, list[str]] = {}
+    for name in plan:
+        cur = graph.node(name)
+        chain = [name]
+        while True:
+            (cur,) = graph.consumers(cur.name)
+            if not isinstance(cur, Add):
+                break
+            chain.append(cur.name)
+        members.setdefault(cur.name, []).extend(chain)
+    out = dict(plan)
+    for group in members.values():
+        if any(m in capture for m in group):
+            out.update({m: 1 for m in group if m in out})
+    return out
+
+
+def fusable_pairs(graph: Graph) -> dict[str, str]:
+    """T-GIM mix → the qneuron that is its only consumer: the pairs the fused kernel may run in one pass."""
+    pairs = {}
+    for node in graph.topo():
+        if isinstance(node, QTemporalMix):
+            cons = graph.consumers(node.name)
+            if len(cons) == 1 and isinstance(cons[0], QNeuron):
+                pairs[node.name] = cons[0].name
+    return pairs
+
+
 class _Program:
     """What a run needs from an integer graph, prepared once: node order, last uses, synapse tensors, plans."""
 
@@ -213,6 +250,10 @@ class _Program:
                     for n in self.order if isinstance(n, (QConv2d, QConv1d, QLinear, QGain))}
         self.analog = {name for name in self.syn if not receives_spikes(graph, name)}
         self.windows = planned_windows(graph)
+        self._capture_plans: dict[frozenset, dict[str, int]] = {}
+        self.fusable = fusable_pairs(graph)
+        self.fused_neurons: dict[str, object] = {}        # qneuron → fused.FusedNeuron (prepared at first use)
+        self.mix_matrices: dict[tuple, tuple] = {}         # (mix, rows, input window, static) → (ω, max row Σ|ω|)
         self.row_blocks = {n.name: _row_block(n, graph) for n in self.order if isinstance(n, QTemporalMix)}
         self.input_shape = tuple(next(n for n in self.order if isinstance(n, QInput)).input_shape)
         readout = next(n for n in self.order if isinstance(n, QReadout))
@@ -221,6 +262,15 @@ class _Program:
         self.neuron_params = {n.name: (torch.as_tensor(n.threshold, dtype=torch.int64, device=device),
                                        torch.as_tensor(n.v_init, dtype=torch.int64, device=device))
                               for n in self.order if isinstance(n, QNeuron)}
+
+    def window_plan(self, capture) -> dict[str, int]:
+        """The window plan of a run capturing ``capture`` (cached per capture set)."""
+        key = frozenset(capture)
+        if not key:
+            return self.windows
+        if key not in self._capture_plans:
+            self._capture_plans[key] = capture_plan(self.graph, self.windows, key)
+        return self._capture_plans[key]
 
 
 def _synapse_of(node, graph: Graph, device: str) -> _Synapse:
@@ -254,8 +304,10 @@ class _Batch:
     dtype (int8 spikes and inputs, int32 where the bound fits, else int64)."""
 
     def __init__(self, prog: _Program, x: torch.Tensor, kernel: str, event_density: float, windows: dict,
-                 row_windows: bool):
+                 row_windows: bool, capture=frozenset(), fused: bool = False):
         self.prog, self.x, self.kernel, self.event_density = prog, x, kernel, event_density
+        self.capture = capture
+        self.fused = fused         # T-GIM mix + neuron pairs may run as the fused kernel (CPU)
         self.steps = prog.graph.steps
         self.windows = windows
         self.bounds: dict[str, int] = {}
@@ -267,6 +319,7 @@ class _Batch:
         self.macs = torch.zeros(x.shape[int(self.sequence)], dtype=torch.int64)
         self.kernels: dict[str, dict[str, int]] = {}
         self.channel_sums: dict[int, tuple] = {}    # id(spike tensor) → (tensor, Σ over channels), for SOPs
+        self.spike_totals: dict[int, tuple] = {}    # id(spike tensor) → (tensor, spike events per sample)
         self.outputs = None
 
 
@@ -287,12 +340,11 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
         st.sops.append(_per_step(sy.sops(v, in_b, st.channel_sums), st.steps))
     vin = _window_sums(v, lw, in_b)
     kernel = st.kernel
-    use_event = kernel == "event" or (kernel in ("auto", "int8") and
-                                      float((vin != 0).sum()) < st.event_density * vin.numel())
+    use_event = kernel == "event" or (kernel in ("auto", "int8") and _sparse(st, v, vin, lw, in_b))
     if use_event:
         acc, used = sy.event(vin), "event"
     elif kernel != "dense" and sy.onednn is not None and sy.onednn.exact(in_b * lw, analog):
-        acc, used = sy.onednn(vin, analog), "int8"
+        acc, used = sy.onednn(vin, analog, raw=st.fused), "int8"
     elif kernel != "dense" and sy.int8 is not None and sy.int8.exact(in_b * lw, sy.wsum_max * in_b * lw):
         acc, used = sy.int8(vin), "int8"
     else:
@@ -300,10 +352,27 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
     stats = st.kernels.setdefault(node.name, {"event": 0, "dense": 0, "int8": 0})
     stats[used] += 1
     bound = sy.out_bound(in_b, lw)
+    if acc.is_floating_point():     # raw oneDNN sums: exponent and bias in one pass (fused kernels)
+        out = fused_mod.affine_shift(acc, None, sy.bias, lw, node.shift, _fit(acc[:0], bound).dtype)
+        if out is not None:
+            return out, bound, lw
+        acc = acc.to(torch.int32)
     out = _exp_shift(_fit(acc, bound), node.shift)     # acc is a fresh tensor: shifted in place
     if sy.bias is not None:
         out += (sy.bias.to(out.dtype) * lw).reshape(-1, *([1] * (out.dim() - 3)))
     return out, bound, lw
+
+
+def _sparse(st: _Batch, v: torch.Tensor, vin: torch.Tensor, lw: int, in_b: int) -> bool:
+    """Fewer than ``event_density`` of the synapse's inputs ``vin`` (window sums of ``lw`` steps of ``v``) are
+    non-zero. For spike counts v ≥ 0 with a known total Σv, nnz(vin) ≥ Σv / (in_b·lw): a total at or above
+    density × size × in_b × lw decides "dense" without counting (the same decision as counting)."""
+    limit = st.event_density * vin.numel()
+    total = st.spike_totals.get(id(v))
+    if total is not None and total[0] is v and v.device.type == "cpu" and \
+            int(total[1].sum()) >= limit * max(in_b, 1) * lw:
+        return False
+    return float((vin != 0).sum()) < limit
 
 
 def _lower_conv1d(st: _Batch, node, ins, lw, in_b):
@@ -317,6 +386,10 @@ def _lower_gain(st: _Batch, node: QGain, ins, lw, in_b):
     vin = _window_sums(v, lw, in_b)
     bound = sy.out_bound(in_b, lw)
     dt = _fit(vin[:0], bound).dtype
+    if st.fused and dt in (torch.int32, torch.int64):
+        out = fused_mod.affine_shift(vin, sy.gain, None, lw, node.shift, dt)
+        if out is not None:
+            return out, bound, lw
     return _exp_shift(vin.to(dt) * sy.gain.to(dt).reshape(-1, *([1] * (v.dim() - 3))), node.shift), bound, lw
 
 
@@ -343,36 +416,76 @@ def _lower_add(st: _Batch, node: Add, ins, lw, in_b):
     return _fit(ins[0], bound) + _fit(ins[1], bound), bound, wa
 
 
-def _lower_mix(st: _Batch, node: QTemporalMix, ins, lw, in_b):
-    v, omega = ins[0], node.omega
-    w_in = st.windowed.get(node.inputs[0], 1)
-    rows, front = st.row_blocks.get(node.name, (1, False))   # one current per window: compute it once
-    omega = omega[::rows]
+class _Current:
+    """A T-GIM mix's output not yet computed: ``rs(omega @ v, frac_bits)`` (``acc_bound`` bounds |omega @ v|).
+    The consuming neuron runs it fused with its own steps, or ``materialize``s it (the torch kernels)."""
+
+    def __init__(self, v: torch.Tensor, omega: np.ndarray, frac_bits: int, acc_bound: int, bound: int):
+        self.v, self.omega, self.frac_bits, self.acc_bound, self.bound = v, omega, frac_bits, acc_bound, bound
+
+    def materialize(self) -> torch.Tensor:
+        half = (1 << self.frac_bits) >> 1
+        out = rs(_mix(self.omega, _fit(self.v, self.acc_bound + half)), self.frac_bits)
+        return _fit(out, self.bound)
+
+
+def _mix_matrix(node: QTemporalMix, rows: int, w_in: int, static: bool) -> tuple[np.ndarray, int]:
+    """The effective T-GIM matrix (one row per current, one column per input window or static frame) and
+    its max row Σ|ω| (|current accumulator| ≤ that × the input bound)."""
+    omega = node.omega[::rows]
     if w_in > 1:
         omega = omega[:, ::w_in]
-    elif v.shape[0] == 1:
+    elif static:
         omega = omega.sum(1, keepdims=True)
-    acc_b = int(np.abs(omega).sum(1).max()) * in_b if omega.size else 0
+    return omega, int(np.abs(omega).sum(1).max()) if omega.size else 0
+
+
+def _lower_mix(st: _Batch, node: QTemporalMix, ins, lw, in_b):
+    v = ins[0]
+    w_in = st.windowed.get(node.inputs[0], 1)
+    rows, front = st.row_blocks.get(node.name, (1, False))   # one current per window: compute it once
+    key = (node.name, rows, w_in, w_in == 1 and v.shape[0] == 1)
+    if key not in st.prog.mix_matrices:
+        st.prog.mix_matrices[key] = _mix_matrix(node, *key[1:])
+    omega, wsum = st.prog.mix_matrices[key]
+    acc_b = wsum * in_b
     half = (1 << node.frac_bits) >> 1
-    out = rs(_mix(omega, _fit(v, acc_b + half)), node.frac_bits)
     bound = (acc_b + half) >> node.frac_bits
     if rows > 1:
         st.windowed_rows[node.name] = (rows, front)
-    return _fit(out, bound), bound, lw
+    cur = _Current(v, omega, node.frac_bits, acc_b, bound)
+    if st.fused and node.name in st.prog.fusable and node.name not in st.capture:
+        return cur, bound, lw          # computed by the neuron's fused kernel
+    return cur.materialize(), bound, lw
 
 
 def _lower_neuron(st: _Batch, node: QNeuron, ins, lw, in_b):
     v = ins[0]
     rows, front = st.windowed_rows.get(node.inputs[0], (1, False))
-    cur = v.expand(st.steps, *v.shape[1:]) if v.shape[0] == 1 else v
-    out, sat = run_neuron(cur, node, rows, front, *st.prog.neuron_params[node.name], cur_bound=in_b)
+    done = None
+    if isinstance(v, _Current):
+        prep = st.prog.fused_neurons.get(node.name)
+        if prep is None:
+            prep = st.prog.fused_neurons[node.name] = fused_mod.FusedNeuron(
+                node, *st.prog.neuron_params[node.name], channels=v.v.shape[2])
+        done = fused_mod.mix_neuron(v.v, v.omega, v.frac_bits, v.acc_bound, rows, front, prep, cur_bound=in_b)
+        if done is None:
+            v = v.materialize()
+    csum = None
+    if done is not None:
+        out, sat, csum = done
+    else:
+        cur = v.expand(st.steps, *v.shape[1:]) if v.shape[0] == 1 else v
+        out, sat = run_neuron(cur, node, rows, front, *st.prog.neuron_params[node.name], cur_bound=in_b)
     bound = node.levels
     if out.dim() == 5:      # Σ over channels once: the spike count here, the consumers' SOPs later
-        csum = out.sum(2, dtype=torch.int32 if bound * out.shape[2] <= INT32_MAX // 2 else torch.int64)
+        if csum is None:
+            csum = out.sum(2, dtype=torch.int32 if bound * out.shape[2] <= INT32_MAX // 2 else torch.int64)
         st.channel_sums[id(out)] = (out, csum)
         st.spikes.append(csum.sum(dim=(0, 2, 3), dtype=torch.int64))
     else:
         st.spikes.append(out.sum(dim=tuple(d for d in range(out.dim()) if d != 1), dtype=torch.int64))
+    st.spike_totals[id(out)] = (out, st.spikes[-1])
     st.sats.append(sat)
     return out, bound, lw
 
@@ -413,9 +526,9 @@ _WINDOWED_KINDS = frozenset({"qconv2d", "qlinear", "qgain", "add"})   # may hold
 
 def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_density: float,
                         capture=frozenset(), windows: dict[str, int] | None = None, row_windows: bool = True,
-                        layer_times: dict[str, float] | None = None):
+                        layer_times: dict[str, float] | None = None, fused: bool = False):
     """One batch through the graph, each node by its entry of ``LOWERING``."""
-    st = _Batch(prog, x, kernel, event_density, windows or {}, row_windows)
+    st = _Batch(prog, x, kernel, event_density, windows or {}, row_windows, frozenset(capture), fused)
     steps = st.steps
     order, last_use = prog.order, prog.last_use
     values: dict[str, torch.Tensor] = {}
@@ -425,7 +538,7 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
         ins = [values[s] for s in node.inputs]
         v = ins[0] if ins else None
         in_b = st.bounds[node.inputs[0]] if ins else 0
-        lw = st.windows.get(node.name, 1) if v is not None and v.shape[0] == steps else 1
+        lw = st.windows[node.name] if node.name in st.windows and v.shape[0] == steps else 1
         out, bound, lw = LOWERING[node.kind](st, node, ins, lw, in_b)
         if node.kind in _WINDOWED_KINDS and lw > 1:
             st.windowed[node.name] = lw
@@ -446,12 +559,14 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
         values[node.name] = out
         st.bounds[node.name] = bound
         if layer_times is not None:
-            if out.device.type == "cuda":
-                torch.cuda.synchronize(out.device)
+            if x.device.type == "cuda":
+                torch.cuda.synchronize(x.device)
             layer_times[node.name] = layer_times.get(node.name, 0.0) + time.perf_counter() - started
         for src in set(node.inputs):
-            if last_use.get(src) == i:
-                del values[src]
+            if last_use.get(src) == i:      # freed with its channel sums: the next layers reuse the memory
+                dead = values.pop(src)
+                st.channel_sums.pop(id(dead), None)
+                st.spike_totals.pop(id(dead), None)
     b = x.shape[int(st.sequence)]
     stack = (lambda xs: torch.stack(xs, dim=1) if xs else torch.zeros(b, 0, dtype=torch.int64, device=x.device))
     sop_t = torch.stack(st.sops, dim=1) if st.sops else torch.zeros(b, 0, steps, dtype=torch.int64, device=x.device)
@@ -528,7 +643,7 @@ def check_integer_graph(graph: Graph) -> None:
 def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, device: str = "cpu",
             progress: bool = False, capture=frozenset(), kernel: str = "auto", event_density: float = 0.02,
             windows: bool = True, micro_batch: int = 16, desc: str = "simulate (int)",
-            layer_times: dict[str, float] | None = None) -> IntRunResult:
+            layer_times: dict[str, float] | None = None, fused: bool = True) -> IntRunResult:
     """Run the integer network on ``x`` [N, *input_shape] or a per-step sequence [steps, N, *input_shape];
     bit-exact integer outputs, events and SOPs.
 
@@ -536,6 +651,9 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
     the same integers, with each layer's sequence small enough to stay in cache (measured on
     ResNet-18: 64 images take 3.3 s in micro-batches of 16 and 7.0 s in one batch of 64).
     ``layer_times``, when given, accumulates each node's wall time in seconds (for benchmarks).
+    Capturing runs the window schedule too: only the window groups holding a captured node run per step.
+    ``fused`` (and ``LMHTC_FUSED`` not 0) lets each T-GIM mix + neuron pair run as the fused C++ kernel on CPU
+    when it builds here (``runtime/fused.py``); the torch kernels give the same integers.
     """
     check_integer_graph(graph)
     if kernel not in ("auto", "event", "dense", "int8"):
@@ -550,7 +668,8 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
     if tuple(x.shape[1 + seq:]) != expected:
         raise LmhtcError(f"inputs have per-sample shape {tuple(x.shape[1 + seq:])}, the network expects {expected}")
     syn, analog = prog.syn, prog.analog
-    plan = prog.windows if windows and not capture else {}
+    plan = prog.window_plan(capture) if windows else {}
+    fuse = fused and fused_mod.enabled() and device == "cpu" and bool(prog.fusable) and fused_mod.available()
     parts: dict[str, list] = {k: [] for k in ("out", "spk", "sat", "sop", "mac")}
     caps: dict[str, list] = {name: [] for name in capture}
     kernels: dict[str, dict[str, int]] = {}
@@ -560,7 +679,7 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
             xb = x[:, i:i + step] if seq else x[i:i + step]
             o, spk, sat, sop, mac, kern, cap = run_graph_batch_int(prog, xb.to(device), kernel,
                                                                    event_density, capture, plan, windows,
-                                                                   layer_times)
+                                                                   layer_times, fuse)
             for key, val in zip(("out", "spk", "sat", "sop", "mac"), (o, spk, sat, sop, mac)):
                 parts[key].append(val.cpu())
             for name, val in cap.items():

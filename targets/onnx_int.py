@@ -1,30 +1,32 @@
 """ONNX target, integer: the integer network of docs/integer-semantics.md as an ONNX model, bit-exact with the runtime.
 
-Every value on an edge is an int64 tensor, and every operation of the
-contract is an integer ONNX op: exact products and sums (``Mul``, ``Add``,
-int64 ``MatMul``), the rounding shift ``rs(a, F) = Div(a + sign(a)·2^(F−1),
-2^F)`` (integer ``Div`` truncates toward zero, so this is the contract's
-half-away-from-zero rounding), saturation with ``Clip``, and the multi-level
-spike ``k = Clip(Div(V, Θ), 0, L)`` (equal to ``Σ_i [V ≥ iΘ]`` for Θ ≥ 1).
+Every value on an edge is an integer tensor of the narrowest exact type: int32 where the emitter's own
+range analysis (``value_bounds``) bounds the edge below 2^31, else int64; and every operation of the contract
+is an integer ONNX op: exact products and sums, the rounding shift ``rs(a, F) = Div(a + sign(a)·2^(F−1),
+2^F)`` (integer ``Div`` truncates toward zero, so this is the contract's half-away-from-zero rounding),
+saturation with ``Clip``, and the multi-level spike ``k = Clip(Div(V, Θ), 0, L)`` (``[V ≥ Θ]`` for L = 1).
 
-onnxruntime has no integer convolution for int64 (``ConvInteger`` takes 8-bit
-operands only), so a synapse is computed in one of two exact ways, chosen per
-node by the emitter's own range analysis (``value_bounds``):
+A synapse is computed in one of three exact ways, chosen per node by the range analysis:
 
-* float32 ``Conv``/``MatMul`` on integer values when every partial sum is
-  bounded below 2^24 — float32 then represents each product and partial sum
-  exactly, whatever the summation order (the runtime's dense path relies on
-  the same bound);
-* otherwise an int64 ``MatMul`` on an im2col ``Gather`` of the padded input —
-  exact in int64 because the compiler bounds every sum below 2^62.
+* onnxruntime's integer kernels, ``ConvInteger``/``MatMulInteger`` (uint8 × uint8 → int32), when the
+  inputs are proven in [0, 255] (spike counts and their sums) or in [−127, 127] (stored as x + 128 with
+  zero point 128) and the weight mantissas have 8 bits (stored as w + 128 with zero point 128);
+* float32 ``Conv``/``MatMul`` on integer values when every partial sum is bounded below 2^24 — float32
+  then represents each product and partial sum exactly, whatever the summation order;
+* otherwise an int64 ``MatMul`` on an im2col ``Gather`` of the padded input — exact in int64 because the
+  compiler bounds every sum below 2^62.
 
-Time is unrolled as in the float target; a value that is the same at every
-step (the encoded input and what is computed from it before the first
-neuron) is computed once. Inputs ``x`` [N, C, H, W] float32 (encoded in
-float64 as the contract says); outputs ``logits_int`` [N, classes] int64,
-``outputs_int`` [steps, N, classes] int64, their dequantized ``logits`` and
-``outputs`` (float64, computed as the runtime computes them), and with
-``spikes=True`` one ``spikes/<neuron>`` [steps, N, ...] int8 output per neuron layer.
+Where the graph's window plan (``compiler.analysis.windows``, the runtime's too) takes a layer's synaptic products
+once per window on window spike sums, so does the emitter (the same integers by linearity). T-GIM sums
+that need more than 31 bits run in int32 in a split form (``_split_mix_row``), leak steps of an int32
+neuron loop likewise (``_leak``); both are proven equal to the semantics' ``rs``. The ``qlif`` kind's
+emitter (onnx_int_lif.py) works on int64: its currents are cast at the kind boundary.
+
+Time is unrolled as in the float target; a value that is the same at every step (the encoded input and
+what is computed from it before the first neuron) is computed once. Inputs ``x`` [N, C, H, W] float32
+(encoded in float64 as the contract says); outputs ``logits_int`` [N, classes] int64, ``outputs_int``
+[steps, N, classes] int64, their dequantized ``logits`` and ``outputs`` (float64, computed as the runtime
+computes them), and with ``spikes=True`` one ``spikes/<neuron>`` [steps, N, ...] int8 output per neuron layer.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from lmhtc.semantics import SEMANTICS_VERSION
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
                             QTemporalMix, SumPool2d, rs)
 from lmhtc.compiler.analysis.ranges import value_bounds
+from lmhtc.compiler.analysis.windows import planned_windows
 from lmhtc.compiler.ir import Add, Graph
 
 from .onnx_common import Builder, ExportError, finish_model
@@ -50,7 +53,60 @@ INT64_SAFE = 2 ** 62     # the compiler's bound on every synaptic and T-GIM sum
 I64 = np.int64
 
 
+INT32_MAX = 2 ** 31 - 1
+_ELEM = {np.dtype(np.int32): TensorProto.INT32, np.dtype(np.int64): TensorProto.INT64,
+         np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int8): TensorProto.INT8,
+         np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
+         np.dtype(np.bool_): TensorProto.BOOL}
+_NP = {v: k for k, v in _ELEM.items()}
+_OUT_TYPE = {"ConvInteger": TensorProto.INT32, "MatMulInteger": TensorProto.INT32, "Greater": TensorProto.BOOL,
+             "GreaterOrEqual": TensorProto.BOOL, "Less": TensorProto.BOOL, "Equal": TensorProto.BOOL}
+
+
+def int_type(bound: int) -> int:
+    """The narrowest ONNX integer type of an edge whose values are proven to satisfy |v| ≤ ``bound``."""
+    return TensorProto.INT32 if bound <= INT32_MAX else TensorProto.INT64
+
+
 class _IntBuilder(Builder):
+    """The builder with each tensor's element type: ops infer it (Cast: ``to``; ConvInteger/MatMulInteger: int32;
+    comparisons: bool; Where: its values; else the first input's), names it does not know are int64."""
+
+    def __init__(self):
+        super().__init__()
+        self.dt: dict[str, int] = {"x": TensorProto.FLOAT}
+        self._casts: dict[tuple[str, int], str] = {}
+
+    def type_of(self, name: str) -> int:
+        return self.dt.get(name, TensorProto.INT64)
+
+    def const(self, base: str, value, dtype=np.float32) -> str:
+        n = super().const(base, value, dtype)
+        self.dt[n] = _ELEM[np.dtype(dtype)]
+        return n
+
+    def op(self, op_type: str, inputs: list[str], base: str, out: str | None = None, **attrs) -> str:
+        out = super().op(op_type, inputs, base, out, **attrs)
+        if op_type == "Cast":
+            self.dt[out] = attrs["to"]
+        elif op_type == "Where":
+            self.dt[out] = self.type_of(inputs[1])
+        else:
+            self.dt[out] = _OUT_TYPE.get(op_type) or self.type_of(inputs[0])
+        return out
+
+    def cast(self, a: str, to: int) -> str:
+        """``a`` as element type ``to`` (one Cast per tensor and type, shared by every consumer)."""
+        if self.type_of(a) == to:
+            return a
+        if (a, to) not in self._casts:
+            self._casts[(a, to)] = self.op("Cast", [a], a.rsplit("__", 1)[0], to=to)
+        return self._casts[(a, to)]
+
+    def int_const(self, base: str, value, like: str) -> str:
+        """An integer constant of the element type of tensor ``like``."""
+        return self.const(base, value, _NP[self.type_of(like)])
+
     def i64(self, base: str, value) -> str:
         return self.const(base, value, I64)
 
@@ -59,24 +115,31 @@ class _IntBuilder(Builder):
         return self.op("Cast", [self.const(base, value, np.int32)], base, to=TensorProto.INT64)
 
     def rs(self, a: str, frac_bits: int, base: str) -> str:
-        """``rs(a, F)``: Div truncates toward zero, so adding sign(a)·2^(F−1) first rounds half away from zero."""
+        """``rs(a, F)`` in a's type: Div truncates toward zero, so adding sign(a)·2^(F−1) first rounds half away
+        from zero (the caller proves |a| + 2^(F−1) fits the type)."""
         if frac_bits == 0:
             return a
-        half = self.op("Mul", [self.op("Sign", [a], base), self.i64(f"{base}.half", 1 << (frac_bits - 1))], base)
-        return self.op("Div", [self.op("Add", [a, half], base), self.i64(f"{base}.one", 1 << frac_bits)], base)
+        half = self.op("Mul", [self.op("Sign", [a], base), self.int_const(f"{base}.half", 1 << (frac_bits - 1), a)],
+                       base)
+        return self.op("Div", [self.op("Add", [a, half], base), self.int_const(f"{base}.one", 1 << frac_bits, a)],
+                       base)
 
     def exp_shift(self, a: str, e: int, base: str) -> str:
         if e == 0:
             return a
-        return self.op("Mul", [a, self.i64(f"{base}.pow2", 1 << e)], base) if e > 0 else self.rs(a, -e, base)
+        if e > 0:
+            return self.op("Mul", [a, self.int_const(f"{base}.pow2", 1 << e, a)], base)
+        return self.rs(a, -e, base)
 
 
 def export_int_onnx(graph: Graph, metadata: dict | None = None, spikes: bool = False,
-                    float_limit: int = EXACT_F32) -> onnx.ModelProto:
+                    float_limit: int = EXACT_F32, int8: bool = True) -> onnx.ModelProto:
     """The integer graph as an ONNX model, bit-exact with ``lmhtc.runtime.run_int``.
 
     ``float_limit``: synaptic sums bounded below it run as float32 Conv/MatMul (must be ≤ 2^24 to be exact;
-    0 forces the int64 path everywhere). Raises ExportError naming a node the target cannot express.
+    0 forces the int64 path wherever ``int8`` does not apply). ``int8``: synapses whose inputs are proven
+    to lie in [0, 255] run as onnxruntime's uint8 ``ConvInteger``/``MatMulInteger`` (False: never).
+    Raises ExportError naming a node the target cannot express.
     """
     if float_limit > EXACT_F32:
         raise ValueError("float_limit above 2^24 would not be exact in float32")
@@ -88,11 +151,13 @@ def export_int_onnx(graph: Graph, metadata: dict | None = None, spikes: bool = F
     b = _IntBuilder()
     steps = graph.steps
     vals: dict[str, list[str]] = {}
-    ctx = _Ctx(b, graph, steps, edge, sums, float_limit, spikes)
+    ctx = _Ctx(b, graph, steps, edge, sums, float_limit, spikes, int8)
     for node in graph.topo():
         if node.name in sums and sums[node.name] >= INT64_SAFE:
             raise ExportError(f"node {node.name!r} ({node.kind}): sums up to {sums[node.name]} do not fit int64")
         vals[node.name] = table[node.kind](ctx, node, [vals[i] for i in node.inputs])
+        if ctx.win.get(node.name, 1) > 1 and node.kind not in _WINDOWED_KINDS:
+            raise ExportError(f"node {node.name!r} ({node.kind}) cannot take window sums")
     spike_outputs = ctx.spike_outputs
     classes = list(graph.readout.shape)     # [classes], or a NIR Output's several dimensions
     meta = {"integer": "true", "semantics_version": str(SEMANTICS_VERSION),
@@ -107,37 +172,125 @@ def export_int_onnx(graph: Graph, metadata: dict | None = None, spikes: bool = F
          *spike_outputs], meta)
 
 
+_WINDOWED_KINDS = frozenset({"qconv2d", "qlinear", "qconv1d", "qgain", "add", "qtemporal_mix"})
+
+
 class _Ctx:
-    """What a lowering sees besides its node and inputs: the builder, the graph, the range bounds."""
+    """What a lowering sees besides its node and inputs: the builder, the graph, the range bounds, the window
+    plan (``win[node]``: the node's tensors are sums over windows of that many steps, as the runtime's)."""
 
     def __init__(self, b: _IntBuilder, graph: Graph, steps: int, edge: dict, sums: dict, float_limit: int,
-                 spikes: bool):
+                 spikes: bool, int8: bool = True):
         self.b, self.graph, self.steps, self.edge, self.sums = b, graph, steps, edge, sums
-        self.float_limit, self.spikes = float_limit, spikes
+        self.float_limit, self.spikes, self.int8 = float_limit, spikes, int8
         self.spike_outputs: list = []
+        self.plan = planned_windows(graph)
+        self.nonneg = _nonnegative(graph)
+        self.win: dict[str, int] = {}
+        self._wsums: dict[tuple, list[str]] = {}
+
+    def window_sums(self, src: str, xs: list[str], lw: int) -> list[str]:
+        """Σ of ``xs`` over each window of ``lw`` steps (in their type: the bound ``edge·lw`` fits it), shared
+        by every consumer of ``src``."""
+        if lw == 1:
+            return xs
+        key = (src, lw)
+        if key not in self._wsums:
+            if int_type(self.edge[src] * lw) != self.b.type_of(xs[0]):
+                xs = [self.b.cast(x, TensorProto.INT64) for x in xs]
+            out = []
+            for j in range(0, len(xs), lw):
+                acc = xs[j]
+                for x in xs[j + 1:j + lw]:
+                    acc = self.b.op("Add", [acc, x], src)
+                out.append(acc)
+            self._wsums[key] = out
+        return self._wsums[key]
+
+    def windowed_input(self, node, xs: list[str]) -> tuple[list[str], int, int]:
+        """(the input tensors of a synaptic ``node`` — window sums where the runtime's plan takes them —, the
+        window size, a bound on |input|)."""
+        src = node.inputs[0]
+        lw = self.plan.get(node.name, 1) if len(xs) == self.steps else 1
+        if self.win.get(src, 1) != 1:
+            raise ExportError(f"node {node.name!r}: its input {src!r} is a window sum")
+        return self.window_sums(src, xs, lw), lw, self.edge[src] * lw
+
+    def kernel(self, node, in_bound: int, acc_bound: int, fan_in: int) -> str:
+        """``int8`` (uint8 operands: inputs proven in [0, 255], weight mantissas of 8 bits stored with zero point
+        128, every int32 partial sum of the zero-point expansion below 2^31; ``int8s``: inputs in [−127, 127]
+        stored as x + 128 with zero point 128), ``float`` (every partial sum below
+        ``float_limit`` ≤ 2^24: exact in float32) or ``int64`` (im2col + int64 MatMul)."""
+        w = getattr(node, "weight", None)
+        narrow_w = w is None or int(np.abs(w).max(initial=0)) <= 127
+        if self.int8 and narrow_w:
+            if node.inputs[0] in self.nonneg and in_bound <= 255 and in_bound * 255 * fan_in <= INT32_MAX:
+                return "int8"
+            if in_bound <= 127 and 255 * 255 * fan_in <= INT32_MAX:
+                return "int8s"       # signed inputs as x + 128 with input zero point 128
+        if acc_bound < self.float_limit and in_bound < self.float_limit:
+            return "float"
+        return "int64"
+
+
+def _nonnegative(graph: Graph) -> set[str]:
+    """Nodes whose values are ≥ 0 by construction: spike counts (qneuron) and sums/reshapes of them."""
+    out: set[str] = set()
+    for node in graph.topo():
+        if node.kind == "qneuron" or (node.kind in ("sumpool2d", "globalsumpool", "flatten")
+                                      and node.inputs[0] in out):
+            out.add(node.name)
+    return out
+
+
+def _fan_in(node) -> int:
+    return int(np.prod(node.weight.shape[1:])) if getattr(node, "weight", None) is not None else 1
 
 
 def _lower_synapse(ctx: _Ctx, node, ins) -> list[str]:
+    """Σ w·x (of window sums where planned) ``<< shift + lw·bias`` per step or window, in the edge's type."""
     b = ctx.b
-    use_float = ctx.sums[node.name] < ctx.float_limit and ctx.edge[node.inputs[0]] < ctx.float_limit
-    acc = _synapse(b, node, ctx.graph, ins[0], use_float)
-    bias = None if node.bias is None else b.i64(f"{node.name}.bias", _channel(node.bias, len(node.shape)))
+    xs, lw, in_b = ctx.windowed_input(node, ins[0])
+    acc_b = ctx.sums[node.name] * lw
+    kind = ctx.kernel(node, in_b, acc_b, _fan_in(node))
+    out_b = ctx.edge[node.name] * lw
+    dt = int_type(max(acc_b + (1 << max(-node.shift - 1, 0)), out_b))
+    acc = _synapse(b, node, ctx.graph, xs, kind, dt)
+    bias = None
+    if node.bias is not None:
+        bias = b.const(f"{node.name}.bias", _channel(node.bias, len(node.shape)) * lw, _NP[dt])
     outs = []
     for a in acc:
-        y = b.exp_shift(a, node.shift, node.name)
+        y = b.exp_shift(b.cast(a, dt), node.shift, node.name)
         outs.append(b.op("Add", [y, bias], node.name) if bias is not None else y)
-    return outs
+    ctx.win[node.name] = lw
+    return [b.cast(y, int_type(out_b)) for y in outs]
 
 
 def _lower_gain(ctx: _Ctx, node: QGain, ins) -> list[str]:
     b = ctx.b
-    gain = b.i64(f"{node.name}.gain", _channel(node.gain, len(node.shape)))
-    return [b.exp_shift(b.op("Mul", [v, gain], node.name), node.shift, node.name) for v in ins[0]]
+    xs, lw, in_b = ctx.windowed_input(node, ins[0])
+    acc_b = ctx.sums[node.name] * lw
+    dt = int_type(max(acc_b + (1 << max(-node.shift - 1, 0)), ctx.edge[node.name] * lw))
+    gain = b.const(f"{node.name}.gain", _channel(node.gain, len(node.shape)), _NP[dt])
+    ctx.win[node.name] = lw
+    return [b.exp_shift(b.op("Mul", [b.cast(v, dt), gain], node.name), node.shift, node.name) for v in xs]
+
+
+def _lower_add(ctx: _Ctx, node, ins) -> list[str]:
+    wa, wb = (ctx.win.get(n, 1) for n in node.inputs)
+    if wa != wb:
+        raise ExportError(f"node {node.name!r} adds a window sum to a per-step value")
+    dt = int_type(ctx.edge[node.name] * wa)
+    ctx.win[node.name] = wa
+    return ctx.b.add_steps([ctx.b.cast(v, dt) for v in ins[0]], [ctx.b.cast(v, dt) for v in ins[1]], ctx.steps,
+                           node.name)
 
 
 def _lower_global_sum(ctx: _Ctx, node: GlobalSumPool, ins) -> list[str]:
     axes = ctx.b.i64(f"{node.name}.axes", [2, 3])
-    return [ctx.b.op("ReduceSum", [v, axes], node.name, keepdims=1) for v in ins[0]]
+    dt = int_type(ctx.edge[node.name])
+    return [ctx.b.op("ReduceSum", [ctx.b.cast(v, dt), axes], node.name, keepdims=1) for v in ins[0]]
 
 
 def _is_sequence(graph: Graph) -> bool:
@@ -146,16 +299,19 @@ def _is_sequence(graph: Graph) -> bool:
 
 
 def _lower_input(ctx: _Ctx, node: QInput, ins) -> list[str]:
-    enc = _encode_input(ctx.b, node)
+    enc = _encode_input(ctx.b, node, to=int_type(ctx.edge[node.name]))
     return sequence_steps(ctx.b, enc, ctx.steps, node.name) if _is_sequence(ctx.graph) else [enc]
 
 
 def _lower_lif(ctx: _Ctx, node, ins) -> list[str]:
-    return _spike_output(ctx, node, emit_lif(ctx.b, node, ins[0], ctx.steps), node.spiking)
+    """The qlif emitter works on int64 (onnx_int_lif.py): its currents are cast at this kind boundary."""
+    currents = [ctx.b.cast(v, TensorProto.INT64) for v in ins[0]]
+    return _spike_output(ctx, node, emit_lif(ctx.b, node, currents, ctx.steps), node.spiking)
 
 
 def _lower_neuron(ctx: _Ctx, node: QNeuron, ins) -> list[str]:
-    return _spike_output(ctx, node, _neuron(ctx.b, node, ins[0], ctx.steps), True)
+    cur_b = ctx.edge[node.inputs[0]]
+    return _spike_output(ctx, node, _neuron(ctx.b, node, ins[0], ctx.steps, cur_bound=cur_b), True)
 
 
 def _spike_output(ctx: _Ctx, node, out: list[str], spiking: bool) -> list[str]:
@@ -163,15 +319,14 @@ def _spike_output(ctx: _Ctx, node, out: list[str], spiking: bool) -> list[str]:
     levels = node.levels if isinstance(node, QNeuron) else node.out_bound()
     if ctx.spikes and spiking:
         name = f"spikes/{node.name}"
-        narrow = levels < 128
-        _stack(ctx.b, out, name, node.name, to=TensorProto.INT8 if narrow else None)
-        ctx.spike_outputs.append(helper.make_tensor_value_info(
-            name, TensorProto.INT8 if narrow else TensorProto.INT64, [ctx.steps, "N", *node.shape]))
+        to = TensorProto.INT8 if levels < 128 else TensorProto.INT64
+        _stack(ctx.b, out, name, node.name, to=to)
+        ctx.spike_outputs.append(helper.make_tensor_value_info(name, to, [ctx.steps, "N", *node.shape]))
     return out
 
 
 def _lower_readout(ctx: _Ctx, node: QReadout, ins) -> list[str]:
-    _readout(ctx.b, node, ins[0], ctx.steps)
+    _readout(ctx.b, node, [ctx.b.cast(v, TensorProto.INT64) for v in ins[0]], ctx.steps)
     return []
 
 
@@ -181,7 +336,7 @@ def _channel(values: np.ndarray, ndim: int) -> np.ndarray:
     return v.reshape(-1, *([1] * (ndim - 1)))
 
 
-def _encode_input(b: _IntBuilder, node: QInput) -> str:
+def _encode_input(b: _IntBuilder, node: QInput, to: int = TensorProto.INT64) -> str:
     """``clip(round(x/scale), ±q)`` in float64, rounding half away from zero: sign(s)·floor(|s| + 1/2)."""
     q = 2 ** (node.bits - 1) - 1
     s = b.op("Div", [b.op("Cast", ["x"], node.name, to=TensorProto.DOUBLE),
@@ -192,11 +347,12 @@ def _encode_input(b: _IntBuilder, node: QInput) -> str:
                           node.name)], node.name)
     r = b.op("Clip", [r, b.const(f"{node.name}.lo", -q, np.float64), b.const(f"{node.name}.hi", q, np.float64)],
              node.name)
-    return b.op("Cast", [r], node.name, to=TensorProto.INT64)
+    return b.op("Cast", [r], node.name, to=to)
 
 
-def _synapse(b: _IntBuilder, node, graph: Graph, xs: list[str], use_float: bool) -> list[str]:
-    """Σ w·x per step, exact: float32 Conv/MatMul under the 2^24 bound, else int64 MatMul (im2col for convs)."""
+def _synapse(b: _IntBuilder, node, graph: Graph, xs: list[str], kind: str, dt: int) -> list[str]:
+    """Σ w·x per tensor of ``xs``, exact: uint8 ConvInteger/MatMulInteger (``int8``), float32 Conv/MatMul under
+    the 2^24 bound (``float``; cast to ``dt``), else int64 MatMul (im2col for convs)."""
     w = node.weight.astype(I64)
     if isinstance(node, QConv1d):      # its 2-D view on (C, 1, L), reshaped back to (Cout, L_out)
         view = conv2d_view(node)
@@ -205,31 +361,61 @@ def _synapse(b: _IntBuilder, node, graph: Graph, xs: list[str], use_float: bool)
         back = b.i64(f"{node.name}.as1d", [0, *node.shape])
         xs4 = [b.op("Reshape", [x, shape4], node.name) for x in xs]
         ys = _conv_sums(b, node.name, xs4, view.weight.astype(I64), (c, 1, length), view.shape, view.stride,
-                        view.padding, view.dilation, view.groups, use_float)
+                        view.padding, view.dilation, view.groups, kind, dt)
         return [b.op("Reshape", [y, back], node.name) for y in ys]
     if isinstance(node, QLinear):
-        if use_float:
+        if kind.startswith("int8"):
+            return [b.op("MatMulInteger", o, node.name) for o in _u8_operands(b, node.name, xs, w.T, kind)]
+        if kind == "float":
             wt = b.const(f"{node.name}.weight_t", w.T, np.float32)
-            return [b.op("Cast", [b.op("MatMul", [b.op("Cast", [x], node.name, to=TensorProto.FLOAT), wt],
-                                       node.name)], node.name, to=TensorProto.INT64) for x in xs]
+            return [b.op("Cast", [b.op("MatMul", [b.cast(x, TensorProto.FLOAT), wt], node.name)], node.name, to=dt)
+                    for x in xs]
         wt = b.int32_as_i64(f"{node.name}.weight_t", w.T)
-        return [b.op("MatMul", [x, wt], node.name) for x in xs]
+        return [b.op("MatMul", [b.cast(x, TensorProto.INT64), wt], node.name) for x in xs]
     return _conv_sums(b, node.name, xs, w, graph.node(node.inputs[0]).shape, node.shape, node.stride, node.padding,
-                      node.dilation, node.groups, use_float)
+                      node.dilation, node.groups, kind, dt)
+
+
+def _u8_operands(b: _IntBuilder, base: str, xs: list[str], w: np.ndarray, kind: str) -> list[list[str]]:
+    """The operands of ConvInteger/MatMulInteger for Σ w·x, per input of ``xs``: 8-bit weight mantissas as
+    uint8 ``w + 128`` with weight zero point 128 (onnxruntime's integer kernels take uint8 × uint8), the input
+    as uint8 with zero point 0 (``int8``: x in [0, 255]) or as x + 128 with zero point 128 (``int8s``: x in
+    [−127, 127]); the kernel computes Σ ((x + z) − z)·((w + 128) − 128) = Σ x·w."""
+    z = 128 if kind == "int8s" else 0
+    shared = [b.const(f"{base}.weight_u8", w + 128, np.uint8), b.const(f"{base}.x_zero", z, np.uint8),
+              b.const(f"{base}.w_zero", 128, np.uint8)]
+    ops = []
+    for x in xs:
+        xu = b.cast(b.op("Add", [x, b.int_const(f"{base}.x_offset", z, x)], base) if z else x, TensorProto.UINT8)
+        ops.append([xu, *shared])
+    return ops
 
 
 def _conv_sums(b: _IntBuilder, base: str, xs: list[str], w: np.ndarray, in_shape, out_shape, stride, padding,
-               dilation, groups: int, use_float: bool) -> list[str]:
-    """Σ w·x of a convolution per step: float32 Conv on integer values (exact under the 2^24 bound the caller
-    proved), else int64 MatMul over an im2col gather."""
-    if use_float:
+               dilation, groups: int, kind: str, dt: int = TensorProto.INT64) -> list[str]:
+    """Σ w·x of a convolution per tensor: uint8 ConvInteger (``int8``), float32 Conv on integer values (``float``,
+    exact under the 2^24 bound the caller proved), else int64 MatMul over an im2col gather."""
+    ph, pw = padding
+    geometry = dict(strides=list(stride), pads=[ph, pw, ph, pw], dilations=list(dilation), group=groups)
+    if kind.startswith("int8"):
+        return [b.op("ConvInteger", o, base, **geometry) for o in _u8_operands(b, base, xs, w, kind)]
+    if kind == "float":
         wf = b.const(f"{base}.weight", w, np.float32)
-        ph, pw = padding
-        return [b.op("Cast", [b.op("Conv", [b.op("Cast", [x], base, to=TensorProto.FLOAT), wf], base,
-                                   strides=list(stride), pads=[ph, pw, ph, pw], dilations=list(dilation),
-                                   group=groups)],
-                     base, to=TensorProto.INT64) for x in xs]
-    return [_im2col_conv(b, base, x, w, in_shape, out_shape, stride, padding, dilation, groups) for x in xs]
+        return [b.op("Cast", [b.op("Conv", [b.cast(x, TensorProto.FLOAT), wf], base, **geometry)], base, to=dt)
+                for x in xs]
+    return [_im2col_conv(b, base, b.cast(x, TensorProto.INT64), w, in_shape, out_shape, stride, padding, dilation,
+                         groups) for x in xs]
+
+
+def _lower_sum_pool(ctx: _Ctx, node: SumPool2d, ins) -> list[str]:
+    """Window sums as a depthwise convolution with a kernel of ones (exact by the same rules as synapses)."""
+    c, src = node.shape[0], node.inputs[0]
+    ones = np.ones((c, 1, *node.kernel), dtype=I64)
+    kind = ctx.kernel(node, ctx.edge[src], ctx.sums[node.name], int(np.prod(node.kernel)))
+    dt = int_type(ctx.sums[node.name])
+    ys = _conv_sums(ctx.b, node.name, ins[0], ones, ctx.graph.node(src).shape, node.shape, node.stride,
+                    node.padding, (1, 1), c, kind, dt)
+    return [ctx.b.cast(y, dt) for y in ys]
 
 
 def _im2col_indices(in_shape, out_shape, kernel, stride, padding, dilation, groups) -> np.ndarray:
@@ -267,37 +453,154 @@ def _im2col_conv(b: _IntBuilder, base: str, x: str, w: np.ndarray, in_shape, out
     return b.op("Reshape", [y, b.i64(f"{base}.shape", [0, cout, *out_shape[1:]])], base)
 
 
-def _sum_pool(b: _IntBuilder, node: SumPool2d, graph: Graph, xs: list[str], use_float: bool) -> list[str]:
-    """Window sums as a depthwise convolution with a kernel of ones (exact by the same rule as synapses)."""
-    c = node.shape[0]
-    ones = np.ones((c, 1, *node.kernel), dtype=I64)
-    return _conv_sums(b, node.name, xs, ones, graph.node(node.inputs[0]).shape, node.shape, node.stride,
-                      node.padding, (1, 1), c, use_float)
+def _lower_mix(ctx: _Ctx, node: QTemporalMix, ins) -> list[str]:
+    src = node.inputs[0]
+    w_in = ctx.win.get(src, 1)
+    return _mix(ctx.b, node, ins[0], ctx.steps, w_in, ctx.edge[src] * w_in, ctx.edge[node.name], zero_rows=True)
 
 
-def _mix(b: _IntBuilder, node: QTemporalMix, xs: list[str], steps: int) -> list[str]:
-    """``I(t) = rs(Σ_m omega[t,m]·y(m), F)``; equal rows (every step of a window) are computed once."""
+def _mix(b: _IntBuilder, node: QTemporalMix, xs: list[str], steps: int, w_in: int = 1, in_bound: int | None = None,
+         out_bound: int | None = None, zero_rows: bool = False) -> list[str | None]:
+    """``I(t) = rs(Σ_m omega[t,m]·y(m), F)``; equal rows (every step of a window) are computed once.
+
+    ``xs``: per step, one static tensor, or (``w_in`` > 1) window sums — omega is constant on each window's
+    columns (the runtime's window plan), so the window sum times that weight is the window's part of the sum.
+    With ``in_bound`` (on |x|) the sums run in int32 where Σ|omega[t]|·in_bound + 2^(F−1) fits, and the output
+    has the type of ``out_bound``; else int64. ``zero_rows``: a step t > 0 whose row is zero gets None (a zero
+    current) instead of a tensor of zeros.
+    """
     omega = node.omega.astype(I64)
-    if len(xs) == 1:     # a static input: Σ_m omega[t, m]·y = (row sum)·y
+    if w_in > 1:
+        omega = omega[:, ::w_in]
+    elif len(xs) == 1:     # a static input: Σ_m omega[t, m]·y = (row sum)·y
         omega = omega.sum(1, keepdims=True)
+    half = (1 << node.frac_bits) >> 1
+    if in_bound is None:
+        acc_dt = out_dt = TensorProto.INT64
+    else:
+        acc_dt = int_type(int(np.abs(omega).sum(1).max(initial=0)) * in_bound + half)
+        out_dt = int_type(out_bound)
+    split = acc_dt == TensorProto.INT64 and in_bound is not None and _split_mix_fits(omega, in_bound, node.frac_bits)
+    parts: dict[int, tuple[str, str]] = {}
     done: dict[tuple, str] = {}
-    out = []
+    out: list[str | None] = []
     for t in range(steps):
         row = tuple(int(v) for v in omega[t])
+        if zero_rows and t > 0 and not any(row):
+            out.append(None)
+            continue
+        if row not in done and split and any(row):
+            done[row] = b.cast(_split_mix_row(b, node, xs, row, in_bound, parts), out_dt)
         if row not in done:
-            terms = [b.op("Mul", [xs[m], b.i64(f"{node.name}.w", w)], node.name) for m, w in enumerate(row) if w]
+            terms = [b.op("Mul", [b.cast(xs[m], acc_dt), b.const(f"{node.name}.w", w, _NP[acc_dt])], node.name)
+                     for m, w in enumerate(row) if w]
             if not terms:
-                terms = [b.op("Mul", [xs[0], b.i64(f"{node.name}.zero", 0)], node.name)]
+                terms = [b.op("Mul", [b.cast(xs[0], acc_dt), b.const(f"{node.name}.zero", 0, _NP[acc_dt])],
+                              node.name)]
             acc = terms[0]
             for term in terms[1:]:
                 acc = b.op("Add", [acc, term], node.name)
-            done[row] = b.rs(acc, node.frac_bits, node.name)
+            done[row] = b.cast(b.rs(acc, node.frac_bits, node.name), out_dt)
         out.append(done[row])
     return out
 
 
-def _neuron(b: _IntBuilder, node: QNeuron, currents: list[str], steps: int) -> list[str]:
-    """Per step: ``V ← sat(rs(leak·V, D) + I, B)``, ``k = clip(V div Θ, 0, L)``, ``V ← V − kΘ`` (soft reset)."""
+def _split_terms(omega_abs_sum: int, in_bound: int, f: int) -> tuple[int, int, int]:
+    """Bounds of ``_split_mix_row`` for a row with Σ|omega| = ``omega_abs_sum``: (|M|, |r|, K)."""
+    m_b = omega_abs_sum * ((in_bound >> f) + 1)
+    r_b = omega_abs_sum * ((1 << f) - 1)
+    return m_b, r_b, -(-(r_b + 1) // (1 << f))
+
+
+def _split_mix_fits(omega: np.ndarray, in_bound: int, f: int) -> bool:
+    """Whether every row's split form (``_split_mix_row``) stays within int32 for inputs |y| ≤ ``in_bound``."""
+    if in_bound > INT32_MAX:
+        return False
+    m_b, r_b, k = _split_terms(int(np.abs(omega).sum(1).max(initial=0)), in_bound, f)
+    return max(m_b + k + (r_b >> f) + 4, r_b + 2 + (1 << f) + k * (1 << f)) <= INT32_MAX
+
+
+def _split_mix_row(b: _IntBuilder, node: QTemporalMix, xs: list[str], row: tuple, in_bound: int,
+                   parts: dict[int, tuple[str, str]]) -> str:
+    """``rs(Σ_m ω_m·y_m, F)`` in int32 although the sum needs more bits (``_split_mix_fits`` proved the bounds).
+
+    Each y = Q·2^F + R (Q = y div 2^F, truncated; |R| < 2^F), so the sum a = 2^F·M + r with M = Σ ω·Q and
+    r = Σ ω·R. The semantics' rs(a, F) = ⌊(a − [a<0] + 2^(F−1)) / 2^F⌋ = M + ⌊(r − [a<0] + 2^(F−1)) / 2^F⌋, and
+    a < 0 ⟺ M + ⌊r / 2^F⌋ < 0 (M is an integer). Both floors are truncating Divs after adding K·2^F ≥ |r| + 1.
+    """
+    f, n = node.frac_bits, node.name
+    one, half = 1 << f, (1 << f) >> 1
+    _, _, k = _split_terms(sum(abs(w) for w in row), in_bound, f)
+    c = lambda key, value: b.const(f"{n}.{key}", value, np.int32)     # noqa: E731
+    for m, w in enumerate(row):
+        if w and m not in parts:
+            y = b.cast(xs[m], TensorProto.INT32)
+            q = b.op("Div", [y, c("one", one)], n)
+            parts[m] = (q, b.op("Sub", [y, b.op("Mul", [q, c("one", one)], n)], n))
+
+    def dot(i: int) -> str:
+        terms = [b.op("Mul", [parts[m][i], c("w", w)], n) for m, w in enumerate(row) if w]
+        acc = terms[0]
+        for term in terms[1:]:
+            acc = b.op("Add", [acc, term], n)
+        return acc
+
+    mk = b.op("Sub", [dot(0), c("k", k)], n)                                        # M − K
+    r = dot(1)
+    floor_r = b.op("Div", [b.op("Add", [r, c("k_one", k * one)], n), c("one", one)], n)   # ⌊r/2^F⌋ + K
+    neg = b.op("Cast", [b.op("Less", [b.op("Add", [mk, floor_r], n), c("zero", 0)], n)], n, to=TensorProto.INT32)
+    g = b.op("Div", [b.op("Add", [b.op("Sub", [r, neg], n), c("off", half + k * one)], n), c("one", one)], n)
+    return b.op("Add", [mk, g], n)
+
+
+def _neuron_type(node: QNeuron, cur_bound: int | None) -> int:
+    """int32 when bounds prove every membrane value, leak step and current sum of the loop fits it (``_leak``'s
+    int32 form included), else int64; int64 without a bound on the currents."""
+    if cur_bound is None:
+        return TensorProto.INT64
+    f, one, hi = node.leak_frac_bits, 1 << node.leak_frac_bits, 1 << (node.membrane_bits - 1)
+    v0 = int(np.abs(node.v_init.astype(I64)).max(initial=0)) * max(1, -(-abs(int(node.leak[0])) // one)) + 1
+    need = [v0 + cur_bound, hi + cur_bound, node.levels * int(node.threshold.max(initial=0))]
+    for leak in node.leak[1:]:
+        d = int(leak) - one
+        if d:
+            if abs(d) >= one:
+                return TensorProto.INT64
+            span = _leak_span(d, hi, f)
+            need += [2 * span + 2 * one, hi + 2 * (span // one) + 4, ((abs(int(leak)) * hi) >> f) + 2 + cur_bound]
+    return TensorProto.INT32 if max(need) <= INT32_MAX else TensorProto.INT64
+
+
+def _leak(b: _IntBuilder, v: str, leak: int, f: int, hi: int, base: str) -> str:
+    """``rs(leak·V, F)`` with |V| ≤ ``hi``. int64: as written. int32 (``_neuron_type`` proved the bounds): with
+    d = leak − 2^F and |d| < 2^F, leak·V has the sign of V, so rs(leak·V, F) = V + ⌊(d·V − [V<0] + 2^(F−1)) / 2^F⌋
+    (the semantics' rs as a floor, with 2^F·V split off); the floor is a truncating Div after adding K·2^F."""
+    if b.type_of(v) == TensorProto.INT64:
+        return b.rs(b.op("Mul", [v, b.i64(f"{base}.leak", leak)], base), f, base)
+    one = 1 << f
+    d = leak - one
+    k = -(-_leak_span(d, hi, f) // one)                       # K·2^F ≥ |d·V − [V<0] + 2^(F−1)|
+    neg = b.op("Cast", [b.op("Less", [v, b.int_const(f"{base}.zero", 0, v)], base)], base, to=b.type_of(v))
+    n = b.op("Sub", [b.op("Mul", [v, b.int_const(f"{base}.leak_d", d, v)], base), neg], base)
+    n = b.op("Add", [n, b.int_const(f"{base}.leak_off", (one >> 1) + k * one, v)], base)
+    q = b.op("Div", [n, b.int_const(f"{base}.leak_one", one, v)], base)
+    return b.op("Sub", [b.op("Add", [v, q], base), b.int_const(f"{base}.leak_k", k, v)], base)
+
+
+def _leak_span(d: int, hi: int, f: int) -> int:
+    """A bound on |d·V − [V<0] + 2^(F−1)| for |V| ≤ ``hi``."""
+    return abs(d) * hi + 1 + ((1 << f) >> 1)
+
+
+def _neuron(b: _IntBuilder, node: QNeuron, currents: list[str | None], steps: int,
+            cur_bound: int | None = None) -> list[str]:
+    """Per step: ``V ← sat(rs(leak·V, D) + I, B)``, ``k = clip(V div Θ, 0, L)``, ``V ← V − kΘ`` (soft reset).
+
+    int32 where ``cur_bound`` (on |I|) and the widths prove it exact (``_neuron_type``), else int64. A None
+    current is zero (its Add is skipped). The Clip is emitted only where a bound on |V| (from ``cur_bound``,
+    the leaks and v_init; after a soft reset V − kΘ lies in [min(V, 0), V]) exceeds the saturation bound.
+    For L = 1, k = [V ≥ Θ] (the same value, one comparison).
+    """
     theta = node.threshold.astype(I64)
     if (theta < 1).any():
         raise ExportError(f"node {node.name!r}: thresholds must be ≥ 1 (found {int(theta.min())})")
@@ -305,26 +608,45 @@ def _neuron(b: _IntBuilder, node: QNeuron, currents: list[str], steps: int) -> l
     lo, hi = -(2 ** (node.membrane_bits - 1)), 2 ** (node.membrane_bits - 1) - 1
     if int(np.abs(node.leak.astype(I64)).max()) * (hi + 1) >= 2 ** 63:
         raise ExportError(f"node {node.name!r}: leak × membrane products do not fit int64")
+    dt = _neuron_type(node, cur_bound)
+    npt = _NP[dt]
     nd = len(node.shape)
-    th = b.i64(f"{node.name}.theta", _channel(theta, nd))
-    lo_c, hi_c = b.i64(f"{node.name}.lo", lo), b.i64(f"{node.name}.hi", hi)
-    zero, levels = b.i64(f"{node.name}.k0", 0), b.i64(f"{node.name}.L", node.levels)
-    cur = currents * steps if len(currents) == 1 else currents
+    th = b.const(f"{node.name}.theta", _channel(theta, nd), npt)
+    made: dict[str, str] = {}
+
+    def c(key: str, value: int) -> str:
+        if key not in made:
+            made[key] = b.const(f"{node.name}.{key}", value, npt)
+        return made[key]
+
+    cur = currents * steps if len(currents) == 1 else list(currents)
+    if cur[0] is None:
+        raise ExportError(f"node {node.name!r}: no current at the first step")
     v0 = node.v_init.astype(I64)
     if int(node.leak[0]) != one:      # the first step's leak acts on the constant v_init: fold it
         v0 = rs(int(node.leak[0]) * v0, node.leak_frac_bits)
     v = None
+    vb = int(np.abs(v0).max(initial=0))     # a bound on |V| (saturation can only clip above hi)
     out = []
     for t in range(steps):
+        i = None if cur[t] is None else b.cast(cur[t], dt)
         if t == 0:
-            v = b.op("Add", [cur[0], b.i64(f"{node.name}.v_init", _channel(v0, nd))], node.name)
+            v = b.op("Add", [i, b.const(f"{node.name}.v_init", _channel(v0, nd), npt)], node.name) if v0.any() else i
+        elif int(node.leak[t]) != one:
+            v = _leak(b, v, int(node.leak[t]), node.leak_frac_bits, hi + 1, node.name)
+            vb = ((abs(int(node.leak[t])) * vb) >> node.leak_frac_bits) + 1
+        if t and i is not None:
+            v = b.op("Add", [v, i], node.name)
+        if i is not None:
+            vb = vb + cur_bound if cur_bound is not None else hi + 1
+        changed = t == 0 or i is not None or int(node.leak[t]) != one   # else V is the last step's, in [lo, hi]
+        if changed and vb > hi:     # else no value can saturate: sat() is the identity
+            v = b.op("Clip", [v, c("lo", lo), c("hi", hi)], node.name)
+            vb = hi + 1
+        if node.levels == 1:
+            k = b.op("Cast", [b.op("GreaterOrEqual", [v, th], node.name)], node.name, to=dt)
         else:
-            if int(node.leak[t]) != one:
-                v = b.rs(b.op("Mul", [v, b.i64(f"{node.name}.leak", int(node.leak[t]))], node.name),
-                         node.leak_frac_bits, node.name)
-            v = b.op("Add", [v, cur[t]], node.name)
-        v = b.op("Clip", [v, lo_c, hi_c], node.name)
-        k = b.op("Clip", [b.op("Div", [v, th], node.name), zero, levels], node.name)
+            k = b.op("Clip", [b.op("Div", [v, th], node.name), c("k0", 0), c("L", node.levels)], node.name)
         v = b.op("Sub", [v, b.op("Mul", [k, th], node.name)], node.name)
         out.append(k)
     return out
@@ -356,12 +678,11 @@ LOWERING = {
     "qlinear": _lower_synapse,
     "qconv1d": _lower_synapse,
     "qgain": _lower_gain,
-    "sumpool2d": lambda ctx, node, ins: _sum_pool(ctx.b, node, ctx.graph, ins[0],
-                                                  ctx.sums[node.name] < ctx.float_limit),
+    "sumpool2d": _lower_sum_pool,
     "globalsumpool": _lower_global_sum,
-    "add": lambda ctx, node, ins: ctx.b.add_steps(ins[0], ins[1], ctx.steps, node.name),
+    "add": _lower_add,
     "flatten": lambda ctx, node, ins: [ctx.b.op("Flatten", [v], node.name, axis=1) for v in ins[0]],
-    "qtemporal_mix": lambda ctx, node, ins: _mix(ctx.b, node, ins[0], ctx.steps),
+    "qtemporal_mix": _lower_mix,
     "qneuron": _lower_neuron,
     "qlif": _lower_lif,
     "qreadout": _lower_readout,

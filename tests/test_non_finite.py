@@ -56,9 +56,8 @@ def test_cli_names_the_first_non_finite_layer(files, tmp_path, command):
     args = [a.format(out=out) for a in command]
     code, text = cli(args[0], art, "--inputs", tmp / "x.npz", *args[1:])
     assert_one_line_error(code, text, "are not finite", "layer 'fc_analog' (linear)")
-    if args[0] != "verify":         # verify's runners name the target; the file is named by simulate and report
-        assert str(art.name) in text
-    else:
+    assert str(art.name) in text      # every command names the file
+    if args[0] == "verify":           # and verify also the target whose run overflowed
         assert "target '" in text
     assert not list(tmp_path.iterdir())
     code, text = cli(args[0], art, "--inputs", tmp / "small.npz", *args[1:])     # finite: runs

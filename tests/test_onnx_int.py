@@ -6,6 +6,7 @@ import json
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnx import TensorProto
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,9 +29,9 @@ def ort_outputs(model: onnx.ModelProto, x: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(names, sess.run(None, {"x": x})))
 
 
-def assert_bit_exact(graph, x, float_limit=EXACT_F32):
+def assert_bit_exact(graph, x, float_limit=EXACT_F32, int8=True):
     """Integer logits, per-step outputs, dequantized logits and every neuron layer's spikes equal the runtime's."""
-    model = export_int_onnx(graph, spikes=True, float_limit=float_limit)
+    model = export_int_onnx(graph, spikes=True, float_limit=float_limit, int8=int8)
     got = ort_outputs(model, x)
     neurons = [n.name for n in graph.topo() if n.kind == "qneuron"]
     ref = run_int(graph, x, capture=set(neurons), windows=False)
@@ -48,19 +49,24 @@ def assert_bit_exact(graph, x, float_limit=EXACT_F32):
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), net=st.sampled_from(["resnet", "strided"]), levels=st.sampled_from([2, 3]),
        reparam=st.sampled_from([False, "uniform", "exact"]), bits=st.sampled_from([4, 8, 16, "widest"]),
-       int_path=st.booleans())
-def test_random_networks_are_bit_exact(seed, net, levels, reparam, bits, int_path):
-    """Property: for any small net, schedule, width and synapse lowering (float32 under 2^24, or int64 MatMul)."""
+       path=st.sampled_from(["int8", "float", "int64"]))
+def test_random_networks_are_bit_exact(seed, net, levels, reparam, bits, path):
+    """Property: for any small net, schedule, width and synapse lowering (uint8 ConvInteger/MatMulInteger where
+    inputs and weights fit, float32 under 2^24, or int64 MatMul)."""
     model = randomize(TinyResNet(levels, 2) if net == "resnet" else StridedNet(levels, 3), seed)
     graph = compile_graphs(trace_to_ir(model, (2, 8, 8)), reparam=bool(reparam),
                            schedule=reparam or "uniform")["compiled"]
     cfg = QuantConfig.widest() if bits == "widest" else QuantConfig(weight_bits=bits)
     q = quantize(graph, cfg)
     x = np.random.default_rng(seed).normal(size=(5, 2, 8, 8)).astype(np.float32)
-    onx, _ = assert_bit_exact(q, x, float_limit=0 if int_path else EXACT_F32)
+    onx, _ = assert_bit_exact(q, x, float_limit=0 if path == "int64" else EXACT_F32, int8=path == "int8")
     ops = {n.op_type for n in onx.graph.node}
-    if int_path:
-        assert "Conv" not in ops and "Gather" in ops         # every synapse ran as int64 MatMul
+    if path == "int64":
+        assert not ops & {"Conv", "ConvInteger", "MatMulInteger"} and "Gather" in ops   # int64 MatMul only
+    elif path == "float":
+        assert not ops & {"ConvInteger", "MatMulInteger"}
+    elif bits in (4, 8):
+        assert {"ConvInteger", "MatMulInteger"} <= ops and "Conv" not in ops
     # dynamic batch: one image alone gives its row of the batch run
     one = ort_outputs(onx, x[:1])
     np.testing.assert_array_equal(one["logits_int"], ort_outputs(onx, x)["logits_int"][:1])
@@ -180,3 +186,147 @@ def test_errors_name_the_cause(tmp_path):
     assert_one_line_error(res.exit_code, res.output, "'gpu'")
     res = runner.invoke(app, ["export", str(art), "--target", "tflite", "-o", str(out)])
     assert_one_line_error(res.exit_code, res.output, "'tflite'")
+
+
+def _calibrated_tiny(reparam: str, seed: int = 3):
+    graph = compile_graphs(trace_to_ir(randomize(TinyResNet(2, 2), seed), (2, 8, 8)), schedule=reparam)["compiled"]
+    calib = np.random.default_rng(seed).normal(size=(16, 2, 8, 8)).astype(np.float32)
+    return quantize(graph, QuantConfig(), calib=calib), calib
+
+
+@pytest.mark.parametrize("reparam", ["exact", "uniform"])
+def test_reference_evaluator_is_bit_exact_with_the_runtime(reparam):
+    """onnx's own ReferenceEvaluator runs the model (ConvInteger, MatMulInteger, int32 edges, the split T-GIM,
+    the int32 leak) to the runtime's integers: every output and every neuron layer's spikes."""
+    from onnx.reference import ReferenceEvaluator
+
+    q, calib = _calibrated_tiny(reparam)
+    x = calib[:3] * 1.5
+    model, ref = assert_bit_exact(q, x)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"ConvInteger", "MatMulInteger"} <= ops and not ops & {"Conv", "MatMul", "Gather"}
+    names = [o.name for o in model.graph.output]
+    got = dict(zip(names, ReferenceEvaluator(model).run(names, {"x": x})))
+    np.testing.assert_array_equal(got["logits_int"], ref.logits_int)
+    np.testing.assert_array_equal(got["outputs_int"], ref.outputs_int)
+    np.testing.assert_array_equal(got["logits"], ref.logits)
+    for n in names:
+        if n.startswith("spikes/"):
+            np.testing.assert_array_equal(got[n], ref.captured[n[len("spikes/"):]], err_msg=n)
+
+
+def _edge_types(model: onnx.ModelProto) -> dict[str, int]:
+    return {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+
+
+def test_resnet18_fixture_runs_on_integer_kernels_with_int32_edges(fixtures):
+    """The calibrated ResNet-18 (the benchmark's network): every synapse but the readout's input encoding is a
+    uint8 ConvInteger/MatMulInteger, one per window of the exact schedule (2 of 4 steps), no im2col and no
+    float convolution; T-GIM and neuron values are int32 (int64 only at the outputs); bit-exact."""
+    graphs = compile_checkpoint(RESNET18, resolve_spec(RESNET18, "resnet18", 2, 2, "direct", 10))
+    with np.load(fixtures / "digits32_calib.npz") as f:
+        q = quantize(graphs["compiled"], QuantConfig(), calib=f["x"][:16])
+    with np.load(fixtures / "digits32_test.npz") as f:
+        x = f["x"][:2]
+    model, ref = assert_bit_exact(q, x)
+    count = {}
+    for n in model.graph.node:
+        count[n.op_type] = count.get(n.op_type, 0) + 1
+    convs = [n for n in q.topo() if n.kind == "qconv2d"]
+    assert count["ConvInteger"] == 1 + 2 * (len(convs) - 1)        # the static stem once, the rest per window
+    assert count["MatMulInteger"] == q.steps and not {"Conv", "MatMul", "Gather"} & set(count)
+    types = _edge_types(model)
+    wide = {n.name.rsplit("__", 1)[0] for n in model.graph.node
+            if any(types.get(o) == TensorProto.INT64 for o in n.output)}
+    assert wide <= {"readout", "fc.0"} | {n.name for n in q.topo() if n.kind == "qinput"}, sorted(wide)
+    assert ref.saturation.sum() == 0
+
+
+def _run_int32(build, inputs: dict[str, np.ndarray], n_out: int) -> list[list[np.ndarray]]:
+    """An op pattern on int32 inputs, run by onnxruntime and by onnx's reference evaluator (outputs int64)."""
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    from lmhtc.targets.onnx_common import IR_VERSION, OPSET
+    from lmhtc.targets.onnx_int import _IntBuilder
+
+    b = _IntBuilder()
+    for k in inputs:
+        b.dt[k] = TensorProto.INT32
+    outs = build(b)
+    names = [f"out{i}" for i in range(n_out)]
+    for o, n in zip(outs, names):
+        b.op("Cast", [o], "out", out=n, to=TensorProto.INT64)
+    vi = [helper.make_tensor_value_info(k, TensorProto.INT32, v.shape) for k, v in inputs.items()]
+    shape = next(iter(inputs.values())).shape           # every output has the inputs' shape
+    vo = [helper.make_tensor_value_info(n, TensorProto.INT64, shape) for n in names]
+    model = helper.make_model(helper.make_graph(b.nodes, "op", vi, vo, initializer=b.inits),
+                              opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model, full_check=True)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {k: v.astype(np.int32) for k, v in inputs.items()}
+    return [sess.run(names, feeds), ReferenceEvaluator(model).run(names, feeds)], b
+
+
+def test_int32_temporal_mix_split_form_equals_the_semantics():
+    """The split form of T-GIM (sums beyond int32, computed in int32) on values at the rounding ties of both
+    signs, with positive and negative weights: equal to ``semantics.temporal_mix``."""
+    from lmhtc import semantics
+    from lmhtc.compiler.intir import QTemporalMix
+    from lmhtc.targets.onnx_int import _mix
+
+    rng = np.random.default_rng(5)
+    f = 12
+    ties = np.array([(k << f) + (1 << (f - 1)) for k in range(-40, 40)] + [0, 1, -1, (1 << 24) - 1, -(1 << 24)])
+    y = np.stack([np.concatenate([ties, rng.integers(-2**24, 2**24, 60)]) for _ in range(3)]).astype(np.int64)
+    for omega in (np.array([[2076, 2052, 0], [0, 0, 0], [2072, -2039, 4095]]),
+                  rng.integers(-4096, 4097, (3, 3))):
+        node = QTemporalMix("mix", omega=omega.astype(np.int64), frac_bits=f)
+        want = semantics.temporal_mix(y, omega, f)
+        feeds = {f"y{t}": y[t] for t in range(3)}
+        bound = int(np.abs(y).max())
+        runs, b = _run_int32(lambda b: _mix(b, node, list(feeds), 3, 1, bound, bound), feeds, 3)
+        assert b.type_of(next(n.output[0] for n in b.nodes if n.op_type == "Div")) == TensorProto.INT32
+        for got in runs:
+            np.testing.assert_array_equal(np.stack(got), want)
+
+
+def test_int32_neuron_loop_equals_the_semantics():
+    """The int32 neuron loop (leak steps in the split form rs(λV) = V + ⌊(dV − [V<0] + 2^(F−1)) / 2^F⌋, the
+    Clip only where bounds allow saturation) equals ``semantics.neuron_step`` iterated, saturating cases
+    included; where the bounds do not fit int32 the loop is int64 and still equal."""
+    from semantics_cases import NEURON, neuron_reference
+
+    from lmhtc.compiler.intir import QNeuron
+    from lmhtc.targets.onnx_int import _neuron, _neuron_type
+
+    rng = np.random.default_rng(9)
+    f = 12
+    cases = list(NEURON) + [dict(current=rng.integers(-3 * 2**22, 3 * 2**22, (4, 2, 6)), levels=lv,
+                                 leak=np.array([4123, 4096, 4059, 4101]), leak_frac_bits=f,
+                                 theta=rng.integers(1, 2**20, 6), v_init=rng.integers(0, 2**20, 6),
+                                 membrane_bits=24) for lv in (1, 2)]
+    # d·V at the rounding ties of rs(λV, 12) (odd d, V = ±2048·odd), then a current that puts the correctly
+    # rounded membrane at Θ − 1: a rounding one too high makes a spike
+    from lmhtc import semantics
+
+    v1 = np.stack([2048 * (2 * np.arange(-12, 12) + 1), -2048 * (2 * np.arange(-12, 12) + 1)])
+    theta = 2 ** 20
+    zero = np.zeros_like(v1)
+    cases.append(dict(current=np.stack([v1, zero, theta - 1 - semantics.rs(4123 * v1, f), zero]), levels=1,
+                      leak=np.array([4096, 4096, 4123, 4096]), leak_frac_bits=f, theta=np.full(24, theta),
+                      v_init=np.zeros(24, np.int64), membrane_bits=24))
+    kinds = set()
+    for case in cases:
+        node = QNeuron("sn", shape=(case["current"].shape[-1],), threshold=case["theta"], levels=case["levels"],
+                       leak=case["leak"], v_init=case["v_init"], leak_frac_bits=case["leak_frac_bits"],
+                       membrane_bits=case["membrane_bits"])
+        bound = int(np.abs(case["current"]).max())
+        kinds.add(_neuron_type(node, bound))
+        rk, _ = neuron_reference(case)
+        feeds = {f"i{t}": case["current"][t] for t in range(len(case["current"]))}
+        runs, _ = _run_int32(lambda b: _neuron(b, node, list(feeds), len(feeds), cur_bound=bound), feeds, len(feeds))
+        for got in runs:
+            np.testing.assert_array_equal(np.stack(got), rk)
+    assert kinds == {TensorProto.INT32, TensorProto.INT64}

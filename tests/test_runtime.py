@@ -143,3 +143,46 @@ def test_window_sum_schedule_is_bit_identical_to_per_step(seed, schedule):
         a, b = run_int(q, x, windows=True), run_int(q, x, windows=False)
         for field in ("outputs_int", "spike_counts", "saturation", "sops_by_layer_step", "macs"):
             assert np.array_equal(getattr(a, field), getattr(b, field)), field
+
+
+@pytest.mark.parametrize("seed, schedule", [(0, "exact"), (1, "uniform")])
+def test_capture_keeps_the_window_schedule(seed, schedule):
+    """Capturing neurons (what SOP counting, report and verify capture) keeps every window group; capturing a
+    synaptic node runs its group (the nodes feeding one mix) per step only. Same integers as windows=False."""
+    from lmhtc.runtime.simulator import _program, window_plan
+
+    for model in (randomize(TinyResNet(2, 2), seed), randomize(StridedNet(4, 2), seed)):
+        q = quantize(compile_graphs(trace_to_ir(model, (2, 8, 8)), schedule=schedule)["compiled"], QuantConfig())
+        x = np.random.default_rng(seed).normal(size=(4, 2, 8, 8)).astype(np.float32)
+        neurons = {n.name for n in q.topo() if isinstance(n, QNeuron)}
+        prog = _program(q, "cpu")
+        full = window_plan(q)
+        assert prog.window_plan(neurons) == full and max(full.values()) > 1
+        conv = next(name for name, lw in full.items() if lw > 1)
+        part = prog.window_plan(neurons | {conv})
+        assert part[conv] == 1 and any(lw > 1 for lw in part.values())
+        assert all(part[n] == full[n] for n in full if part[n] != 1)
+        for capture in (neurons, neurons | {conv}):
+            a, b = run_int(q, x, capture=capture), run_int(q, x, capture=capture, windows=False)
+            for name in capture:
+                assert np.array_equal(a.captured[name], b.captured[name]), name
+            for field in ("outputs_int", "spike_counts", "saturation", "sops_by_layer_step", "macs"):
+                assert np.array_equal(getattr(a, field), getattr(b, field)), field
+
+
+@pytest.mark.parametrize("density", [0.02, 0.3, 0.9])
+def test_spike_totals_decide_the_kernel_as_counting_does(density, monkeypatch):
+    """The event/dense choice from spike totals (no count where Σk proves the input dense) is the counted one."""
+    from lmhtc.runtime import simulator
+
+    q, _ = int_net(randomize(TinyResNet(2, 2), 4), (2, 8, 8))
+    x = np.random.default_rng(4).normal(size=(6, 2, 8, 8)).astype(np.float32)
+    fast = run_int(q, x, event_density=density, batch_size=3)
+    monkeypatch.setattr(simulator, "_sparse", lambda st, v, vin, lw, in_b:
+                        float((vin != 0).sum()) < st.event_density * vin.numel())
+    counted = run_int(q, x, event_density=density, batch_size=3)
+    assert fast.kernels == counted.kernels
+    for field in ("outputs_int", "spike_counts", "saturation", "sops_by_layer_step"):
+        assert np.array_equal(getattr(fast, field), getattr(counted, field)), field
+    if density == 0.9:
+        assert sum(v["event"] for v in fast.kernels.values()) > 0

@@ -149,11 +149,9 @@ def verify(
 
     from ..artifact import load_artifact
     from ..atomic import atomic_write
-    from ..jobs import Verify
+    from ..finite import naming_file
     from ..presentation import print_verify
-    from ..sources import open_inputs
-    from ..verify import TargetRun, check_runnable, compare_runs, default_targets, parse_targets
-    from ..verify import verify as verify_runs
+    from ..verify import check_runnable, default_targets, parse_targets
 
     graphs, _ = load_artifact(artifact)
     names = parse_targets(targets) if targets is not None else default_targets(graphs)
@@ -169,6 +167,29 @@ def verify(
     if "lava" in names and dask:
         raise LmhtcError("--targets lava cannot run on Dask workers (Lava's runtime needs the 'fork' start method, "
                          "Dask workers use 'spawn'); verify lava in-process, or leave it out of --targets")
+    with naming_file(artifact):          # a runner's non-finite outputs name its target; the file is added here
+        runs, pairs, n_inputs = _verify_runs(artifact, inputs, graphs, names, limit, batch_size, progress, dask,
+                                             workers, scheduler, resume)
+    print_verify(n_inputs, runs, pairs)
+    if json_out is not None:
+        doc = {"artifact": str(artifact), "inputs": n_inputs, "targets": names,
+               "seconds": {r.name: r.seconds for r in runs}, "pairs": [p.to_json() for p in pairs]}
+        atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2)))
+    failed = [f"{p.a} vs {p.b}" for p in pairs if p.failed]
+    if failed:
+        typer.echo(f"FAILED: bit-exact pairs differ: {', '.join(failed)}", err=True)
+        raise typer.Exit(1)
+    typer.echo("ok: every integer pair is bit-exact" if any(p.required for p in pairs) else "ok")
+
+
+def _verify_runs(artifact, inputs, graphs, names, limit, batch_size, progress, dask, workers, scheduler, resume):
+    """verify's runs: (target runs, compared pairs, number of inputs), in-process for per-step sequences,
+    else through the shard runner (in-process or on Dask)."""
+    from ..jobs import Verify
+    from ..sources import open_inputs
+    from ..verify import TargetRun, compare_runs
+    from ..verify import verify as verify_runs
+
     graph = next(iter(graphs.values()))
     if graph.input.encoding == "sequence":     # an imported NIR network: per-step sequences, in-process
         if dask:
@@ -186,16 +207,7 @@ def verify(
         runs = [TargetRun(**record[name]) for name in names]
         pairs = compare_runs(runs)
         n_inputs = len(source)
-    print_verify(n_inputs, runs, pairs)
-    if json_out is not None:
-        doc = {"artifact": str(artifact), "inputs": n_inputs, "targets": names,
-               "seconds": {r.name: r.seconds for r in runs}, "pairs": [p.to_json() for p in pairs]}
-        atomic_write(json_out, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2)))
-    failed = [f"{p.a} vs {p.b}" for p in pairs if p.failed]
-    if failed:
-        typer.echo(f"FAILED: bit-exact pairs differ: {', '.join(failed)}", err=True)
-        raise typer.Exit(1)
-    typer.echo("ok: every integer pair is bit-exact" if any(p.required for p in pairs) else "ok")
+    return runs, pairs, n_inputs
 
 
 @user_errors

@@ -134,7 +134,7 @@ def _batch_record(graph: Graph, xb: np.ndarray, mode: str, cg: CostGraph, counte
     if mode == "int":
         from lmhtc.runtime.simulator import run_int
 
-        r = run_int(graph, xb, batch_size=xb.shape[int(seq)], capture=capture, windows=False)
+        r = run_int(graph, xb, batch_size=xb.shape[int(seq)], capture=capture)
         events = r.captured
         counted = counter.count(events)
         _check_against_runtime(r, counter.units, counted, names, _layer_events(events, names))

@@ -70,60 +70,78 @@ def _keep_closest(parts: list[tuple], limit: int) -> Near:
 
 
 def calibrate(graph: Graph, calib: np.ndarray, batch_size: int = 32, progress: bool = False,
-              inputs: bool = True, near: bool = True, band: float = NEAR_BAND) -> Calibration:
+              inputs: bool = True, near: bool = True, band: float = NEAR_BAND, squares: bool = True) -> Calibration:
     """Run the float ``graph`` on ``calib`` once and gather the lowering's statistics (the synaptic input
-    moments only with ``inputs``, the near-threshold records only with ``near``)."""
-    from ..executor import neuron_dynamics, run_float
+    moments only with ``inputs`` — E[x²] only with ``squares`` too —, the near-threshold records only with
+    ``near``).
 
+    One pass of the float executor (``run_float``, one progress bar): its ``observe`` hook reduces each
+    value as it is computed — nothing is captured, every sequence is freed after its last consumer. Each
+    statistic is computed from the same float64 tensor (the float32 value, expanded over the steps, cast
+    to float64, contiguous) with the same reductions as a capture-then-reduce pass would use, so the
+    statistics, and the integer graph made from them, do not depend on this schedule
+    (tests/test_calibrate.py compares them with a plain capture-then-reduce reference bit for bit).
+    """
+    from ..executor import _Params, is_sequence, neuron_dynamics, run_float
     from ..lif_node import LIFNeuron, lif_dynamics
-    from ..executor import _Params, is_sequence
 
-    neurons = graph.neuron_layers()
-    mix_of = {n.name: n.inputs[0] for n in neurons}
-    lifs = graph.nodes_of(LIFNeuron)      # their peak |u| per channel (the membrane headroom)
+    neurons = {n.inputs[0]: n for n in graph.neuron_layers()}       # T-GIM output → its neuron
+    lifs: dict[str, list] = {}                                       # lif input → its lif layers
+    for n in graph.nodes_of(LIFNeuron):                              # their peak |u| per channel (headroom)
+        lifs.setdefault(n.inputs[0], []).append(n)
     srcs = synaptic_sources(graph) if inputs else set()
-    peaks = {n.name: 0.0 for n in neurons} | {n.name: np.zeros(n.shape[0]) for n in lifs}
+    peaks = {n.name: 0.0 for n in neurons.values()} | {n.name: np.zeros(n.shape[0]) for ns in lifs.values()
+                                                        for n in ns}
     sums: dict[str, torch.Tensor] = {}
     sqs: dict[str, torch.Tensor] = {}
-    near_parts: dict[str, list] = {n.name: [] for n in neurons}
-    count = 0
-    seq = is_sequence(graph, calib)      # a per-step sequence [steps, N, ...]: samples along axis 1
-    for i in tqdm(range(0, calib.shape[int(seq)], batch_size), desc="calibrate", disable=not progress,
-                  unit="batch"):
-        xb = calib[:, i:i + batch_size] if seq else calib[i:i + batch_size]
-        run = run_float(graph, xb, batch_size, capture=set(mix_of.values()) | srcs | {n.inputs[0] for n in lifs})
-        for n in lifs:
-            _, u = lif_dynamics(torch.as_tensor(run.captured[n.inputs[0]], dtype=torch.float64), n,
-                                _Params(torch.float64, "cpu"))
+    near_parts: dict[str, list] = {n.name: [] for n in neurons.values()}
+    steps = graph.steps
+    f64 = _Params(torch.float64, "cpu")
+
+    def observe(node, ins, out) -> None:
+        name = node.name
+        if name not in srcs and name not in neurons and name not in lifs:
+            return
+        v = out.expand(steps, *out.shape[1:]) if out.shape[0] == 1 else out
+        v = v.to(torch.float64).contiguous()        # [steps, B, ...]: the statistics' one float64 value
+        for n in lifs.get(name, ()):
+            _, u = lif_dynamics(v, n, f64)
             per = u.abs().transpose(0, 2).reshape(n.shape[0], -1).amax(dim=1).numpy()
             peaks[n.name] = np.maximum(peaks[n.name], per)
-        for name in srcs:
-            v = torch.as_tensor(run.captured[name], dtype=torch.float64)
-            w = v.shape[0] * v.shape[1]
-            s, q = v.sum(dim=(0, 1)), _channel_mean(v * v) * w
+        if name in srcs:
+            s = v.sum(dim=(0, 1))
             sums[name] = sums[name] + s if name in sums else s
-            sqs[name] = sqs[name] + q if name in sqs else q
-        count += xb.shape[int(seq)]
-        for n in neurons:
-            cur = torch.as_tensor(run.captured[mix_of[n.name]], dtype=torch.float64)
-            theta = float(n.threshold)
-
-            state = {"prior": torch.zeros_like(cur[0])}
-
-            def observe(t, v, parts=near_parts[n.name], levels=n.levels, theta=theta, state=state):
-                k = torch.clamp(torch.round(v / theta), 1, levels)
-                m = v / theta - k
-                hit = tuple((m.abs() < band).nonzero(as_tuple=False).T)
-                if len(hit[0]):
-                    parts.append((hit[1].numpy(), np.full(len(hit[0]), t), k[hit].numpy(),
-                                  state["prior"][hit].numpy(), m[hit].numpy()))
-                fired = sum((v >= i * theta).to(v.dtype) for i in range(1, levels + 1))
-                state["prior"] = state["prior"] + fired
-
-            _, peak = neuron_dynamics(cur, n.threshold, n.levels, torch.as_tensor(n.leak, dtype=torch.float64),
-                                      n.v_init, n.input_scale, return_peak=True, observe=observe if near else None)
+            if squares:
+                q = _channel_mean(v * v) * (v.shape[0] * v.shape[1])
+                sqs[name] = sqs[name] + q if name in sqs else q
+        if name in neurons:
+            n = neurons[name]
+            hook = _near_observer(near_parts[n.name], n.levels, float(n.threshold), band, v[0]) if near else None
+            _, peak = neuron_dynamics(v, n.threshold, n.levels, f64(n, "leak"), n.v_init, n.input_scale,
+                                      return_peak=True, observe=hook)
             peaks[n.name] = max(peaks[n.name], peak)
-    steps = graph.steps      # captured values hold every step (constant ones expanded)
+
+    seq = is_sequence(graph, calib)      # a per-step sequence [steps, N, ...]: samples along axis 1
+    run_float(graph, calib, batch_size, progress=progress, desc="calibrate", observe=observe)
+    count = calib.shape[int(seq)]
     mean_in = {k: (v / (count * steps)).numpy() for k, v in sums.items()}
     sq_in = {k: (v / (count * steps)).numpy() for k, v in sqs.items()}
     return Calibration(count, peaks, mean_in, sq_in, {k: _keep_closest(p, NEAR_MAX) for k, p in near_parts.items()})
+
+
+def _near_observer(parts: list, levels: int, theta: float, band: float, like: torch.Tensor):
+    """``observe(t, v)`` for ``neuron_dynamics``: appends the near-threshold records of step ``t`` to ``parts``
+    (channel, step, level, spikes emitted before the step, margin)."""
+    prior = torch.zeros_like(like)
+
+    def observe(t, v):
+        nonlocal prior
+        k = torch.clamp(torch.round(v / theta), 1, levels)
+        m = v / theta - k
+        hit = tuple((m.abs() < band).nonzero(as_tuple=False).T)
+        if len(hit[0]):
+            parts.append((hit[1].numpy(), np.full(len(hit[0]), t), k[hit].numpy(), prior[hit].numpy(),
+                          m[hit].numpy()))
+        prior = prior + sum((v >= i * theta).to(v.dtype) for i in range(1, levels + 1))
+
+    return observe

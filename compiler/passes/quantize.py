@@ -74,7 +74,8 @@ def calibrate_for(graph: Graph, calib: np.ndarray, config: "QuantConfig", batch_
                   progress: bool = False) -> Calibration:
     """The one calibration pass that ``quantize(graph, config, calib)`` needs (reusable across widths)."""
     scales, bc, ta = METHODS["maxabs" if _dyadic(graph) else config.lowering]
-    return calibrate(graph, calib, batch_size, progress, inputs=scales == "mse" or bc, near=ta)
+    return calibrate(graph, calib, batch_size, progress, inputs=scales == "mse" or bc, near=ta,
+                     squares=scales == "mse")       # E[x²] weighs the mse scale search only
 
 
 @dataclass(frozen=True)
