@@ -357,10 +357,11 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
         if out is not None:
             return out, bound, lw
         acc = acc.to(torch.int32)
-    out = _exp_shift(_fit(acc, bound), node.shift)     # acc is a fresh tensor: shifted in place
+    # acc is a fresh tensor, shifted in place: its dtype must hold the sums before a right shift as well
+    out = _exp_shift(_fit(acc, max(bound, sy.wsum_max * in_b * lw)), node.shift)
     if sy.bias is not None:
         out += (sy.bias.to(out.dtype) * lw).reshape(-1, *([1] * (out.dim() - 3)))
-    return out, bound, lw
+    return _fit(out, bound), bound, lw
 
 
 def _sparse(st: _Batch, v: torch.Tensor, vin: torch.Tensor, lw: int, in_b: int) -> bool:
@@ -390,7 +391,9 @@ def _lower_gain(st: _Batch, node: QGain, ins, lw, in_b):
         out = fused_mod.affine_shift(vin, sy.gain, None, lw, node.shift, dt)
         if out is not None:
             return out, bound, lw
-    return _exp_shift(vin.to(dt) * sy.gain.to(dt).reshape(-1, *([1] * (v.dim() - 3))), node.shift), bound, lw
+    pre = _fit(vin[:0], max(bound, sy.gain_max * in_b * lw)).dtype     # the products before a right shift
+    out = _exp_shift(vin.to(pre) * sy.gain.to(pre).reshape(-1, *([1] * (v.dim() - 3))), node.shift)
+    return _fit(out, bound), bound, lw
 
 
 def _lower_sum_pool(st: _Batch, node: SumPool2d, ins, lw, in_b):

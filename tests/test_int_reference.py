@@ -375,3 +375,35 @@ def test_runtime_matches_reference(seed, levels, reparam):
         np.testing.assert_array_equal(np.asarray(res.macs), np.full(len(x), sum(ref["macs"].values())))
     # the networks must actually exercise the comparison
     assert sum(int(s.sum()) for s in ref["spike_events"].values()) > 0
+
+
+def test_runtime_and_onnx_int_match_reference_at_a_large_negative_exponent():
+    """Widest weights and input with 24-bit membranes: the stem's exponent is about −27, so its sums before
+    the rounding right shift need ~50 bits while its outputs fit 32. Every kernel must hold the pre-shift
+    sums (a runtime that cast them to the output's int32 wrapped and silenced the stem)."""
+    import dataclasses
+
+    import onnxruntime as ort
+
+    from lmhtc.compiler.frontends import trace_to_ir
+    from lmhtc.compiler.passes.quantize import QuantConfig, quantize
+    from lmhtc.compiler.pipeline import compile_graphs
+    from lmhtc.runtime.simulator import run_int
+    from lmhtc.targets.onnx_int import export_int_onnx
+    from nets import TinyResNet, randomize
+
+    model = randomize(TinyResNet(2, 2, channels=3, size=6, in_ch=2), 0)
+    compiled = compile_graphs(trace_to_ir(model, (2, 6, 6)), reparam=True)["compiled"]
+    g = quantize(compiled, dataclasses.replace(QuantConfig.widest(), membrane_bits=24))
+    stem = next(n for n in g.topo() if n.kind == "qconv2d")
+    assert stem.shift < -20 and stem.acc_bound > 2 ** 40       # the case this test is about
+    x = np.random.default_rng(0).normal(size=(3, 2, 6, 6)).astype(np.float32)
+    ref = reference_run(g, x)
+    names = [n.name for n in g.topo()]
+    for fused in (True, False):
+        res = run_int(g, x, batch_size=2, capture=set(names), fused=fused)
+        for name in names:
+            np.testing.assert_array_equal(np.asarray(res.captured[name]), ref["values"][name], err_msg=name)
+    assert sum(int(s.sum()) for s in ref["spike_events"].values()) > 0
+    sess = ort.InferenceSession(export_int_onnx(g).SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(sess.run(["logits_int"], {"x": x})[0], ref["logits_int"])
