@@ -382,3 +382,27 @@ def test_report_cli_bad_energy_model_and_options(digits_artifact, tmp_path):
     assert_one_line_error(code, out, "missing.npz")
     code, out = cli("report", art, "--inputs", tmp / "test.npz", "--limit", "4", "--plots", bad, "--no-progress")
     assert_one_line_error(code, out, str(bad), "directory")
+
+
+def test_report_on_a_network_without_spiking_layers(tmp_path):
+    """A graph with no neuron layer (input → flatten → linear → readout) has no SOPs and no spike events;
+    ``report`` says so instead of failing on an empty event set."""
+    import json
+
+    from lmhtc.compiler.artifact import save_artifact
+    from lmhtc.compiler.ir import Flatten, Graph, Input, Linear, Readout, finalize
+    from conftest import cli
+
+    g = Graph(steps=2)
+    g.add(Input(name="input", input_shape=(1, 8, 8)))
+    g.add(Flatten(name="flatten", inputs=["input"]))
+    g.add(Linear(name="fc", inputs=["flatten"], weight=np.ones((10, 64), np.float32)))
+    g.add(Readout(name="readout", inputs=["fc"]))
+    art = save_artifact(tmp_path / "analog.lmhtc", {"compiled": finalize(g)})
+    np.savez(tmp_path / "x.npz", x=np.ones((3, 1, 8, 8), np.float32))
+    code, out = cli("report", art, "--inputs", tmp_path / "x.npz", "--mode", "float", "--json",
+                    tmp_path / "r.json", "--no-progress")
+    assert code == 0, out
+    totals = json.loads((tmp_path / "r.json").read_text())["totals"]
+    assert totals["sops_per_image"] == 0 and totals["spikes_per_image"] == 0
+    assert totals["macs_per_image"] == 640          # the analog MACs per image: 10 × 64

@@ -69,9 +69,9 @@ class SopCounter:
             mat = np.stack([f.reshape(-1) for _, f in cols], axis=1).astype(np.float64)
             self.per_source[s] = ([i for i, _ in cols], torch.from_numpy(mat))
 
-    def count(self, events: dict[str, np.ndarray]) -> np.ndarray:
-        """``events[source]`` [steps, B, ...] spike counts → SOPs [B, units, steps] (exact: integer sums < 2^53)."""
-        steps, b = next(iter(events.values())).shape[:2]
+    def count(self, events: dict[str, np.ndarray], steps: int, b: int) -> np.ndarray:
+        """``events[source]`` [steps, B, ...] spike counts → SOPs [B, units, steps] (exact: integer sums < 2^53;
+        all zeros for a network without spiking layers)."""
         out = np.zeros((b, len(self.units), steps), dtype=np.int64)
         for s, (cols, mat) in self.per_source.items():
             k = torch.as_tensor(events[s]).reshape(steps * b, -1).to(torch.float64)
@@ -87,10 +87,10 @@ def _float_events(out: np.ndarray, threshold: float | None) -> np.ndarray:
     return np.rint(out.astype(np.float64) / threshold).astype(np.int64)
 
 
-def _layer_events(events: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
-    """[B, layers, steps] total spike events per layer and step."""
+def _layer_events(events: dict[str, np.ndarray], names: list[str], steps: int, b: int) -> np.ndarray:
+    """[B, layers, steps] total spike events per layer and step (no columns without spiking layers)."""
     per = [events[n].reshape(events[n].shape[0], events[n].shape[1], -1).sum(-1, dtype=np.int64).T for n in names]
-    return np.stack(per, axis=1)
+    return np.stack(per, axis=1) if per else np.zeros((b, 0, steps), dtype=np.int64)
 
 
 def measure_activity(graph: Graph, x: np.ndarray, mode: str, batch_size: int = 16, progress: bool = False,
@@ -135,19 +135,20 @@ def _batch_record(graph: Graph, xb: np.ndarray, mode: str, cg: CostGraph, counte
         from lmhtc.runtime.simulator import run_int
 
         r = run_int(graph, xb, batch_size=xb.shape[int(seq)], capture=capture)
-        events = r.captured
-        counted = counter.count(events)
-        _check_against_runtime(r, counter.units, counted, names, _layer_events(events, names))
+        events, b = r.captured, xb.shape[int(seq)]
+        counted = counter.count(events, cg.steps, b)
+        _check_against_runtime(r, counter.units, counted, names, _layer_events(events, names, cg.steps, b))
         if not np.array_equal(r.macs, np.full(xb.shape[int(seq)], macs_per_image)):
             raise RuntimeError(f"internal: analog MACs {r.macs[:1]} differ from the cost graph's {macs_per_image}")
     else:
         from ..executor import run_float
 
         r = run_float(graph, xb, batch_size=xb.shape[1] if seq else len(xb), capture=capture)
-        events = {name: _float_events(r.captured[name], cg.sources[name].threshold) for name in capture}
-        counted = counter.count(events)
+        events, b = {name: _float_events(r.captured[name], cg.sources[name].threshold) for name in capture}, \
+            xb.shape[int(seq)]
+        counted = counter.count(events, cg.steps, b)
     return {"mode": mode, "steps": int(cg.steps), "layer_names": list(names),
-            "neurons": [int(layer.neurons) for layer in layers], "spikes": _layer_events(events, names),
+            "neurons": [int(layer.neurons) for layer in layers], "spikes": _layer_events(events, names, cg.steps, b),
             "unit_names": list(counter.units), "sops": counted,
             "macs": np.full(xb.shape[1] if seq else len(xb), macs_per_image, dtype=np.int64),
             "logits": np.asarray(r.logits, dtype=np.float64)}
