@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from lmhtc.compiler.errors import LmhtcError
 from lmhtc.compiler.lowering import LoweringError
 from lmhtc.compiler.analysis.cover import conv_cover
+from lmhtc.compiler.analysis.groups import group_root
 from lmhtc.compiler.analysis.windows import planned_windows, window_plan  # noqa: F401  (window_plan: re-exported)
 from lmhtc.compiler.lowering import check_integer_graph as check_integer_graph_for
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
@@ -207,21 +208,9 @@ def capture_plan(graph: Graph, plan: dict[str, int], capture) -> dict[str, int]:
     every other group keeps its windows (identical integers either way)."""
     if not capture:
         return plan
-    members: dict[str, list[str]] = {}
-    for name in plan:
-        cur = graph.node(name)
-        chain = [name]
-        while True:
-            (cur,) = graph.consumers(cur.name)
-            if not isinstance(cur, Add):
-                break
-            chain.append(cur.name)
-        members.setdefault(cur.name, []).extend(chain)
-    out = dict(plan)
-    for group in members.values():
-        if any(m in capture for m in group):
-            out.update({m: 1 for m in group if m in out})
-    return out
+    hot = {group_root(graph, graph.node(name)).name for name in capture
+           if name in plan or (name in graph and isinstance(graph.node(name), Add))}
+    return {name: 1 if group_root(graph, graph.node(name)).name in hot else lw for name, lw in plan.items()}
 
 
 def fusable_pairs(graph: Graph) -> dict[str, str]:
