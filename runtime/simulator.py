@@ -661,7 +661,7 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
         raise LmhtcError(f"inputs have per-sample shape {tuple(x.shape[1 + seq:])}, the network expects {expected}")
     syn, analog = prog.syn, prog.analog
     plan = prog.window_plan(capture) if windows else {}
-    fuse = fused and fused_mod.enabled() and device == "cpu" and bool(prog.fusable) and fused_mod.available()
+    fuse = fused and device == "cpu" and bool(prog.fusable) and fused_mod.available()   # available(): LMHTC_FUSED too
     parts: dict[str, list] = {k: [] for k in ("out", "spk", "sat", "sop", "mac")}
     caps: dict[str, list] = {name: [] for name in capture}
     kernels: dict[str, dict[str, int]] = {}
