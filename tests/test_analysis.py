@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lmhtc.compiler.analysis.cover import conv_cover
 from lmhtc.compiler.analysis.ranges import value_bounds
@@ -96,6 +98,25 @@ def test_synapse_sum_bounds_is_the_acc_bound_the_quantizer_stores_and_the_valida
     bad.node(node.name).acc_bound -= 1
     with pytest.raises(IRError, match="acc_bound"):
         validate_integer(bad)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 62), st.integers(0, 62), st.integers(1, 3), st.integers(1, 4), st.integers(0, 2 ** 32 - 1))
+def test_synapse_sum_bounds_int64_path_equals_python_integers(wbits, mbits, cin, k, seed):
+    """The int64 fast path and the Python-integer path give the same per-channel bounds, up to and past
+    the point where int64 would wrap (there the Python-integer path must take over)."""
+    from lmhtc.compiler.analysis import ranges
+    from lmhtc.compiler.intir import QConv2d, QLinear
+
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-(2 ** wbits) + 1, 2 ** wbits, size=(2, cin, k, k), dtype=np.int64)
+    m = rng.integers(0, 2 ** mbits + 1, size=cin, dtype=np.int64)
+    for node, mm in ((QConv2d("c", ["x"], weight=w), m), (QLinear("l", ["x"], weight=w.reshape(2, -1)),
+                                                          np.repeat(m, k * k))):
+        exact = ranges.python_int_sum_bounds(node, mm)
+        got = ranges.synapse_sum_bounds(node, mm)
+        assert got.dtype == object and list(got) == list(exact)
+        assert list(ranges.synapse_sum_bounds(node, int(mm.max()))) == list(ranges.python_int_sum_bounds(node, int(mm.max())))
 
 
 def test_sum_tree_walks_in_the_two_named_orders():

@@ -74,11 +74,51 @@ def synapse_sum_bounds(node, m_in) -> np.ndarray:
     """Per-output-channel max |Σ w·x| of the integer synapse ``node`` (qconv2d, qconv1d, qlinear, qgain)
     for inputs with |x| <= ``m_in``: per input channel (a conv's or gain's), per input feature (a
     linear's), or one bound for every input. Python integers (an object array); ``.max()`` of it is the
-    ``acc_bound`` the quantizer stores and the validator requires."""
+    ``acc_bound`` the quantizer stores and the validator requires.
+
+    Computed in int64 when a Python-integer bound proves no partial sum can wrap (max |w| · max |x| ·
+    terms per output < 2^63, every one of them a non-negative addend, so each partial sum is below the
+    total), else term by term in Python integers: the same values either way."""
+    rules = _sum_rules()
+    weights, rule = next(rules[t] for t in type(node).__mro__ if t in rules)
+    w, m = _as_int64(weights(node)), _as_int64(m_in)
+    if w is not None and m is not None:
+        w = np.abs(w)
+        terms = int(np.prod(w.shape[1:], dtype=object)) if w.ndim > 1 else 1
+        if int(w.max(initial=0)) * int(m.max(initial=0)) * max(terms, 1) < 2 ** 63:
+            out = rule(w, m if m.ndim else m.item(), node)
+            return np.asarray(out, dtype=I64).astype(object)
+    return python_int_sum_bounds(node, m_in)
+
+
+def python_int_sum_bounds(node, m_in) -> np.ndarray:
+    """``synapse_sum_bounds`` term by term in Python integers (no width limit): its definition, and the
+    path it takes where int64 could wrap."""
     rules = _sum_rules()
     weights, rule = next(rules[t] for t in type(node).__mro__ if t in rules)
     m = _exact(m_in)
     return rule(np.abs(_exact(weights(node))), m if m.ndim else m.item(), node)
+
+
+def _as_int64(a) -> np.ndarray | None:
+    """``a`` as a non-negative-or-signed int64 array when every value is an integer of magnitude below
+    2^62 (exactly representable, |·| cannot wrap); None otherwise (the Python-integer path decides)."""
+    a = np.asarray(a)
+    if a.dtype == object:    # Python integers (the validator's per-channel ranges): small arrays
+        flat = a.reshape(-1).tolist()
+        if not all(isinstance(v, (int, np.integer)) and -2 ** 62 < v < 2 ** 62 for v in flat):
+            return None
+        return np.array(flat, dtype=I64).reshape(a.shape)
+    if a.dtype.kind not in "iuf":
+        return None
+    if a.dtype.kind == "f":
+        if not np.all(np.isfinite(a)) or np.abs(a).max(initial=0) >= 2 ** 53 or not np.all(a == np.floor(a)):
+            return None
+        return a.astype(I64)
+    if a.dtype == np.uint64 and a.max(initial=0) >= 2 ** 62:
+        return None
+    a = a.astype(I64)
+    return a if a.size == 0 or (int(a.max()) < 2 ** 62 and int(a.min()) > -2 ** 62) else None
 
 
 def _max(a: np.ndarray) -> int:
