@@ -105,8 +105,9 @@ def _channel_view(p: torch.Tensor, ndim: int) -> torch.Tensor:
 class _Ctx:
     """What a lowering sees besides its node and inputs: the run's parameters, the steps, the spike counts."""
 
-    def __init__(self, params: _Params, steps: int, x: torch.Tensor):
+    def __init__(self, params: _Params, steps: int, x: torch.Tensor, peaks: dict | None = None):
         self.params, self.steps, self.x = params, steps, x
+        self.peaks = peaks          # when given: neuron name → largest |v| of this run's membranes so far
         self.counts: list[torch.Tensor] = []
         self.outputs: torch.Tensor | None = None
 
@@ -141,7 +142,12 @@ def _temporal_mix(node, ins, ctx):
 def _neuron(node, ins, ctx):
     v = ins[0]
     cur = v.expand(ctx.steps, *v.shape[1:]) if v.shape[0] == 1 else v
-    k = neuron_dynamics(cur, node.threshold, node.levels, ctx.params(node, "leak"), node.v_init, node.input_scale)
+    if ctx.peaks is None:
+        k = neuron_dynamics(cur, node.threshold, node.levels, ctx.params(node, "leak"), node.v_init, node.input_scale)
+    else:
+        k, peak = neuron_dynamics(cur, node.threshold, node.levels, ctx.params(node, "leak"), node.v_init,
+                                  node.input_scale, return_peak=True)
+        ctx.peaks[node.name] = max(ctx.peaks.get(node.name, 0.0), peak)
     ctx.count(k)
     return k * node.threshold
 
@@ -193,12 +199,13 @@ LOWERING = {
 
 
 def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set[str] = frozenset(),
-                    table: dict | None = None, observe: Callable | None = None):
+                    table: dict | None = None, observe: Callable | None = None, peaks: dict | None = None):
     """Run one batch ``x`` [B, C, H, W] (or a sequence [steps, B, ...]); returns (outputs [steps,B,classes],
     counts [B,layers], captured).
 
     ``observe(node, inputs, output)``, when given, sees every node's values as they are computed (before they
-    are freed), so a caller can reduce them on the fly instead of capturing whole sequences."""
+    are freed), so a caller can reduce them on the fly instead of capturing whole sequences. ``peaks``, when
+    given, gathers each neuron layer's largest membrane |v| of the run (its own loop, the run's dtype)."""
     table = table or check_lowerable(graph, "float")
     steps = graph.steps
     order = list(graph.topo())
@@ -207,7 +214,7 @@ def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set
         for src in node.inputs:
             last_use[src] = i
     values: dict[str, torch.Tensor] = {}
-    ctx = _Ctx(params, steps, x)
+    ctx = _Ctx(params, steps, x, peaks)
     captured = {}
     for i, node in enumerate(order):
         ins = [values[s] for s in node.inputs]
@@ -237,10 +244,11 @@ def spiking_layer_names(graph: Graph) -> list[str]:
 
 def run_float(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, dtype: torch.dtype = torch.float32,
               device: str = "cpu", progress: bool = False, capture: set[str] = frozenset(),
-              desc: str = "simulate (float)", observe: Callable | None = None) -> RunResult:
+              desc: str = "simulate (float)", observe: Callable | None = None,
+              peaks: dict | None = None) -> RunResult:
     """Run the graph in floating point on ``x`` [N, *input_shape] (the same input at every step) or on a
-    per-step sequence [steps, N, *input_shape]; outputs, logits and spike counts (``observe``: see
-    ``run_graph_batch``)."""
+    per-step sequence [steps, N, *input_shape]; outputs, logits and spike counts (``observe`` and
+    ``peaks``: see ``run_graph_batch``)."""
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     expected = tuple(graph.input.input_shape)
     sequence = is_sequence(graph, x)
@@ -257,7 +265,7 @@ def run_float(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, 
         for i in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, unit="batch"):
             xb = x[i:i + batch_size].to(device)
             o, c, cap = run_graph_batch(graph, xb.transpose(0, 1) if sequence else xb, params, capture, table,
-                                        observe)
+                                        observe, peaks)
             outs.append(o.cpu())
             cnts.append(c.cpu())
             for name, val in cap.items():

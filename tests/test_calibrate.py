@@ -20,7 +20,8 @@ from test_nir import convnet, import_net, inputs
 
 def reference_calibrate(graph, calib, batch_size=32, inputs=True, near=True, band=NEAR_BAND) -> Calibration:
     """The calibration as a plain two-step pass: capture every needed value of each batch's float run, then
-    reduce the captures (float64 neuron loop for peaks and near records, float64 sums of the inputs)."""
+    reduce the captures (a float32 neuron loop for the peaks, a float64 one for the near records, float64
+    sums of the inputs)."""
     neurons = graph.neuron_layers()
     mix_of = {n.name: n.inputs[0] for n in neurons}
     lifs = graph.nodes_of(LIFNeuron)
@@ -57,18 +58,23 @@ def reference_calibrate(graph, calib, batch_size=32, inputs=True, near=True, ban
                                   m[hit].numpy()))
                 prior[0] = prior[0] + sum((v >= i * theta).to(v.dtype) for i in range(1, levels + 1))
 
-            # the membrane loop written out plainly (not the executor's in-place one)
-            v = torch.full_like(cur[0], n.v_init) * theta
-            peak = float(v.abs().max())
-            leak = torch.as_tensor(n.leak, dtype=torch.float64)
-            for t in range(cur.shape[0]):
-                v = leak[t] * v + cur[t] * n.input_scale
-                peak = max(peak, float(v.abs().max()))
-                if near:
-                    observe(t, v)
-                k = sum((v >= i * theta).to(v.dtype) for i in range(1, n.levels + 1))
-                v = v - k * theta
-            peaks[n.name] = max(peaks[n.name], peak)
+            # the membrane loop written out plainly (not the executor's in-place one): the peak in the run's
+            # float32 (the executor's own membranes), the near records in float64
+            for dtype in (torch.float32, torch.float64):
+                c = cur.to(dtype)
+                th = torch.tensor(theta, dtype=dtype)
+                v = torch.full_like(c[0], n.v_init) * th
+                peak = float(v.abs().max())
+                leak = torch.as_tensor(n.leak, dtype=dtype)
+                for t in range(c.shape[0]):
+                    v = leak[t] * v + (c[t] if n.input_scale == 1.0 else c[t] * n.input_scale)
+                    peak = max(peak, float(v.abs().max()))
+                    if near and dtype == torch.float64:
+                        observe(t, v)
+                    k = sum((v >= i * th).to(v.dtype) for i in range(1, n.levels + 1))
+                    v = v - k * th
+                if dtype == torch.float32:
+                    peaks[n.name] = max(peaks[n.name], peak)
     steps = graph.steps
     return Calibration(count, peaks, {k: (v / (count * steps)).numpy() for k, v in sums.items()},
                        {k: (v / (count * steps)).numpy() for k, v in sqs.items()},

@@ -1,6 +1,7 @@
 """Checkpoint frontend: an authors' or zoo checkpoint + its ModelSpec → IR graph (via the zoo and torch.fx)."""
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from pathlib import Path
@@ -23,4 +24,7 @@ def checkpoint_to_ir(path: str | os.PathLike, spec: ModelSpec) -> Graph:
     model = load_snn(path, spec)
     meta = {"source": {"checkpoint": Path(path).name, "sha256": file_sha256(path)},
             "model_spec": spec.to_json(), "levels": spec.levels, "timesteps": spec.timesteps}
-    return trace_to_ir(model, spec.input_shape, spec.timesteps, meta)
+    graph = trace_to_ir(model, spec.input_shape, spec.timesteps, meta)
+    del model
+    gc.collect()    # the module and its fx trace hold reference cycles: free their weights before the passes run
+    return graph

@@ -1,8 +1,9 @@
 """One calibration pass of the float network: every statistic the integer lowering's methods use.
 
 Invariant: the float executor (``compiler/executor.py``) runs once per batch of calibration data, and
-everything is accumulated from that run — per neuron layer the largest |v| (membrane headroom) and the
-membranes lying within ``band``·θ of a level k·θ (threshold-aware rounding); per synaptic input the
+everything is accumulated from that run — per neuron layer the largest |v| of the executor's own membrane
+loop (membrane headroom) and the membranes lying within ``band``·θ of a level k·θ (threshold-aware
+rounding; a float64 membrane loop on the run's T-GIM outputs, only when asked for); per synaptic input the
 mean over samples and steps of the input map (bias correction) and the per-channel mean of x²
 (data-aware scale search). Nothing depends on the batch split but the float rounding of the run.
 """
@@ -18,6 +19,7 @@ from ..ir import Add, Conv2d, Graph, Linear, Readout, TemporalMix
 
 NEAR_BAND = 5e-3          # membranes within 0.5 % of θ of a level are "near" a threshold
 NEAR_MAX = 200_000        # at most this many near records per layer (the closest kept)
+CALIB_BATCH = 16          # images per executor batch (ResNet-18, 64 images: lowering peak RSS 917 MiB at 16, 1077 MiB at 32)
 
 
 @dataclass
@@ -69,7 +71,7 @@ def _keep_closest(parts: list[tuple], limit: int) -> Near:
     return Near(*(c.astype(np.int64) for c in cols[:4]), cols[4].astype(np.float64))
 
 
-def calibrate(graph: Graph, calib: np.ndarray, batch_size: int = 32, progress: bool = False,
+def calibrate(graph: Graph, calib: np.ndarray, batch_size: int = CALIB_BATCH, progress: bool = False,
               inputs: bool = True, near: bool = True, band: float = NEAR_BAND, squares: bool = True) -> Calibration:
     """Run the float ``graph`` on ``calib`` once and gather the lowering's statistics (the synaptic input
     moments only with ``inputs`` — E[x²] only with ``squares`` too —, the near-threshold records only with
@@ -77,8 +79,8 @@ def calibrate(graph: Graph, calib: np.ndarray, batch_size: int = 32, progress: b
 
     One pass of the float executor (``run_float``, one progress bar): its ``observe`` hook reduces each
     value as it is computed — nothing is captured, every sequence is freed after its last consumer. Each
-    statistic is computed from the same float64 tensor (the float32 value, expanded over the steps, cast
-    to float64, contiguous) with the same reductions as a capture-then-reduce pass would use, so the
+    statistic is computed from the float32 value expanded over the steps, reduced in float64 (cast to a
+    float64 copy only where a product or a membrane loop needs one) as a capture-then-reduce pass would, so the
     statistics, and the integer graph made from them, do not depend on this schedule
     (tests/test_calibrate.py compares them with a plain capture-then-reduce reference bit for bit).
     """
@@ -100,29 +102,28 @@ def calibrate(graph: Graph, calib: np.ndarray, batch_size: int = 32, progress: b
 
     def observe(node, ins, out) -> None:
         name = node.name
-        if name not in srcs and name not in neurons and name not in lifs:
+        if name not in srcs and (name not in neurons or not near) and name not in lifs:
             return
-        v = out.expand(steps, *out.shape[1:]) if out.shape[0] == 1 else out
-        v = v.to(torch.float64).contiguous()        # [steps, B, ...]: the statistics' one float64 value
+        v = out.expand(steps, *out.shape[1:]) if out.shape[0] == 1 else out      # [steps, B, ...]
+        if name in lifs or (name in srcs and squares) or (name in neurons and near):
+            v = v.to(torch.float64).contiguous()    # the statistics' one float64 value
         for n in lifs.get(name, ()):
             _, u = lif_dynamics(v, n, f64)
             per = u.abs().transpose(0, 2).reshape(n.shape[0], -1).amax(dim=1).numpy()
             peaks[n.name] = np.maximum(peaks[n.name], per)
         if name in srcs:
-            s = v.sum(dim=(0, 1))
+            s = v.sum(dim=(0, 1), dtype=torch.float64)     # float64 sums without a float64 copy
             sums[name] = sums[name] + s if name in sums else s
             if squares:
                 q = _channel_mean(v * v) * (v.shape[0] * v.shape[1])
                 sqs[name] = sqs[name] + q if name in sqs else q
-        if name in neurons:
+        if name in neurons and near:
             n = neurons[name]
-            hook = _near_observer(near_parts[n.name], n.levels, float(n.threshold), band, v[0]) if near else None
-            _, peak = neuron_dynamics(v, n.threshold, n.levels, f64(n, "leak"), n.v_init, n.input_scale,
-                                      return_peak=True, observe=hook)
-            peaks[n.name] = max(peaks[n.name], peak)
+            neuron_dynamics(v, n.threshold, n.levels, f64(n, "leak"), n.v_init, n.input_scale,
+                            observe=_near_observer(near_parts[n.name], n.levels, float(n.threshold), band, v[0]))
 
     seq = is_sequence(graph, calib)      # a per-step sequence [steps, N, ...]: samples along axis 1
-    run_float(graph, calib, batch_size, progress=progress, desc="calibrate", observe=observe)
+    run_float(graph, calib, batch_size, progress=progress, desc="calibrate", observe=observe, peaks=peaks)
     count = calib.shape[int(seq)]
     mean_in = {k: (v / (count * steps)).numpy() for k, v in sums.items()}
     sq_in = {k: (v / (count * steps)).numpy() for k, v in sqs.items()}

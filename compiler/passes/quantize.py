@@ -38,7 +38,7 @@ from ..analysis.ranges import synapse_sum_bounds
 from ..errors import LmhtcError
 from lmhtc.semantics import SEMANTICS_VERSION
 
-from .calibrate import Calibration, calibrate
+from .calibrate import CALIB_BATCH, Calibration, calibrate
 from .lowbit import bias_correction, bias_response, quantize_mantissa, search_scales, threshold_aware
 from .quantize_lif import LIF_METHODS, drive_gain, lif_gap, lif_peak, lif_unit, pow2_ceil, quant_lif
 from ..intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout,
@@ -70,7 +70,7 @@ GAIN_BITS = 8         # mse scales: identity-shortcut gains have at least 8 bits
 MSE_MAX_BITS = 8      # wider weights keep max-abs scales (rounding error ≤ 1/510 of the largest weight)
 
 
-def calibrate_for(graph: Graph, calib: np.ndarray, config: "QuantConfig", batch_size: int = 32,
+def calibrate_for(graph: Graph, calib: np.ndarray, config: "QuantConfig", batch_size: int = CALIB_BATCH,
                   progress: bool = False) -> Calibration:
     """The one calibration pass that ``quantize(graph, config, calib)`` needs (reusable across widths)."""
     scales, bc, ta = METHODS["maxabs" if _dyadic(graph) else config.lowering]
@@ -158,7 +158,7 @@ def _input_range(graph: Graph, calib: np.ndarray | None) -> tuple[float, str]:
 
 
 def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarray | None = None,
-             batch_size: int = 32, progress: bool = False, stats: Calibration | None = None) -> Graph:
+             batch_size: int = CALIB_BATCH, progress: bool = False, stats: Calibration | None = None) -> Graph:
     """The integer network of ``graph`` (a float graph with BatchNorm folded); ``stats``: the calibration
     pass of ``graph`` on ``calib`` when the caller already ran it (``calibrate_for``)."""
     config.check()
