@@ -101,7 +101,7 @@ def python_int_sum_bounds(node, m_in) -> np.ndarray:
 
 
 def _as_int64(a) -> np.ndarray | None:
-    """``a`` as a non-negative-or-signed int64 array when every value is an integer of magnitude below
+    """``a`` as an int64 array when every value is an integer of magnitude below
     2^62 (exactly representable, |·| cannot wrap); None otherwise (the Python-integer path decides)."""
     a = np.asarray(a)
     if a.dtype == object:    # Python integers (the validator's per-channel ranges): small arrays
