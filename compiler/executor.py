@@ -142,11 +142,12 @@ def _temporal_mix(node, ins, ctx):
 def _neuron(node, ins, ctx):
     v = ins[0]
     cur = v.expand(ctx.steps, *v.shape[1:]) if v.shape[0] == 1 else v
+    run = neuron_dynamics(cur, node.threshold, node.levels, ctx.params(node, "leak"), node.v_init, node.input_scale,
+                          return_peak=ctx.peaks is not None)
     if ctx.peaks is None:
-        k = neuron_dynamics(cur, node.threshold, node.levels, ctx.params(node, "leak"), node.v_init, node.input_scale)
+        k = run
     else:
-        k, peak = neuron_dynamics(cur, node.threshold, node.levels, ctx.params(node, "leak"), node.v_init,
-                                  node.input_scale, return_peak=True)
+        k, peak = run
         ctx.peaks[node.name] = max(ctx.peaks.get(node.name, 0.0), peak)
     ctx.count(k)
     return k * node.threshold

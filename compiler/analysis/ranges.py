@@ -70,6 +70,12 @@ def _sum_rules() -> dict:
     }
 
 
+def _sum_rule(node):
+    """The (weights, per-channel sum) rule of ``node``'s synaptic kind, looked up through its type and bases."""
+    rules = _sum_rules()
+    return next(rules[t] for t in type(node).__mro__ if t in rules)
+
+
 def synapse_sum_bounds(node, m_in) -> np.ndarray:
     """Per-output-channel max |Σ w·x| of the integer synapse ``node`` (qconv2d, qconv1d, qlinear, qgain)
     for inputs with |x| <= ``m_in``: per input channel (a conv's or gain's), per input feature (a
@@ -79,8 +85,7 @@ def synapse_sum_bounds(node, m_in) -> np.ndarray:
     Computed in int64 when a Python-integer bound proves no partial sum can wrap (max |w| · max |x| ·
     terms per output < 2^63, every one of them a non-negative addend, so each partial sum is below the
     total), else term by term in Python integers: the same values either way."""
-    rules = _sum_rules()
-    weights, rule = next(rules[t] for t in type(node).__mro__ if t in rules)
+    weights, rule = _sum_rule(node)
     w, m = _as_int64(weights(node)), _as_int64(m_in)
     if w is not None and m is not None:
         w = np.abs(w)
@@ -94,8 +99,7 @@ def synapse_sum_bounds(node, m_in) -> np.ndarray:
 def python_int_sum_bounds(node, m_in) -> np.ndarray:
     """``synapse_sum_bounds`` term by term in Python integers (no width limit): its definition, and the
     path it takes where int64 could wrap."""
-    rules = _sum_rules()
-    weights, rule = next(rules[t] for t in type(node).__mro__ if t in rules)
+    weights, rule = _sum_rule(node)
     m = _exact(m_in)
     return rule(np.abs(_exact(weights(node))), m if m.ndim else m.item(), node)
 
