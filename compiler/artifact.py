@@ -20,12 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load as st_load
-from safetensors.numpy import save as st_save
+from safetensors.numpy import save_file as st_save_file
 
 from lmhtc.safe_json import MAX_BYTES, loads_json
 
@@ -143,22 +144,45 @@ def _node_from_json(nd: dict, tensors: dict[str, np.ndarray], where: str, graph:
 
 
 def save_artifact(path: str | os.PathLike, graphs: dict[str, Graph], meta: dict | None = None) -> Path:
-    """Write ``graphs`` (e.g. ``{"source": …, "compiled": …}``) and ``meta`` to ``path`` atomically."""
+    """Write ``graphs`` (e.g. ``{"source": …, "compiled": …}``) and ``meta`` to ``path`` atomically.
+
+    The tensor file is serialized straight from the arrays to a scratch file beside the output, hashed and
+    copied into the archive in chunks, so saving holds no in-memory copy of the tensor bytes."""
     path = Path(path)
     store: dict[str, np.ndarray] = {}
     gjson = {name: _graph_to_json(g, store) for name, g in graphs.items()}
-    blob = st_save(store) if store else st_save({"_empty": np.zeros(0, np.float32)})
-    manifest = {"format": FORMAT, "version": VERSION, "lmhtc_version": __version__, "meta": meta or {},
-                "graphs": gjson, "tensors_sha256": hashlib.sha256(blob).hexdigest()}
-    text = json.dumps(manifest, indent=1, sort_keys=True, default=_json_default)
 
     def write(tmp: str) -> None:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-            for name, data in ((MANIFEST, text.encode()), (TENSORS, blob)):
-                z.writestr(_fixed_info(name), data)
+        tensors = tmp + ".tensors"
+        try:
+            st_save_file(store or {"_empty": np.zeros(0, np.float32)}, tensors)
+            with open(tensors, "rb") as f:
+                digest = _sha256_chunks(f)
+            manifest = {"format": FORMAT, "version": VERSION, "lmhtc_version": __version__, "meta": meta or {},
+                        "graphs": gjson, "tensors_sha256": digest}
+            text = json.dumps(manifest, indent=1, sort_keys=True, default=_json_default)
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
+                z.writestr(_fixed_info(MANIFEST), text.encode())
+                info = _fixed_info(TENSORS)
+                info.file_size = os.path.getsize(tensors)     # as writestr sets it: the same zip64 choice
+                with open(tensors, "rb") as src, z.open(info, "w") as dst:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+        finally:
+            if os.path.lexists(tensors):
+                os.unlink(tensors)
 
     atomic_write(path, write)
     return path
+
+
+_CHUNK = 1 << 20      # bytes per read when hashing and copying the tensor file
+
+
+def _sha256_chunks(f) -> str:
+    h = hashlib.sha256()
+    for block in iter(lambda: f.read(_CHUNK), b""):
+        h.update(block)
+    return h.hexdigest()
 
 
 def _fixed_info(name: str) -> zipfile.ZipInfo:

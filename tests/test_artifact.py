@@ -114,3 +114,25 @@ def test_failed_save_leaves_no_file(tmp_path):
     with pytest.raises(TypeError):
         save_artifact(tmp_path / "bad.lmhtc", compiled(), {"unserialisable": object()})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tensor_entry_is_the_library_serialization(tmp_path):
+    """The streamed tensor entry is byte for byte what safetensors' in-memory serializer writes for the
+    same arrays, and the scratch file it was streamed from is gone."""
+    from safetensors.numpy import load as st_load
+    from safetensors.numpy import save as st_save
+
+    path = save_artifact(tmp_path / "net.lmhtc", compiled(3))
+    with zipfile.ZipFile(path) as z:
+        blob = z.read("tensors.safetensors")
+        assert z.getinfo("tensors.safetensors").file_size == len(blob)
+    assert blob == st_save(st_load(blob))
+    assert [p.name for p in tmp_path.iterdir()] == ["net.lmhtc"]
+
+
+def test_failed_save_keeps_the_old_output(tmp_path):
+    path = save_artifact(tmp_path / "net.lmhtc", compiled(1))
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        save_artifact(path, compiled(2), {"unserialisable": object()})
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["net.lmhtc"]
