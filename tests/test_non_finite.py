@@ -14,15 +14,17 @@ from conftest import assert_one_line_error, cli
 
 
 def _overflowing_graph() -> Graph:
-    """input → flatten → (fc_analog; spikes → fc_spikes) → add → readout, weights of fc_analog 1e12 (the
+    """input → flatten → (fc_analog; spikes → fc_spikes) → add → readout, weights of fc_analog up to 1e12 (the
     validator's bound): inputs of 1e30 (finite float32) overflow fc_analog, inputs of 1 do not. A neuron
     bounds what it passes on (levels·θ), so an overflow needs analog values; the spiking path gives the
-    cost passes of ``report`` their SOPs."""
+    cost passes of ``report`` their SOPs. The rows of fc_analog differ by 10 % so that the finite logits have
+    one argmax (equal rows give ties that float32 kernels break differently: SIMD tails round apart)."""
     g = Graph(steps=2)
     g.add(Input(name="input", input_shape=(1, 8, 8)))
     g.add(Flatten(name="flatten", inputs=["input"]))
     g.add(Neuron(name="spikes", inputs=["flatten"], threshold=1.0, levels=1, leak=np.ones(2)))
-    g.add(Linear(name="fc_analog", inputs=["flatten"], weight=np.full((10, 64), 1e12, np.float32)))
+    g.add(Linear(name="fc_analog", inputs=["flatten"], weight=np.linspace(1e12, 1e11, 10, dtype=np.float32)[:, None]
+                 * np.ones((1, 64), np.float32)))
     g.add(Linear(name="fc_spikes", inputs=["spikes"], weight=np.ones((10, 64), np.float32)))
     g.add(Add(name="sum", inputs=["fc_analog", "fc_spikes"]))
     g.add(Readout(name="readout", inputs=["sum"]))
