@@ -24,9 +24,12 @@ ALPHAS = np.round(np.arange(0.30, 1.0001, 0.025), 4)   # clipping factors tried 
 
 
 def quantize_mantissa(w: np.ndarray, scale: np.ndarray, qmax: int) -> np.ndarray:
-    """round(w / scale) half away from zero, clipped to ±qmax; ``scale`` per row (dim 0)."""
-    x = np.asarray(w, np.float64) / scale.reshape(-1, *([1] * (np.ndim(w) - 1)))
-    return np.clip(np.sign(x) * np.floor(np.abs(x) + 0.5), -qmax, qmax)
+    """round(w / scale) half away from zero, clipped to ±qmax; ``scale`` per row (dim 0). (float64, one
+    array computed in place: the same values as ``sign(x)·floor(|x| + 0.5)`` with temporaries.)"""
+    x = torch.from_numpy(np.array(w, np.float64))
+    x.div_(torch.as_tensor(np.asarray(scale, np.float64)).reshape(-1, *([1] * (x.dim() - 1))))
+    sign = torch.sign(x)
+    return x.abs_().add_(0.5).floor_().mul_(sign).clamp_(-qmax, qmax).numpy()
 
 
 def search_scales(peak: np.ndarray, paths: list[tuple[np.ndarray, np.ndarray]], qmax: int,

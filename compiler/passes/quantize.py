@@ -236,13 +236,21 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
             raise QuantizeError(f"node {root.name!r} (temporal_mix) must feed a neuron")
         return n
 
+    w_eff_of: dict[str, np.ndarray] = {}      # effective weights of the group being lowered (then freed)
+
     def effective_weights(node: Node) -> np.ndarray:
-        """The real weight of one integer unit of each input: ``W × unit(input)`` (× a lif's drive gain)."""
+        """The real weight of one integer unit of each input: ``W × unit(input)`` (× a lif's drive gain);
+        computed once per group (scales, mantissas, bias correction read the same array)."""
+        if node.name in w_eff_of:
+            return w_eff_of[node.name]
         u_in = unit[node.inputs[0]]
         g = gain_of_root(leaf_of_group[node.name]).reshape(-1, *([1] * (node.weight.ndim - 1)))
         if isinstance(node, (Conv2d, Conv1d)):
-            return node.weight.astype(np.float64) * _conv_in(u_in, node) * g
-        return node.weight.astype(np.float64) * u_in.reshape(1, -1) * g
+            w = node.weight.astype(np.float64) * _conv_in(u_in, node) * g
+        else:
+            w = node.weight.astype(np.float64) * u_in.reshape(1, -1) * g
+        w_eff_of[node.name] = w
+        return w
 
     def gain_of_root(root_name: str) -> np.ndarray:
         """Per output channel, the factor a group's sum is multiplied by before it drives its root (a lif's
@@ -429,6 +437,7 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
                     gain_of[(leaf, node.name)] = ql
                 else:
                     qnodes[leaf] = ql
+            w_eff_of.clear()
             if isinstance(node, LIFNeuron):
                 q = quant_lif(node, membrane_unit[node.name], config.leak_frac_bits, config.membrane)
                 unit[node.name] = lif_unit(node, membrane_unit[node.name])
