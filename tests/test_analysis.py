@@ -119,6 +119,26 @@ def test_synapse_sum_bounds_int64_path_equals_python_integers(wbits, mbits, cin,
         assert list(ranges.synapse_sum_bounds(node, int(mm.max()))) == list(ranges.python_int_sum_bounds(node, int(mm.max())))
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from([np.int8, np.int16, np.int32]), st.booleans(), st.integers(1, 3), st.integers(0, 2 ** 32 - 1))
+def test_synapse_sum_bounds_of_narrow_integer_weights_equal_python_integers(dtype, most_negative, cin, seed):
+    """Weights stored as int8-int32 (the quantizer writes int32) take |w| in their own width; the bounds
+    equal the Python-integer path's, also with the width's most negative value (whose |·| overflows it)."""
+    from lmhtc.compiler.analysis import ranges
+    from lmhtc.compiler.intir import QConv2d, QGain, QLinear
+
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(seed)
+    w = rng.integers(info.min, info.max, size=(3, cin, 3, 3), endpoint=True, dtype=dtype)
+    if most_negative:
+        w.flat[rng.integers(w.size)] = info.min
+    m = rng.integers(0, 2 ** 20, size=cin, dtype=np.int64)
+    for node, mm in ((QConv2d("c", ["x"], weight=w), m), (QLinear("l", ["x"], weight=w.reshape(3, -1)),
+                                                          np.repeat(m, 9)),
+                     (QGain("g", ["x"], gain=w[:, 0, 0, 0].copy()), m[:1].repeat(3))):
+        assert list(ranges.synapse_sum_bounds(node, mm)) == list(ranges.python_int_sum_bounds(node, mm))
+
+
 def test_sum_tree_walks_in_the_two_named_orders():
     """((a + b) + c): FIRST_INPUT_FIRST gives a, b, c (Lava's port order), LAST_INPUT_FIRST the mirror image
     c, b, a (the quantizer's leaf order, whose first conv/linear leaf carries the bias); the adds and the walk

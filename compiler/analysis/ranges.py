@@ -49,7 +49,7 @@ def _conv_sums(w: np.ndarray, m, node) -> np.ndarray:
     """Σ over each output channel's input channels (of its group) and taps of |w|·max|x| (a conv1d's or
     conv2d's weight [Cout, Cin/groups, *kernel]; ``m`` per input channel, or one bound for all)."""
     cout, cin_g = w.shape[:2]
-    per_in = w.reshape(cout, cin_g, -1).sum(axis=2)
+    per_in = w.reshape(cout, cin_g, -1).sum(axis=2, dtype=object if w.dtype == object else I64)
     if np.ndim(m) == 0:
         return per_in.sum(axis=1) * m
     group = np.arange(cout) // (cout // node.groups)
@@ -86,9 +86,8 @@ def synapse_sum_bounds(node, m_in) -> np.ndarray:
     terms per output < 2^63, every one of them a non-negative addend, so each partial sum is below the
     total), else term by term in Python integers: the same values either way."""
     weights, rule = _sum_rule(node)
-    w, m = _as_int64(weights(node)), _as_int64(m_in)
+    w, m = _abs_int(weights(node)), _as_int64(m_in)
     if w is not None and m is not None:
-        w = np.abs(w)
         terms = int(np.prod(w.shape[1:], dtype=object)) if w.ndim > 1 else 1
         if int(w.max(initial=0)) * int(m.max(initial=0)) * max(terms, 1) < 2 ** 63:
             out = rule(w, m if m.ndim else m.item(), node)
@@ -123,6 +122,16 @@ def _as_int64(a) -> np.ndarray | None:
         return None
     a = a.astype(I64)
     return a if a.size == 0 or (int(a.max()) < 2 ** 62 and int(a.min()) > -2 ** 62) else None
+
+
+def _abs_int(a) -> np.ndarray | None:
+    """|a| of integer weights: in their own width when it cannot overflow (int8-int32 without its most
+    negative value: the sums widen to int64 in numpy), else ``abs(_as_int64(a))``; None as ``_as_int64``."""
+    a = np.asarray(a)
+    if a.dtype.kind == "i" and a.dtype.itemsize <= 4 and (a.size == 0 or a.min() > np.iinfo(a.dtype).min):
+        return np.abs(a)
+    a = _as_int64(a)
+    return None if a is None else np.abs(a)
 
 
 def _max(a: np.ndarray) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..checkpoint import ModelSpec, load_snn
 from ..ir import Graph
+from ..memory import release_free_memory
 from .torch_fx import trace_to_ir
 
 
@@ -27,4 +28,5 @@ def checkpoint_to_ir(path: str | os.PathLike, spec: ModelSpec) -> Graph:
     graph = trace_to_ir(model, spec.input_shape, spec.timesteps, meta)
     del model
     gc.collect()    # the module and its fx trace hold reference cycles: free their weights before the passes run
+    release_free_memory()
     return graph
