@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .analysis.windows import float_window_plan
 from .convert.msat import MSATNeuron, run_msat_neuron   # the MSAT neuron kind (ANN→SNN conversion)
 from .errors import LmhtcError
 from .ir import Graph, Neuron
@@ -103,26 +104,66 @@ def _channel_view(p: torch.Tensor, ndim: int) -> torch.Tensor:
 
 
 class _Ctx:
-    """What a lowering sees besides its node and inputs: the run's parameters, the steps, the spike counts."""
+    """What a lowering sees besides its node and inputs: the run's parameters, the steps, the spike counts,
+    and the window plan of a run on window sums."""
 
-    def __init__(self, params: _Params, steps: int, x: torch.Tensor, peaks: dict | None = None):
+    def __init__(self, params: _Params, steps: int, x: torch.Tensor, peaks: dict | None = None,
+                 windows: dict[str, int] | None = None):
         self.params, self.steps, self.x = params, steps, x
         self.peaks = peaks          # when given: neuron name → largest |v| of this run's membranes so far
         self.counts: list[torch.Tensor] = []
         self.outputs: torch.Tensor | None = None
+        self.windows = windows or {}            # conv/linear → window size L (products on window sums)
+        self.window_form: dict[str, int] = {}   # node → L where its value is [steps/L, B, ...] window sums
+
+    def window_of(self, node, ins) -> int:
+        """L when ``node`` (a planned conv/linear) runs on window sums of a per-step input, else 0."""
+        lw = self.windows.get(node.name, 0)
+        return lw if lw and ins[0].shape[0] == self.steps else 0
 
     def count(self, k: torch.Tensor) -> None:
         self.counts.append(k.sum(dim=tuple(d for d in range(k.dim()) if d != 1)))
 
 
+def _window_sums(v: torch.Tensor, lw: int) -> torch.Tensor:
+    """[steps, B, ...] → [steps/L, B, ...]: the sum of each window of ``lw`` steps."""
+    return v.reshape(v.shape[0] // lw, lw, *v.shape[1:]).sum(dim=1)
+
+
+def _synaptic_input(node, ins, ctx):
+    """(input, bias) of a conv/linear: per step, or — planned for window sums — the window sums of its
+    input and L·bias (W·Σ_m s(m) + L·b = Σ_m (W·s(m) + b) in real arithmetic)."""
+    b = ctx.params(node, "bias")
+    lw = ctx.window_of(node, ins)
+    if not lw:
+        return ins[0], b
+    ctx.window_form[node.name] = lw
+    return _window_sums(ins[0], lw), None if b is None else b * lw
+
+
 def _conv(node, ins, ctx):
-    w, b = ctx.params(node, "weight"), ctx.params(node, "bias")
-    return _per_step(ins[0], lambda t: F.conv2d(t, w, b, node.stride, node.padding, node.dilation, node.groups))
+    w = ctx.params(node, "weight")
+    x, b = _synaptic_input(node, ins, ctx)
+    return _per_step(x, lambda t: F.conv2d(t, w, b, node.stride, node.padding, node.dilation, node.groups))
 
 
 def _linear(node, ins, ctx):
-    w, b = ctx.params(node, "weight"), ctx.params(node, "bias")
-    return _per_step(ins[0], lambda t: F.linear(t, w, b))
+    w = ctx.params(node, "weight")
+    x, b = _synaptic_input(node, ins, ctx)
+    return _per_step(x, lambda t: F.linear(t, w, b))
+
+
+def _add(node, ins, ctx):
+    """A sum; inside a group run on window sums, every addend in window form (a per-step value summed per
+    window, a static one times L)."""
+    forms = {ctx.window_form[i] for i in node.inputs if i in ctx.window_form}
+    if not forms:
+        return ins[0] + ins[1]
+    (lw,) = forms
+    ctx.window_form[node.name] = lw
+    a, b = (v if i in ctx.window_form else v * lw if v.shape[0] == 1 else _window_sums(v, lw)
+            for i, v in zip(node.inputs, ins))
+    return a + b
 
 
 def _batchnorm(node, ins, ctx):
@@ -134,6 +175,9 @@ def _batchnorm(node, ins, ctx):
 
 def _temporal_mix(node, ins, ctx):
     v, omega = ins[0], ctx.params(node, "omega")
+    lw = ctx.window_form.get(node.inputs[0])
+    if lw:        # window sums: Ω'[t, m] is constant over each window's columns
+        return torch.einsum("tk,k...->t...", omega[:, ::lw], v)
     if v.shape[0] == 1:
         return omega.sum(1).reshape(ctx.steps, *([1] * (v.dim() - 1))) * v
     return torch.einsum("tj,j...->t...", omega, v)
@@ -189,7 +233,7 @@ LOWERING = {
     "globalavgpool": lambda node, ins, ctx: ins[0].mean(dim=(-2, -1), keepdim=True),
     "maxpool2d": lambda node, ins, ctx: _per_step(ins[0], lambda t: F.max_pool2d(t, node.kernel, node.stride,
                                                                                 node.padding)),
-    "add": lambda node, ins, ctx: ins[0] + ins[1],
+    "add": _add,
     "flatten": lambda node, ins, ctx: ins[0].flatten(2),
     "temporal_mix": _temporal_mix,
     "neuron": _neuron,
@@ -200,13 +244,16 @@ LOWERING = {
 
 
 def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set[str] = frozenset(),
-                    table: dict | None = None, observe: Callable | None = None, peaks: dict | None = None):
+                    table: dict | None = None, observe: Callable | None = None, peaks: dict | None = None,
+                    windows: dict[str, int] | None = None):
     """Run one batch ``x`` [B, C, H, W] (or a sequence [steps, B, ...]); returns (outputs [steps,B,classes],
     counts [B,layers], captured).
 
     ``observe(node, inputs, output)``, when given, sees every node's values as they are computed (before they
     are freed), so a caller can reduce them on the fly instead of capturing whole sequences. ``peaks``, when
-    given, gathers each neuron layer's largest membrane |v| of the run (its own loop, the run's dtype)."""
+    given, gathers each neuron layer's largest membrane |v| of the run (its own loop, the run's dtype).
+    ``windows`` (``float_window_plan``): the convs/linears that run on window sums; the values of their
+    groups up to the T-GIM are then window sums, which ``observe`` sees as such and ``capture`` refuses."""
     table = table or check_lowerable(graph, "float")
     steps = graph.steps
     order = list(graph.topo())
@@ -215,7 +262,7 @@ def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set
         for src in node.inputs:
             last_use[src] = i
     values: dict[str, torch.Tensor] = {}
-    ctx = _Ctx(params, steps, x, peaks)
+    ctx = _Ctx(params, steps, x, peaks, windows)
     captured = {}
     for i, node in enumerate(order):
         ins = [values[s] for s in node.inputs]
@@ -223,6 +270,8 @@ def run_graph_batch(graph: Graph, x: torch.Tensor, params: _Params, capture: set
         if observe is not None:
             observe(node, ins, out)
         if node.name in capture:
+            if node.name in ctx.window_form:
+                raise ValueError(f"node {node.name!r} runs on window sums here; its per-step values are not formed")
             captured[node.name] = out.expand(steps, *out.shape[1:]) if out.shape[0] == 1 else out
         values[node.name] = out
         for src in set(node.inputs):
@@ -246,10 +295,12 @@ def spiking_layer_names(graph: Graph) -> list[str]:
 def run_float(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, dtype: torch.dtype = torch.float32,
               device: str = "cpu", progress: bool = False, capture: set[str] = frozenset(),
               desc: str = "simulate (float)", observe: Callable | None = None,
-              peaks: dict | None = None) -> RunResult:
+              peaks: dict | None = None, windows: bool = False) -> RunResult:
     """Run the graph in floating point on ``x`` [N, *input_shape] (the same input at every step) or on a
     per-step sequence [steps, N, *input_shape]; outputs, logits and spike counts (``observe`` and
-    ``peaks``: see ``run_graph_batch``)."""
+    ``peaks``: see ``run_graph_batch``). ``windows``: the synaptic products that a T-GIM with constant
+    column blocks allows run once per window on window sums (``float_window_plan``; L times fewer
+    products, the same values in real arithmetic, float rounding apart)."""
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     expected = tuple(graph.input.input_shape)
     sequence = is_sequence(graph, x)
@@ -261,12 +312,13 @@ def run_float(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, 
     if sequence:   # batches along the sample axis; each batch is [steps, B, ...]
         x = x.transpose(0, 1)
     params = _Params(dtype, device)
+    plan = float_window_plan(graph) if windows else None
     outs, cnts, caps = [], [], {name: [] for name in capture}
     with torch.no_grad():
         for i in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, unit="batch"):
             xb = x[i:i + batch_size].to(device)
             o, c, cap = run_graph_batch(graph, xb.transpose(0, 1) if sequence else xb, params, capture, table,
-                                        observe, peaks)
+                                        observe, peaks, plan)
             outs.append(o.cpu())
             cnts.append(c.cpu())
             for name, val in cap.items():

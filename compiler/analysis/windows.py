@@ -21,6 +21,16 @@ from .groups import group_root
 META_KEY = "window_plan"
 
 
+def block_window(graph: Graph, omega) -> int:
+    """The window size L a T-GIM matrix ``omega`` of ``graph`` lets its synaptic products run per window
+    (every column block of L steps constant), else 1."""
+    lw = int(graph.meta.get("reparam_levels", 1))
+    om = np.asarray(omega)
+    if lw <= 1 or graph.steps % lw or not np.array_equal(om, np.repeat(om[:, ::lw], lw, axis=1)):
+        return 1
+    return lw
+
+
 def window_plan(graph: Graph) -> dict[str, int]:
     """Window size per synaptic node of the integer ``graph`` (module docstring)."""
     from ..intir import QConv2d, QGain, QLinear, QTemporalMix
@@ -32,11 +42,25 @@ def window_plan(graph: Graph) -> dict[str, int]:
         root = group_root(graph, node)
         lw = 1
         if isinstance(root, QTemporalMix) and node.shift >= 0:   # Σ of rounded right shifts ≠ shift of Σ
-            lw = int(graph.meta.get("reparam_levels", 1))
-            if lw <= 1 or graph.steps % lw or not np.array_equal(
-                    root.omega, np.repeat(root.omega[:, ::lw], lw, axis=1)):
-                lw = 1
+            lw = block_window(graph, root.omega)
         plan[node.name] = lw
+    return plan
+
+
+def float_window_plan(graph: Graph) -> dict[str, int]:
+    """Window size per conv/linear node of the float ``graph`` whose group ends in a T-GIM with constant
+    column blocks (the products a float run may take on window sums, real arithmetic being linear);
+    nodes not listed run per step."""
+    from ..ir import Conv2d, Linear, TemporalMix
+
+    plan: dict[str, int] = {}
+    for node in graph.nodes_of(Conv2d, Linear):
+        try:
+            root = group_root(graph, node)
+        except IRError:
+            continue
+        if isinstance(root, TemporalMix) and (lw := block_window(graph, root.omega)) > 1:
+            plan[node.name] = lw
     return plan
 
 

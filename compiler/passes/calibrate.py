@@ -1,6 +1,8 @@
 """One calibration pass of the float network: every statistic the integer lowering's methods use.
 
-Invariant: the float executor (``compiler/executor.py``) runs once per batch of calibration data, and
+Invariant: the float executor (``compiler/executor.py``) runs once per batch of calibration data, with
+the synaptic products a T-GIM allows taken once per window on window sums (``run_float(windows=True)``;
+the values it observes — neuron inputs, spike trains, identity shortcuts — are per step as ever), and
 everything is accumulated from that run — per neuron layer the largest |v| of the executor's own membrane
 loop (membrane headroom) and the membranes lying within ``band``·θ of a level k·θ (threshold-aware
 rounding; a float64 membrane loop on the run's T-GIM outputs, only when asked for); per synaptic input the
@@ -124,7 +126,8 @@ def calibrate(graph: Graph, calib: np.ndarray, batch_size: int = CALIB_BATCH, pr
                             observe=_near_observer(near_parts[n.name], n.levels, float(n.threshold), band, v[0]))
 
     seq = is_sequence(graph, calib)      # a per-step sequence [steps, N, ...]: samples along axis 1
-    run_float(graph, calib, batch_size, progress=progress, desc="calibrate", observe=observe, peaks=peaks)
+    run_float(graph, calib, batch_size, progress=progress, desc="calibrate", observe=observe, peaks=peaks,
+              windows=True)
     release_free_memory()     # the batches' activations: their pages go back before the lowering allocates
     count = calib.shape[int(seq)]
     mean_in = {k: (v / (count * steps)).numpy() for k, v in sums.items()}
