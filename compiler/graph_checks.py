@@ -67,13 +67,23 @@ def _array(node, key: str, ndim: int | None = None, integer: bool | None = None,
         raise IRError(f"{_where(node)}: {key} must be floating point, is {a.dtype}")
     if ndim is not None and a.ndim != ndim:
         raise IRError(f"{_where(node)}: {key} must have {ndim} dimension(s), has shape {a.shape}")
-    if np.issubdtype(a.dtype, np.floating) and a.size and float(np.abs(a).max()) > MAX_ABS_FLOAT:
+    if np.issubdtype(a.dtype, np.floating) and a.size and _peak(a) > MAX_ABS_FLOAT:
         raise IRError(f"{_where(node)}: {key} has values beyond ±{MAX_ABS_FLOAT:g}")
     return a
 
 
+def _peak(a: np.ndarray) -> float:
+    """max |a| of a float array without a copy (NaN when it holds one, as ``np.abs(a).max()``)."""
+    return float(max(a.max(), -a.min()))
+
+
 def _max_abs(a) -> int:
-    return int(np.abs(a.astype(np.int64)).max()) if a is not None and a.size else 0
+    """max |a| of an integer-valued array as a Python integer (no int64 copy: max and min in place)."""
+    if a is None or not a.size:
+        return 0
+    if a.dtype.kind in "iu":
+        return max(int(a.max()), -int(a.min()))
+    return int(np.abs(a.astype(np.int64)).max())
 
 
 def check_steps(graph) -> None:

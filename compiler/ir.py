@@ -493,7 +493,7 @@ def _lint(graph: Graph, phase: str) -> Graph:
     for node in graph.topo():
         where = f"node {node.name!r} ({node.kind})"
         for key, arr in node.arrays().items():
-            if not np.all(np.isfinite(arr)):
+            if arr.dtype.kind not in "iub" and not np.all(np.isfinite(arr)):     # integers are always finite
                 raise IRError(f"{where}: parameter {key!r} has non-finite values")
         problem = node.lint(graph.steps)
         if problem is not None:

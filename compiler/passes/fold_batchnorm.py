@@ -22,7 +22,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
             continue
         scale = bn.weight.astype(np.float64) / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
         bias = np.zeros(layer.weight.shape[0]) if layer.bias is None else layer.bias.astype(np.float64)
-        w = layer.weight.astype(np.float64) * scale.reshape(-1, *([1] * (layer.weight.ndim - 1)))
+        w = np.multiply(layer.weight, scale.reshape(-1, *([1] * (layer.weight.ndim - 1))), dtype=np.float64)
         layer.weight = w.astype(np.float32)
         layer.bias = ((bias - bn.running_mean) * scale + bn.bias).astype(np.float32)
         g.remove_passthrough(bn.name)
