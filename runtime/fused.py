@@ -14,8 +14,10 @@ below 2^31 (and L·max Θ fits), else an int64 membrane with the clip, which is 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import math
 import os
 import platform
 import time
@@ -107,6 +109,13 @@ def available() -> bool:
     return extension() is not None
 
 
+def _built():
+    """The extension for a run that ``available()`` admitted (the module, once built), without re-reading the
+    environment on every kernel call."""
+    module = _state.get("module")
+    return module if module is not None else extension()
+
+
 def build_error() -> str | None:
     """Why the extension is unavailable (after a failed build), for diagnostics."""
     return _state.get("error")
@@ -115,20 +124,35 @@ def build_error() -> str | None:
 def _layout(y: torch.Tensor) -> tuple[int, int, int] | None:
     """(channels C, inner, per-sample elements) of y [Win, B, C, ...]: each step's block dense, batch outermost,
     so an element at offset o of a block has channel (o // inner) % C; None for any other layout."""
-    win, b, c = y.shape[:3]
-    numel = y[0].numel()
-    if y.stride(0) != numel and win > 1:
+    return _layout_of(tuple(y.shape), y.stride())
+
+
+_NONE = torch.empty(0, dtype=torch.int64)     # "no scale" / "no bias" for the kernels (read only)
+
+
+@functools.lru_cache(maxsize=4096)
+def _same_strides(shape: tuple[int, ...], a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Two tensors of ``shape`` with strides ``a`` and ``b`` lay out every non-trivial dimension alike."""
+    return all(x == y for x, y, n in zip(a, b, shape) if n > 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _layout_of(shape: tuple[int, ...], stride: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """``_layout`` of a tensor with this shape and stride (a function of the two alone)."""
+    win, b, c = shape[:3]
+    numel = math.prod(shape[1:])
+    if stride[0] != numel and win > 1:
         return None
-    dims = sorted((st, n) for st, n in zip(y.stride()[1:], y.shape[1:]) if n > 1)
+    dims = sorted((st, n) for st, n in zip(stride[1:], shape[1:]) if n > 1)
     expect = 1
     for st, n in dims:
         if st != expect:
             return None
         expect *= n
     per_sample = numel // b
-    if b > 1 and y.stride(1) != per_sample:
+    if b > 1 and stride[1] != per_sample:
         return None
-    inner = y.stride(2) if c > 1 else 1
+    inner = stride[2] if c > 1 else 1
     return c, inner, per_sample
 
 
@@ -149,6 +173,7 @@ class FusedNeuron:
         self.theta_max = int(self.theta.abs().max()) if self.theta.numel() else 0
         self._v32: dict[tuple, bool] = {}
         self._omega: dict[bytes, torch.Tensor] = {}
+        self._omega_of: dict[int, tuple] = {}      # id(array) → (the array, its tensor): the same array again
 
     def v32(self, rows: int, front: bool, cur_bound: int) -> bool:
         """An int32 membrane without clip is exact: |V| stays in the B-bit range, intermediates below 2^31."""
@@ -161,6 +186,14 @@ class FusedNeuron:
         return self._v32[key]
 
     def omega(self, omega) -> torch.Tensor:
+        hit = self._omega_of.get(id(omega))
+        if hit is not None and hit[0] is omega:
+            return hit[1]
+        tensor = self._omega_tensor(omega)
+        self._omega_of[id(omega)] = (omega, tensor)
+        return tensor
+
+    def _omega_tensor(self, omega) -> torch.Tensor:
         om = np.ascontiguousarray(omega, dtype=np.int64)
         key = om.tobytes() + bytes(str(om.shape), "ascii")
         if key not in self._omega:
@@ -175,7 +208,7 @@ def mix_neuron(y: torch.Tensor, omega, frac_bits: int, acc_bound: int, rows: int
     ``rs(omega @ y, frac_bits)`` (one per window of ``rows`` steps, or per step); or None if not eligible.
 
     ``acc_bound`` bounds |Σ_j ω[r, j]·y[j]|, ``cur_bound`` the currents' magnitude (both proven by the caller)."""
-    ext = extension()
+    ext = _built()
     node = prep.node
     if ext is None or y.device.type != "cpu" or node.levels >= 128 or y.dim() < 3 or y.dtype.is_floating_point \
             or y.shape[2] != prep.channels:
@@ -192,7 +225,7 @@ def mix_neuron(y: torch.Tensor, omega, frac_bits: int, acc_bound: int, rows: int
     v32 = prep.v32(rows, front, cur_bound)
     acc32 = acc_bound + ((1 << frac_bits) >> 1) <= INT32_MAX
     k = empty_steps(steps, y[0], torch.int8)
-    if any(a != b for a, b, n in zip(k.stride()[1:], y.stride()[1:], y.shape[1:]) if n > 1):
+    if not _same_strides(tuple(y.shape[1:]), k.stride()[1:], y.stride()[1:]):
         return None
     sat = torch.zeros(y.shape[1], dtype=torch.int64)
     with_csum = y.dim() == 5 and inner == 1 and c <= CHUNK
@@ -209,7 +242,7 @@ def affine_shift(x: torch.Tensor, scale: torch.Tensor | None, bias: torch.Tensor
 
     x [S, B, C, ...] holds exact integers (float32 oneDNN sums below 2^24, or an integer type); the caller's
     bound on the result decides ``dtype``, the arithmetic inside is int64."""
-    ext = extension()
+    ext = _built()
     if ext is None or x.device.type != "cpu" or x.dim() < 3 or x.dtype not in AFFINE_INPUTS:
         return None
     layout = _layout(x)
@@ -217,9 +250,8 @@ def affine_shift(x: torch.Tensor, scale: torch.Tensor | None, bias: torch.Tensor
         return None
     c, inner, _ = layout
     out = torch.empty_like(x, dtype=dtype)
-    if any(a != b for a, b, n in zip(out.stride(), x.stride(), x.shape) if n > 1):
+    if not _same_strides(tuple(x.shape), out.stride(), x.stride()):
         return None
-    none = torch.empty(0, dtype=torch.int64)
-    ext.affine_shift(x, none if scale is None else scale.reshape(-1), none if bias is None else bias.reshape(-1),
+    ext.affine_shift(x, _NONE if scale is None else scale.reshape(-1), _NONE if bias is None else bias.reshape(-1),
                      int(lw), int(e), int(c), int(inner), out)
     return out

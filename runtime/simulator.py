@@ -111,9 +111,10 @@ class _Synapse:
             cout = w.shape[0]
             cover = conv_cover(node.shape[1:], in_shape[1:], w.shape[2:], node.stride, node.padding, node.dilation)
             self.fanout_map = torch.as_tensor(cover, dtype=torch.int32, device=device)
+            self.fanout_max = int(np.max(cover, initial=0))
             self.fanout_const = cout // node.groups
         else:
-            self.fanout_map, self.fanout_const = None, w.shape[0]
+            self.fanout_map, self.fanout_max, self.fanout_const = None, 0, w.shape[0]
 
     def sops(self, v: torch.Tensor, bound: int, channel_sums: dict) -> torch.Tensor:
         """[B, S] synaptic operations: Σ over input positions of (integer input × its fan-out), in integers.
@@ -130,8 +131,8 @@ class _Synapse:
         if self.fanout_map is None:
             per = csum.flatten(2).sum(-1, dtype=torch.int64)
         else:
-            fan = self.fanout_map if csum.dtype == torch.int32 and bound * v.shape[2] * int(
-                self.fanout_map.max()) <= INT32_MAX else self.fanout_map.to(torch.int64)
+            fan = self.fanout_map if csum.dtype == torch.int32 and bound * v.shape[2] * self.fanout_max <= INT32_MAX \
+                else self.fanout_map.to(torch.int64)
             per = (csum * fan).flatten(2).sum(-1, dtype=torch.int64)
         return (per * self.fanout_const).T
 
@@ -235,6 +236,9 @@ class _Program:
         for i, node in enumerate(self.order):
             for src in node.inputs:
                 self.last_use[src] = i
+        # per node (by position): the values whose last consumer it is
+        self.frees = [tuple(src for src in dict.fromkeys(node.inputs) if self.last_use[src] == i)
+                      for i, node in enumerate(self.order)]
         self.syn = {n.name: _synapse_of(n, graph, device)
                     for n in self.order if isinstance(n, (QConv2d, QConv1d, QLinear, QGain))}
         self.analog = {name for name in self.syn if not receives_spikes(graph, name)}
@@ -281,9 +285,14 @@ def _program(graph: Graph, device: str) -> _Program:
     return per_graph[device]
 
 
+def _fit_dtype(bound: int) -> torch.dtype:
+    """int32 when ``bound`` (a proven bound on a value's magnitude) fits 32 bits, else int64."""
+    return torch.int32 if bound <= INT32_MAX else torch.int64
+
+
 def _fit(t: torch.Tensor, bound: int) -> torch.Tensor:
-    """``t`` as int32 when ``bound`` (a proven bound on |t|) fits 32 bits, else as int64."""
-    dt = torch.int32 if bound <= INT32_MAX else torch.int64
+    """``t`` as ``_fit_dtype(bound)``."""
+    dt = _fit_dtype(bound)
     return t if t.dtype == dt else t.to(dt)
 
 
@@ -308,7 +317,7 @@ class _Batch:
         self.macs = torch.zeros(x.shape[int(self.sequence)], dtype=torch.int64)
         self.kernels: dict[str, dict[str, int]] = {}
         self.channel_sums: dict[int, tuple] = {}    # id(spike tensor) → (tensor, Σ over channels), for SOPs
-        self.spike_totals: dict[int, tuple] = {}    # id(spike tensor) → (tensor, spike events per sample)
+        self.spike_totals: dict[int, list] = {}     # id(spike tensor) → [tensor, events per sample, their Σ or None]
         self.outputs = None
 
 
@@ -338,11 +347,13 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
         acc, used = sy.int8(vin), "int8"
     else:
         acc, used = sy.dense(vin, lw), "dense"
-    stats = st.kernels.setdefault(node.name, {"event": 0, "dense": 0, "int8": 0})
+    stats = st.kernels.get(node.name)
+    if stats is None:
+        stats = st.kernels[node.name] = {"event": 0, "dense": 0, "int8": 0}
     stats[used] += 1
     bound = sy.out_bound(in_b, lw)
     if acc.is_floating_point():     # raw oneDNN sums: exponent and bias in one pass (fused kernels)
-        out = fused_mod.affine_shift(acc, None, sy.bias, lw, node.shift, _fit(acc[:0], bound).dtype)
+        out = fused_mod.affine_shift(acc, None, sy.bias, lw, node.shift, _fit_dtype(bound))
         if out is not None:
             return out, bound, lw
         acc = acc.to(torch.int32)
@@ -359,9 +370,11 @@ def _sparse(st: _Batch, v: torch.Tensor, vin: torch.Tensor, lw: int, in_b: int) 
     density × size × in_b × lw decides "dense" without counting (the same decision as counting)."""
     limit = st.event_density * vin.numel()
     total = st.spike_totals.get(id(v))
-    if total is not None and total[0] is v and v.device.type == "cpu" and \
-            int(total[1].sum()) >= limit * max(in_b, 1) * lw:
-        return False
+    if total is not None and total[0] is v and v.device.type == "cpu":
+        if total[2] is None:        # Σ of the events, once per spike tensor (shared by its consumers)
+            total[2] = int(total[1].sum())
+        if total[2] >= limit * max(in_b, 1) * lw:
+            return False
     return float((vin != 0).sum()) < limit
 
 
@@ -375,12 +388,12 @@ def _lower_gain(st: _Batch, node: QGain, ins, lw, in_b):
     st.sops.append(_per_step(sy.sops(v, in_b, st.channel_sums), st.steps))
     vin = _window_sums(v, lw, in_b)
     bound = sy.out_bound(in_b, lw)
-    dt = _fit(vin[:0], bound).dtype
+    dt = _fit_dtype(bound)
     if st.fused and dt in (torch.int32, torch.int64):
         out = fused_mod.affine_shift(vin, sy.gain, None, lw, node.shift, dt)
         if out is not None:
             return out, bound, lw
-    pre = _fit(vin[:0], max(bound, sy.gain_max * in_b * lw)).dtype     # the products before a right shift
+    pre = _fit_dtype(max(bound, sy.gain_max * in_b * lw))     # the products before a right shift
     out = _exp_shift(vin.to(pre) * sy.gain.to(pre).reshape(-1, *([1] * (v.dim() - 3))), node.shift)
     return _fit(out, bound), bound, lw
 
@@ -477,7 +490,7 @@ def _lower_neuron(st: _Batch, node: QNeuron, ins, lw, in_b):
         st.spikes.append(csum.sum(dim=(0, 2, 3), dtype=torch.int64))
     else:
         st.spikes.append(out.sum(dim=tuple(d for d in range(out.dim()) if d != 1), dtype=torch.int64))
-    st.spike_totals[id(out)] = (out, st.spikes[-1])
+    st.spike_totals[id(out)] = [out, st.spikes[-1], None]
     st.sats.append(sat)
     return out, bound, lw
 
@@ -522,7 +535,7 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
     """One batch through the graph, each node by its entry of ``LOWERING``."""
     st = _Batch(prog, x, kernel, event_density, windows or {}, row_windows, frozenset(capture), fused)
     steps = st.steps
-    order, last_use = prog.order, prog.last_use
+    order, frees = prog.order, prog.frees
     values: dict[str, torch.Tensor] = {}
     captured = {}
     for i, node in enumerate(order):
@@ -554,11 +567,10 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
             if x.device.type == "cuda":
                 torch.cuda.synchronize(x.device)
             layer_times[node.name] = layer_times.get(node.name, 0.0) + time.perf_counter() - started
-        for src in set(node.inputs):
-            if last_use.get(src) == i:      # freed with its channel sums: the next layers reuse the memory
-                dead = values.pop(src)
-                st.channel_sums.pop(id(dead), None)
-                st.spike_totals.pop(id(dead), None)
+        for src in frees[i]:      # freed with its channel sums: the next layers reuse the memory
+            dead = values.pop(src)
+            st.channel_sums.pop(id(dead), None)
+            st.spike_totals.pop(id(dead), None)
     b = x.shape[int(st.sequence)]
     stack = (lambda xs: torch.stack(xs, dim=1) if xs else torch.zeros(b, 0, dtype=torch.int64, device=x.device))
     sop_t = torch.stack(st.sops, dim=1) if st.sops else torch.zeros(b, 0, steps, dtype=torch.int64, device=x.device)
