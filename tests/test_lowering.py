@@ -124,14 +124,7 @@ def test_pass_runner_checks_requirements_and_guarantees():
     from lmhtc.compiler.ir import finalize
     from lmhtc.compiler.passes.manager import Pass, PassContractError, get_pass, properties, run_passes
 
-    g = Graph(steps=2)
-    g.add(Input("input", [], input_shape=(3,)))
-    g.add(Linear("fc", ["input"], weight=np.eye(3, dtype=np.float32), bias=None))
-    g.add(TemporalMix("mix", ["fc"], omega=np.eye(2)))
-    g.add(Neuron("sn", ["mix"], threshold=1.0, levels=2, leak=np.ones(2)))
-    g.add(Linear("head", ["sn"], weight=np.ones((2, 3), np.float32), bias=None))
-    g.add(Readout("out", ["head"]))
-    g = finalize(g)
+    g = finalize(_mix_neuron_graph())
     assert properties(g) == {"float", "bn_free", "shaped"}
     out = run_passes(g, [("fold_batchnorm", {}), ("reparameterize", {"schedule": "exact"})])
     assert "reparameterized" in properties(out)
@@ -142,6 +135,45 @@ def test_pass_runner_checks_requirements_and_guarantees():
     broken = Pass("drops_shapes", lambda graph: _unshaped(graph), frozenset({"float"}), frozenset({"shaped"}))
     with pytest.raises(Exception, match="stored shape None"):
         broken(g)                                                       # the lint after the pass catches it
+
+
+def test_the_runner_lints_each_pass_result_once_and_a_direct_call_lints_its_own(monkeypatch):
+    """Run by the pass runner, ``quantize``'s own ``finalize`` leaves the lint to the runner: the result is
+    validated once. Called directly, the pass validates its result itself; a bad result made inside a
+    runner's pass (after its finalize) is still refused by the runner's lint."""
+    from lmhtc.compiler import ir
+    from lmhtc.compiler.passes.manager import Pass, run_passes
+    from lmhtc.compiler.passes.quantize import quantize
+
+    g = ir.finalize(_mix_neuron_graph())
+    seen, real = [], ir.validate_integer
+    monkeypatch.setattr(ir, "validate_integer", lambda graph: seen.append(graph) or real(graph))
+    q = run_passes(g, [("quantize", {})])
+    assert len(seen) == 1 and seen[0] is q
+    seen.clear()
+    direct = quantize(g)
+    assert len(seen) == 1 and seen[0] is direct and not ir.RUNNER_LINTS.get()
+
+    def quantize_then_damage(graph):
+        out = quantize(graph)
+        out.node("sn").threshold = np.zeros_like(out.node("sn").threshold)     # Θ = 0: not a valid qneuron
+        return out
+
+    bad = Pass("damages", quantize_then_damage, frozenset({"float"}), frozenset({"integer"}))
+    with pytest.raises(Exception, match="node 'sn'"):
+        bad(g)
+
+
+def _mix_neuron_graph() -> Graph:
+    """input → fc → T-GIM → 2-level neuron → head → readout (float, not finalized)."""
+    g = Graph(steps=2)
+    g.add(Input("input", [], input_shape=(3,)))
+    g.add(Linear("fc", ["input"], weight=np.eye(3, dtype=np.float32), bias=None))
+    g.add(TemporalMix("mix", ["fc"], omega=np.eye(2)))
+    g.add(Neuron("sn", ["mix"], threshold=1.0, levels=2, leak=np.ones(2)))
+    g.add(Linear("head", ["sn"], weight=np.ones((2, 3), np.float32), bias=None))
+    g.add(Readout("out", ["head"]))
+    return g
 
 
 def _unshaped(graph):
