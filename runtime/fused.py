@@ -173,7 +173,7 @@ class FusedNeuron:
         self.theta_max = int(self.theta.abs().max()) if self.theta.numel() else 0
         self._v32: dict[tuple, bool] = {}
         self._omega: dict[bytes, torch.Tensor] = {}
-        self._omega_of: dict[int, tuple] = {}      # id(array) → (the array, its tensor): the same array again
+        self._last_omega: tuple = (None, None)     # (the array last asked for, its tensor): a run asks for one
 
     def v32(self, rows: int, front: bool, cur_bound: int) -> bool:
         """An int32 membrane without clip is exact: |V| stays in the B-bit range, intermediates below 2^31."""
@@ -186,18 +186,15 @@ class FusedNeuron:
         return self._v32[key]
 
     def omega(self, omega) -> torch.Tensor:
-        hit = self._omega_of.get(id(omega))
-        if hit is not None and hit[0] is omega:
-            return hit[1]
-        tensor = self._omega_tensor(omega)
-        self._omega_of[id(omega)] = (omega, tensor)
-        return tensor
-
-    def _omega_tensor(self, omega) -> torch.Tensor:
+        """The int64 tensor of ``omega``, one per distinct matrix; the array asked for last is answered
+        without reading its bytes again."""
+        if self._last_omega[0] is omega:
+            return self._last_omega[1]
         om = np.ascontiguousarray(omega, dtype=np.int64)
         key = om.tobytes() + bytes(str(om.shape), "ascii")
         if key not in self._omega:
             self._omega[key] = torch.from_numpy(om.copy())
+        self._last_omega = (omega, self._omega[key])
         return self._omega[key]
 
 
