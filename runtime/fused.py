@@ -174,6 +174,7 @@ class FusedNeuron:
         self._v32: dict[tuple, bool] = {}
         self._omega: dict[bytes, torch.Tensor] = {}
         self._last_omega: tuple = (None, None)     # (the array last asked for, its tensor): a run asks for one
+        self._last_call: tuple | None = None       # (key, omega, call_of's answer) of the last call
 
     def v32(self, rows: int, front: bool, cur_bound: int) -> bool:
         """An int32 membrane without clip is exact: |V| stays in the B-bit range, intermediates below 2^31."""
@@ -184,6 +185,40 @@ class FusedNeuron:
             self._v32[key] = peak <= 2 ** (node.membrane_bits - 1) - 1 and fits and \
                 node.levels * self.theta_max <= INT32_MAX
         return self._v32[key]
+
+    def call_of(self, shape: tuple, stride: tuple, omega, frac_bits: int, acc_bound: int, rows: int, front: bool,
+                cur_bound: int):
+        """The kernel's arguments for a y of this shape/stride (output layouts, the constants after y), or None
+        (not eligible); the last call's are kept: a run's micro-batches repeat it."""
+        key = (shape, stride, id(omega), frac_bits, acc_bound, rows, front, cur_bound)
+        last = self._last_call
+        if last is not None and last[0] == key and last[1] is omega:
+            return last[2]
+        call = self._call(shape, stride, omega, frac_bits, acc_bound, rows, front, cur_bound)
+        self._last_call = (key, omega, call)
+        return call
+
+    def _call(self, shape, stride, omega, frac_bits, acc_bound, rows, front, cur_bound):
+        node = self.node
+        layout = _layout_of(shape, stride)
+        if layout is None:
+            return None
+        c, inner, per_sample = layout
+        om = self.omega(omega)
+        if om.shape[0] * rows < self.steps or om.shape[1] != shape[0]:
+            return None
+        v32 = self.v32(rows, front, cur_bound)
+        acc32 = acc_bound + ((1 << frac_bits) >> 1) <= INT32_MAX
+        k = empty_steps(self.steps, torch.empty_strided(shape[1:], stride[1:], dtype=torch.int8), torch.int8)
+        k_shape, k_stride = tuple(k.shape), k.stride()
+        if not _same_strides(tuple(shape[1:]), k_stride[1:], tuple(stride[1:])):
+            return None
+        with_csum = len(shape) == 5 and inner == 1 and c <= CHUNK
+        csum_shape = (self.steps, *shape[1:2], *shape[3:]) if with_csum else (0,)
+        args = (om, int(frac_bits), int(rows), bool(front), self.leak, int(node.leak_frac_bits), self.theta,
+                self.v_init, int(node.levels), int(node.membrane_bits), int(c), int(inner), int(per_sample),
+                bool(acc32), bool(v32))
+        return (k_shape, k_stride, csum_shape, with_csum), args
 
     def omega(self, omega) -> torch.Tensor:
         """The int64 tensor of ``omega``, one per distinct matrix; the array asked for last is answered
@@ -213,23 +248,14 @@ def mix_neuron(y: torch.Tensor, omega, frac_bits: int, acc_bound: int, rows: int
     layout = _layout(y)
     if layout is None:
         y = y.contiguous()
-        layout = _layout(y)
-    c, inner, per_sample = layout
-    steps = prep.steps
-    om = prep.omega(omega)
-    if om.shape[0] * rows < steps or om.shape[1] != y.shape[0]:
+    call = prep.call_of(tuple(y.shape), y.stride(), omega, frac_bits, acc_bound, rows, front, cur_bound)
+    if call is None:
         return None
-    v32 = prep.v32(rows, front, cur_bound)
-    acc32 = acc_bound + ((1 << frac_bits) >> 1) <= INT32_MAX
-    k = empty_steps(steps, y[0], torch.int8)
-    if not _same_strides(tuple(y.shape[1:]), k.stride()[1:], y.stride()[1:]):
-        return None
+    (k_shape, k_stride, csum_shape, with_csum), args = call
+    k = torch.empty_strided(k_shape, k_stride, dtype=torch.int8)
     sat = torch.zeros(y.shape[1], dtype=torch.int64)
-    with_csum = y.dim() == 5 and inner == 1 and c <= CHUNK
-    csum = torch.empty((steps, *y.shape[1:2], *y.shape[3:]) if with_csum else (0,), dtype=torch.int32)
-    ext.mix_neuron(y, om, int(frac_bits), int(rows), bool(front), prep.leak, int(node.leak_frac_bits), prep.theta,
-                   prep.v_init, int(node.levels), int(node.membrane_bits), int(c), int(inner), int(per_sample),
-                   bool(acc32), bool(v32), k, sat, csum)
+    csum = torch.empty(csum_shape, dtype=torch.int32)
+    ext.mix_neuron(y, *args, k, sat, csum)
     return k, sat, (csum if with_csum else None)
 
 
@@ -238,17 +264,29 @@ def affine_shift(x: torch.Tensor, scale: torch.Tensor | None, bias: torch.Tensor
     """``e(x·scale[c], E) + bias[c]·lw`` as ``dtype`` (int32 or int64) in one pass, x's layout, or None.
 
     x [S, B, C, ...] holds exact integers (float32 oneDNN sums below 2^24, or an integer type); the caller's
-    bound on the result decides ``dtype``, the arithmetic inside is int64."""
+    bound on the result decides ``dtype``, the arithmetic inside is int64; ``scale``/``bias`` hold one value
+    per channel (any shape)."""
     ext = _built()
     if ext is None or x.device.type != "cpu" or x.dim() < 3 or x.dtype not in AFFINE_INPUTS:
         return None
-    layout = _layout(x)
-    if layout is None:
+    plan = _affine_plan(tuple(x.shape), x.stride())
+    if plan is None:
         return None
-    c, inner, _ = layout
-    out = torch.empty_like(x, dtype=dtype)
-    if not _same_strides(tuple(x.shape), out.stride(), x.stride()):
-        return None
+    c, inner, out_stride = plan
+    out = torch.empty_strided(x.shape, out_stride, dtype=dtype)
     ext.affine_shift(x, _NONE if scale is None else scale.reshape(-1), _NONE if bias is None else bias.reshape(-1),
                      int(lw), int(e), int(c), int(inner), out)
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _affine_plan(shape: tuple[int, ...], stride: tuple[int, ...]) -> tuple[int, int, tuple] | None:
+    """(C, inner, the output's strides: ``empty_like``'s) for an x of this shape and stride, or None when x's
+    layout is not one the kernel reads or the output would not share it."""
+    layout = _layout_of(shape, stride)
+    if layout is None:
+        return None
+    out = torch.empty_like(torch.empty_strided(shape, stride, dtype=torch.int8))
+    if not _same_strides(shape, out.stride(), stride):
+        return None
+    return layout[0], layout[1], out.stride()

@@ -113,6 +113,7 @@ class _Synapse:
             self.fanout_map = torch.as_tensor(cover, dtype=torch.int32, device=device)
             self.fanout_max = int(np.max(cover, initial=0))
             self.fanout_const = cout // node.groups
+            self.fanout_scaled: dict[bool, torch.Tensor] = {}    # (int32 products?) → fan-out map × constant
         else:
             self.fanout_map, self.fanout_max, self.fanout_const = None, 0, w.shape[0]
 
@@ -129,12 +130,15 @@ class _Synapse:
             channel_sums[key] = (v, v.sum(2, dtype=torch.int64 if wide else torch.int32))
         csum = channel_sums[key][1]
         if self.fanout_map is None:
-            per = csum.flatten(2).sum(-1, dtype=torch.int64)
-        else:
-            fan = self.fanout_map if csum.dtype == torch.int32 and bound * v.shape[2] * self.fanout_max <= INT32_MAX \
-                else self.fanout_map.to(torch.int64)
-            per = (csum * fan).flatten(2).sum(-1, dtype=torch.int64)
-        return (per * self.fanout_const).T
+            return (csum.flatten(2).sum(-1, dtype=torch.int64) * self.fanout_const).T
+        # Σ csum·(fan-out map × per-position constant): int32 products where bound·C·max fan-out fits
+        narrow = csum.dtype == torch.int32 and max(bound * v.shape[2], 1) * self.fanout_max * self.fanout_const \
+            <= INT32_MAX
+        fan = self.fanout_scaled.get(narrow)
+        if fan is None:
+            fan = self.fanout_scaled[narrow] = self.fanout_map.to(torch.int32 if narrow else torch.int64) * \
+                self.fanout_const
+        return (csum * fan).sum((2, 3), dtype=torch.int64).T
 
     def exact_dtype(self, max_scale: int = 1) -> torch.dtype:
         """float32 when every partial sum stays below 2^24 (inputs up to ``max_scale`` × the analysed range)."""
@@ -232,6 +236,7 @@ class _Program:
         self.graph = graph
         self.device = device
         self.order = list(graph.topo())
+        self.layer_names = tuple(spike_train_layers(graph))
         self.last_use: dict[str, int] = {}
         for i, node in enumerate(self.order):
             for src in node.inputs:
@@ -243,6 +248,7 @@ class _Program:
                     for n in self.order if isinstance(n, (QConv2d, QConv1d, QLinear, QGain))}
         self.analog = {name for name in self.syn if not receives_spikes(graph, name)}
         self.windows = planned_windows(graph)
+        self.window_sizes = tuple(sorted({lw for lw in self.windows.values() if lw > 1}))
         self._capture_plans: dict[frozenset, dict[str, int]] = {}
         self.fusable = fusable_pairs(graph)
         self.fused_neurons: dict[str, object] = {}        # qneuron → fused.FusedNeuron (prepared at first use)
@@ -278,8 +284,13 @@ _PROGRAMS: "weakref.WeakKeyDictionary[Graph, dict[str, _Program]]" = weakref.Wea
 
 
 def _program(graph: Graph, device: str) -> _Program:
-    """The prepared program of ``graph`` (cached while the graph lives; graphs are not mutated after lowering)."""
-    per_graph = _PROGRAMS.setdefault(graph, {})
+    """The prepared program of ``graph`` (cached while the graph lives; graphs are not mutated after lowering).
+
+    The graph is checked (``check_integer_graph``) when its first program is prepared."""
+    per_graph = _PROGRAMS.get(graph)
+    if per_graph is None:
+        check_integer_graph(graph)
+        per_graph = _PROGRAMS.setdefault(graph, {})
     if device not in per_graph:
         per_graph[device] = _Program(graph, device)
     return per_graph[device]
@@ -318,7 +329,26 @@ class _Batch:
         self.kernels: dict[str, dict[str, int]] = {}
         self.channel_sums: dict[int, tuple] = {}    # id(spike tensor) → (tensor, Σ over channels), for SOPs
         self.spike_totals: dict[int, list] = {}     # id(spike tensor) → [tensor, events per sample, their Σ or None]
+        self._window_sums: dict[tuple, tuple] = {}  # (id(value), lw) → (value, its window sums), for its consumers
         self.outputs = None
+
+    def window_sums(self, v: torch.Tensor, lw: int, bound: int) -> torch.Tensor:
+        """``_window_sums(v, lw, bound)``, computed once per value and window size (a value's consumers share it)."""
+        if lw == 1:
+            return v
+        key = (id(v), lw)
+        hit = self._window_sums.get(key)
+        if hit is None or hit[0] is not v:
+            hit = self._window_sums[key] = (v, _window_sums(v, lw, bound))
+        return hit[1]
+
+    def forget(self, v: torch.Tensor) -> None:
+        """Drop what is cached for ``v`` (its last consumer ran): the memory returns to the allocator."""
+        key = id(v)
+        self.channel_sums.pop(key, None)
+        self.spike_totals.pop(key, None)
+        for lw in self.prog.window_sizes:
+            self._window_sums.pop((key, lw), None)
 
 
 # Each lowering: (batch state, node, inputs, window size, input bound) → (output, its bound, window size).
@@ -336,7 +366,7 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
         st.macs += int(np.prod(node.shape)) * cin_g * int(np.prod(k)) * v.shape[0]   # per distinct input frame
     else:
         st.sops.append(_per_step(sy.sops(v, in_b, st.channel_sums), st.steps))
-    vin = _window_sums(v, lw, in_b)
+    vin = st.window_sums(v, lw, in_b)
     kernel = st.kernel
     use_event = kernel == "event" or (kernel in ("auto", "int8") and _sparse(st, v, vin, lw, in_b))
     if use_event:
@@ -386,7 +416,7 @@ def _lower_conv1d(st: _Batch, node, ins, lw, in_b):
 def _lower_gain(st: _Batch, node: QGain, ins, lw, in_b):
     v, sy = ins[0], st.prog.syn[node.name]
     st.sops.append(_per_step(sy.sops(v, in_b, st.channel_sums), st.steps))
-    vin = _window_sums(v, lw, in_b)
+    vin = st.window_sums(v, lw, in_b)
     bound = sy.out_bound(in_b, lw)
     dt = _fit_dtype(bound)
     if st.fused and dt in (torch.int32, torch.int64):
@@ -568,9 +598,7 @@ def run_graph_batch_int(prog: _Program, x: torch.Tensor, kernel: str, event_dens
                 torch.cuda.synchronize(x.device)
             layer_times[node.name] = layer_times.get(node.name, 0.0) + time.perf_counter() - started
         for src in frees[i]:      # freed with its channel sums: the next layers reuse the memory
-            dead = values.pop(src)
-            st.channel_sums.pop(id(dead), None)
-            st.spike_totals.pop(id(dead), None)
+            st.forget(values.pop(src))
     b = x.shape[int(st.sequence)]
     stack = (lambda xs: torch.stack(xs, dim=1) if xs else torch.zeros(b, 0, dtype=torch.int64, device=x.device))
     sop_t = torch.stack(st.sops, dim=1) if st.sops else torch.zeros(b, 0, steps, dtype=torch.int64, device=x.device)
@@ -659,12 +687,11 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
     ``fused`` (and ``LMHTC_FUSED`` not 0) lets each T-GIM mix + neuron pair run as the fused C++ kernel on CPU
     when it builds here (``runtime/fused.py``); the torch kernels give the same integers.
     """
-    check_integer_graph(graph)
     if kernel not in ("auto", "event", "dense", "int8"):
         raise ValueError(f"kernel must be auto, event, dense or int8, got {kernel!r}")
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     device = resolve_device(device)
-    prog = _program(graph, device)
+    prog = _program(graph, device)          # checks the graph once (check_integer_graph)
     expected = prog.input_shape
     seq = x.dim() == len(expected) + 2       # a per-step sequence [steps, N, ...]: samples along axis 1
     if seq and x.shape[0] != graph.steps:
@@ -701,7 +728,7 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
         outputs_int=outputs_int, logits_int=logits_int, outputs=outputs_int * scale,
         logits=logits_int * scale / graph.steps, spike_counts=torch.cat(parts["spk"]).numpy(),
         saturation=torch.cat(parts["sat"]).numpy(),
-        layer_names=spike_train_layers(prog.graph),
+        layer_names=list(prog.layer_names),
         sops=sop.sum(axis=(1, 2)), sops_by_layer_step=sop,
         synaptic_layer_names=[n for n in syn if n not in analog], macs=torch.cat(parts["mac"]).numpy(),
         kernels=kernels, captured={k: torch.cat(v, dim=1).numpy().astype(np.int64) for k, v in caps.items()})
