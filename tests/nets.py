@@ -43,6 +43,26 @@ class TinyResNet(nn.Module):
         return self.head(self.sn2(self.fc(y)))
 
 
+class DownsampleNet(nn.Module):
+    """A ResNet downsample block: a strided 3×3 conv+BN path plus a 1×1 strided conv+BN shortcut, added."""
+
+    def __init__(self, levels: int, T: int, channels: int = 4, classes: int = 3):
+        super().__init__()
+        self.T = T
+        self.stem = TimeDistributed(nn.Conv2d(2, channels, 3, padding=1), nn.BatchNorm2d(channels))
+        self.sn0 = LMHTNeuron(levels, T)
+        self.conv = TimeDistributed(nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1, bias=False),
+                                    nn.BatchNorm2d(2 * channels))
+        self.shortcut = TimeDistributed(nn.Conv2d(channels, 2 * channels, 1, stride=2, bias=False),
+                                        nn.BatchNorm2d(2 * channels))
+        self.sn1 = LMHTNeuron(levels, T)
+        self.head = TimeDistributed(nn.Linear(2 * channels * 4 * 4, classes))
+
+    def forward(self, x):
+        a = self.sn0(self.stem(repeat_steps(x, self.T)))
+        return self.head(torch.flatten(self.sn1(self.conv(a) + self.shortcut(a)), 2))
+
+
 def randomize(model: nn.Module, seed: int, leak_spread: float = 1.0, mask_spread: float = 1.0,
               thresholds=(0.5, 1.0, 2.0)) -> nn.Module:
     """Random weights, BN statistics, leaks, T-GIM logits and thresholds (reproducible from ``seed``)."""

@@ -191,3 +191,30 @@ def test_device_names_are_checked_with_one_line_errors(tmp_path):
                     "--mode", "int", "--device", "gpu0")
     assert_one_line_error(code, out, "--device", "gpu0")
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_a_pointwise_conv_runs_as_the_int8_gemm_and_equals_the_reference():
+    """A 1×1 strided shortcut takes ``_int_mm`` (not oneDNN's direct convolution), with the fused epilogue when
+    the kernel builds, and the run is the independent reference's, integer for integer."""
+    from int_reference import reference_run
+    from lmhtc.compiler.frontends import trace_to_ir
+    from lmhtc.compiler.passes.quantize import QuantConfig, quantize
+    from lmhtc.compiler.pipeline import compile_graphs
+    from lmhtc.runtime.simulator import _program, run_int
+    from nets import DownsampleNet, randomize
+
+    q = quantize(compile_graphs(trace_to_ir(randomize(DownsampleNet(2, 2), 4), (2, 8, 8)))["compiled"],
+                 QuantConfig())
+    (pointwise,) = [n for n in q.topo() if n.kind == "qconv2d" and tuple(n.weight.shape[2:]) == (1, 1)]
+    syn = _program(q, "cpu").syn[pointwise.name]
+    assert syn.onednn is None and syn.int8 is not None
+    x = np.random.default_rng(5).normal(size=(6, 2, 8, 8)).astype(np.float32)
+    ref = reference_run(q, x)
+    for fused in (True, False):
+        r = run_int(q, x, batch_size=4, kernel="int8", fused=fused)
+        assert r.kernels[pointwise.name]["int8"] > 0
+        assert np.array_equal(r.outputs_int, ref["outputs_int"]) and np.array_equal(r.logits_int, ref["logits_int"])
+        for i, name in enumerate(r.layer_names):
+            assert np.array_equal(r.spike_counts[:, i], ref["spike_events"][name]), name
+        for i, name in enumerate(r.synaptic_layer_names):
+            assert np.array_equal(r.sops_by_layer_step[:, i], ref["sops"][name]), name

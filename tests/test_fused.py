@@ -147,9 +147,10 @@ def small_nets(schedule):
     from lmhtc.compiler.frontends import trace_to_ir
     from lmhtc.compiler.passes.quantize import QuantConfig, quantize
     from lmhtc.compiler.pipeline import compile_graphs
-    from nets import StridedNet, TinyResNet, randomize
+    from nets import DownsampleNet, StridedNet, TinyResNet, randomize
 
-    for i, model in enumerate((randomize(TinyResNet(2, 2), 3), randomize(StridedNet(4, 2), 3))):
+    for i, model in enumerate((randomize(TinyResNet(2, 2), 3), randomize(StridedNet(4, 2), 3),
+                               randomize(DownsampleNet(2, 2), 4))):
         yield quantize(compile_graphs(trace_to_ir(model, (2, 8, 8)), schedule=schedule)["compiled"], QuantConfig())
 
 
