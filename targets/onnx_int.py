@@ -4,7 +4,9 @@ Every value on an edge is an integer tensor of the narrowest exact type: int32 w
 range analysis (``value_bounds``) bounds the edge below 2^31, else int64; and every operation of the contract
 is an integer ONNX op: exact products and sums, the rounding shift ``rs(a, F) = Div(a + sign(a)·2^(F−1),
 2^F)`` (integer ``Div`` truncates toward zero, so this is the contract's half-away-from-zero rounding),
-saturation with ``Clip``, and the multi-level spike ``k = Clip(Div(V, Θ), 0, L)`` (``[V ≥ Θ]`` for L = 1).
+saturation as a clamp, and the multi-level spike ``k = clamp(Div(V, Θ), 0, L)`` (``[V ≥ Θ]`` for L = 1).
+On int64 edges no ``Sign``/``Clip``/``Min``/``Max`` is emitted (``_IntBuilder.clamp``: onnxruntime 1.23
+computes them wrongly for |x| in [2^31, 2^32)); comparisons and ``Where`` take their place.
 
 A synapse is computed in one of three exact ways, chosen per node by the range analysis:
 
@@ -114,14 +116,36 @@ class _IntBuilder(Builder):
         """An int64 constant stored as int32 (weight mantissas have at most 24 bits): half the file size."""
         return self.op("Cast", [self.const(base, value, np.int32)], base, to=TensorProto.INT64)
 
+    def clamp(self, a: str, lo: str | None, hi: str | None, base: str) -> str:
+        """``min(max(a, lo), hi)`` (``lo``/``hi``: constants of a's type, either may be None), exact in
+        onnxruntime: ``Clip``/``Max``/``Min`` on int32, but on int64 ``Less``/``Greater`` + ``Where``, because
+        onnxruntime 1.23's int64 ``Clip``, ``Min``, ``Max`` and ``Sign`` return wrong values for
+        |x| in [2^31, 2^32) (docs/integer-semantics.md, "onnxruntime's int64 kernels")."""
+        if self.type_of(a) != TensorProto.INT64:
+            if lo is not None and hi is not None:
+                return self.op("Clip", [a, lo, hi], base)
+            return self.op("Max", [a, lo], base) if lo is not None else self.op("Min", [a, hi], base)
+        if lo is not None:
+            a = self.op("Where", [self.op("Less", [a, lo], base), lo, a], base)
+        if hi is not None:
+            a = self.op("Where", [self.op("Greater", [a, hi], base), hi, a], base)
+        return a
+
     def rs(self, a: str, frac_bits: int, base: str) -> str:
         """``rs(a, F)`` in a's type: Div truncates toward zero, so adding sign(a)·2^(F−1) first rounds half away
-        from zero (the caller proves |a| + 2^(F−1) fits the type)."""
+        from zero (the caller proves |a| + 2^(F−1) fits the type). With h = 2^(F−1) the offset is
+        ``Clip(a, −h, h)`` on int32 (it equals sign(a)·h where |a| ≥ h, and where |a| < h both sums are below
+        2^F in magnitude, so the quotient is 0 either way: one op fewer), ``Where(a < 0, −h, h)`` on int64
+        (onnxruntime's int64 Sign and Clip are wrong for |a| in [2^31, 2^32): ``clamp``)."""
         if frac_bits == 0:
             return a
-        half = self.op("Mul", [self.op("Sign", [a], base), self.int_const(f"{base}.half", 1 << (frac_bits - 1), a)],
-                       base)
-        return self.op("Div", [self.op("Add", [a, half], base), self.int_const(f"{base}.one", 1 << frac_bits, a)],
+        h = 1 << (frac_bits - 1)
+        lo, hi = self.int_const(f"{base}.neg_half", -h, a), self.int_const(f"{base}.half", h, a)
+        if self.type_of(a) == TensorProto.INT64:
+            off = self.op("Where", [self.op("Less", [a, self.int_const(f"{base}.zero", 0, a)], base), lo, hi], base)
+        else:
+            off = self.op("Clip", [a, lo, hi], base)
+        return self.op("Div", [self.op("Add", [a, off], base), self.int_const(f"{base}.one", 1 << frac_bits, a)],
                        base)
 
     def exp_shift(self, a: str, e: int, base: str) -> str:
@@ -641,12 +665,12 @@ def _neuron(b: _IntBuilder, node: QNeuron, currents: list[str | None], steps: in
             vb = vb + cur_bound if cur_bound is not None else hi + 1
         changed = t == 0 or i is not None or int(node.leak[t]) != one   # else V is the last step's, in [lo, hi]
         if changed and vb > hi:     # else no value can saturate: sat() is the identity
-            v = b.op("Clip", [v, c("lo", lo), c("hi", hi)], node.name)
+            v = b.clamp(v, c("lo", lo), c("hi", hi), node.name)
             vb = hi + 1
         if node.levels == 1:
             k = b.op("Cast", [b.op("GreaterOrEqual", [v, th], node.name)], node.name, to=dt)
         else:
-            k = b.op("Clip", [b.op("Div", [v, th], node.name), c("k0", 0), c("L", node.levels)], node.name)
+            k = b.clamp(b.op("Div", [v, th], node.name), c("k0", 0), c("L", node.levels), node.name)
         v = b.op("Sub", [v, b.op("Mul", [k, th], node.name)], node.name)
         out.append(k)
     return out

@@ -1,8 +1,9 @@
 """Integer ONNX emission of the ``qlif`` kind and of per-step input sequences (used by ``onnx_int``'s table).
 
 Invariant: every op is an exact int64 ONNX op implementing ``lmhtc.semantics.lif_step``: the rounding
-shift is ``onnx_int``'s ``rs``, saturation ``Clip``, comparisons ``Greater``/``GreaterOrEqual`` cast to
-int64, the hard reset ``Where``, and several spikes ``Div(Max(u, 0), Θ)`` (integer Div truncates, which is
+shift is ``onnx_int``'s ``rs``, saturation its ``clamp`` (comparisons and ``Where`` on int64: onnxruntime's
+int64 ``Clip``/``Max`` are wrong for |x| in [2^31, 2^32)), comparisons ``Greater``/``GreaterOrEqual`` cast to
+int64, the hard reset ``Where``, and several spikes ``Div(max(u, 0), Θ)`` (integer Div truncates, which is
 floor for u ≥ 0).
 """
 from __future__ import annotations
@@ -44,19 +45,19 @@ def emit_lif(b, node, currents: list[str], steps: int) -> list[str]:
         drive = cur[t]
         if node.alpha is not None:
             acc = drive if i is None else b.op("Add", [b.rs(b.op("Mul", [c("alpha"), i], n), f, n), drive], n)
-            i = drive = b.op("Clip", [acc, c("lo", lo), c("hi", hi)], n)
+            i = drive = b.clamp(acc, c("lo", lo), c("hi", hi), n)
         r = as_int(b.op("Greater", [v, c("threshold")], n)) if snn else None
         if snn and node.reset == "zero":
             v = b.op("Mul", [b.op("Sub", [c("one", 1), r], n), v], n)
         raw = b.op("Add", [b.op("Add", [b.rs(b.op("Mul", [c("beta"), v], n), f, n), drive], n), c("bias")], n)
         if snn and node.reset == "subtract":
             raw = b.op("Sub", [raw, b.op("Mul", [r, c("threshold")], n)], n)
-        u = b.op("Clip", [raw, c("lo", lo), c("hi", hi)], n)
+        u = b.clamp(raw, c("lo", lo), c("hi", hi), n)
         if not node.spiking:
             v = s = u
         else:
             if node.multi_spike:
-                s = b.op("Div", [b.op("Max", [u, c("zero", 0)], n), c("threshold")], n)
+                s = b.op("Div", [b.clamp(u, c("zero", 0), None, n), c("threshold")], n)
             else:
                 s = as_int(b.op("Greater" if node.compare == ">" else "GreaterOrEqual", [u, c("threshold")], n))
             if snn:
@@ -69,6 +70,6 @@ def emit_lif(b, node, currents: list[str], steps: int) -> list[str]:
             else:
                 v = u
         if node.v_min is not None:
-            v = b.op("Max", [v, c("v_min")], n)
+            v = b.clamp(v, c("v_min"), None, n)
         out.append(s)
     return out

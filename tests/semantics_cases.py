@@ -19,7 +19,15 @@ def _halves(f: int) -> np.ndarray:
     return np.concatenate([base, -base])
 
 
-RS = [(np.concatenate([_halves(f), _rng.integers(-2**40, 2**40, 64)]), f) for f in (0, 1, 2, 5, 12, 20, 30)]
+def _band() -> np.ndarray:
+    """Magnitudes in [2^31, 2^32) and at its edges, both signs: where onnxruntime 1.23's int64 Sign, Clip, Min
+    and Max go wrong (the integer ONNX emitter must not rely on them there)."""
+    edges = np.array([2**31 - 1, 2**31, 2**31 + 1, 2**32 - 1, 2**32], I64)
+    inside = _rng.integers(2**31, 2**32, 32, dtype=I64)
+    return np.concatenate([edges, -edges, inside, -inside])
+
+
+RS = [(np.concatenate([_halves(f), _band(), _rng.integers(-2**40, 2**40, 64)]), f) for f in (0, 1, 2, 5, 12, 20, 30)]
 EXP_SHIFT = [(_rng.integers(-2**30, 2**30, 64, dtype=I64), e) for e in (-14, -3, -1, 0, 1, 7)]
 SATURATE = [(np.concatenate([_rng.integers(-2**26, 2**26, 64), np.array([2**23 - 1, 2**23, -2**23, -2**23 - 1])]),
              bits) for bits in (8, 16, 24)]
@@ -43,9 +51,19 @@ def _neuron_case(steps, channels, levels, leak_frac_bits, membrane_bits, leak_ki
                 levels=levels, membrane_bits=membrane_bits)
 
 
+def _wide_neuron_case() -> dict:
+    """A 33-bit membrane fed currents of magnitude in [2^31, 2^32) (``_band``): membranes, their saturation and
+    V div Θ (Θ = 1 among the thresholds) all pass through that band; it saturates."""
+    rng = np.random.default_rng(6)
+    current = rng.choice(_band(), size=(4, 3, 5)).astype(I64)
+    return dict(current=current, leak=np.array([4096, 3584, 4096, 4500], I64), leak_frac_bits=12,
+                theta=np.array([1, 2, 3, 1000, 2**20], I64), v_init=np.array([0, 1, 5, 100, 7], I64), levels=2,
+                membrane_bits=33)
+
+
 NEURON = [_neuron_case(4, 5, 1, 12, 24, "none", 1), _neuron_case(4, 5, 2, 12, 24, "const", 2),
           _neuron_case(8, 3, 4, 12, 24, "varying", 3), _neuron_case(6, 4, 2, 8, 10, "const", 4),   # saturates
-          _neuron_case(3, 2, 3, 4, 24, "varying", 5)]
+          _neuron_case(3, 2, 3, 4, 24, "varying", 5), _wide_neuron_case()]
 
 
 def neuron_reference(case: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +81,8 @@ def neuron_reference(case: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(ks), sat
 
 
-def _lif_case(seed, shape, f, bits, reset, compare, timing, alpha=False, multi=False, v_min=False, spiking=True):
+def _lif_case(seed, shape, f, bits, reset, compare, timing, alpha=False, multi=False, v_min=False, spiking=True,
+              wide=False):
     """A ``qlif`` case: random int64 parameters (per neuron) and currents [steps, N, *shape]."""
     rng = np.random.default_rng(seed)
     one = 1 << f
@@ -77,6 +96,8 @@ def _lif_case(seed, shape, f, bits, reset, compare, timing, alpha=False, multi=F
                   compare=compare, timing=timing, multi_spike=multi, spiking=spiking)
     current = rng.integers(-hi, hi, (8, 3, *shape)).astype(I64) if bits <= 12 else \
         rng.integers(-200, 700, (8, 3, *shape)).astype(I64)
+    if wide:      # drives of magnitude in [2^31, 2^32): saturation and max(u, 0) pass through that band
+        current = rng.choice(_band(), size=(8, 3, *shape)).astype(I64)
     v_init = rng.integers(-100, 100, shape).astype(I64)
     return dict(current=current, v_init=v_init, params=params)
 
@@ -86,7 +107,8 @@ LIF = [_lif_case(1, (5,), 12, 24, "subtract", ">", "snntorch"), _lif_case(2, (5,
        _lif_case(4, (4,), 12, 24, "subtract", ">", "same-step", alpha=True),
        _lif_case(5, (4,), 6, 10, "subtract", ">=", "same-step", multi=True, v_min=True),   # saturates
        _lif_case(6, (6,), 12, 24, "none", ">", "same-step", spiking=False, v_min=True),
-       _lif_case(7, (6,), 12, 11, "zero", ">", "snntorch", alpha=True)]                      # saturates
+       _lif_case(7, (6,), 12, 11, "zero", ">", "snntorch", alpha=True),                      # saturates
+       _lif_case(8, (5,), 12, 34, "subtract", ">=", "same-step", alpha=True, multi=True, v_min=True, wide=True)]
 
 
 def lif_reference(case: dict) -> tuple[np.ndarray, np.ndarray]:
