@@ -80,13 +80,18 @@ class Report:
 
 @dataclass(frozen=True)
 class Verify:
-    """``lmhtc verify``: every target's run of a batch (logits, integer logits, spike trains, seconds)."""
+    """``lmhtc verify``: every target's run of a batch (logits, integer logits, seconds) and, per pair of
+    targets with spike trains, the differing entries per layer (``verify.run_batch``)."""
 
     targets: tuple[str, ...]
 
-    axes = {"spikes": 1}
-    sums = ("seconds",)
-    key = _job_key
+    axes = {}
+    sums = ("seconds", "mismatches")
+
+    def key(self) -> dict:
+        """The job's shard key; ``record`` names the record's form, so --resume never reuses the shards of the
+        earlier form, which held the spike trains themselves."""
+        return {**_job_key(self), "record": "pair-mismatches"}
 
     def run(self, graphs: dict, x: np.ndarray, batch_size: int, memo: Memo) -> dict:
         from lmhtc.compiler.verify import run_batch

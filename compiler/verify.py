@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
@@ -166,14 +166,30 @@ def run_target(name: str, graphs: dict[str, Graph], x: np.ndarray, meta: dict | 
 
 def run_batch(graphs: dict[str, Graph], x: np.ndarray, targets: list[str], memo: dict,
               progress: bool = False) -> dict:
-    """One batch through every target: the per-batch record {target: TargetRun fields}."""
-    return {t: asdict(run_target(t, graphs, x, progress=progress, memo=memo)) for t in targets}
+    """One batch through every target, compared pair by pair in the batch: the per-batch record
+    ``{"runs": {target: its logits, integer logits, seconds}, "mismatches": {"a vs b": {layer: differing
+    entries}}}`` (pairs where both targets have integer spike trains). The spike trains themselves are
+    dropped with the batch, so memory stays one batch's whatever the number of inputs; the counts add up."""
+    runs = [run_target(t, graphs, x, progress=progress, memo=memo) for t in targets]
+    record = {"runs": {r.name: {"name": r.name, "logits": r.logits, "logits_int": r.logits_int,
+                                "seconds": r.seconds} for r in runs},
+              "mismatches": {}}
+    for a, b in combinations(runs, 2):
+        mism = spike_mismatches(a, b)
+        if mism is not None:
+            record["mismatches"][pair_key(a.name, b.name)] = mism
+    return record
 
 
-def join_runs(records: list[dict], targets: list[str]) -> list[TargetRun]:
-    """The whole run of every target from its per-batch records, in input order (seconds add up)."""
-    whole = combine(records, axes={"spikes": 1}, sums={"seconds"})
-    return [TargetRun(**whole[t]) for t in targets]
+def pair_key(a: str, b: str) -> str:
+    return f"{a} vs {b}"
+
+
+def runs_and_pairs(record: dict, targets: list[str]) -> tuple[list[TargetRun], list[PairResult]]:
+    """The runs (without spike trains) and every pair's comparison from a (combined) ``run_batch`` record."""
+    runs = [TargetRun(**record["runs"][t]) for t in targets]
+    mism = record["mismatches"]
+    return runs, [compare(a, b, mism.get(pair_key(a.name, b.name))) for a, b in combinations(runs, 2)]
 
 
 def check_runnable(name: str, graphs: dict[str, Graph]) -> None:
@@ -190,36 +206,46 @@ def check_runnable(name: str, graphs: dict[str, Graph]) -> None:
         raise VerifyError(str(exc)) from None
 
 
-def compare(a: TargetRun, b: TargetRun) -> PairResult:
-    """Argmax agreement, max |Δlogits|, and per-layer spike-train equality where both have integer spikes."""
+def spike_mismatches(a: TargetRun, b: TargetRun) -> dict[str, int] | None:
+    """Per neuron layer, the entries where the two runs' spike trains differ (a layer one side lacks, or of
+    another shape, counts all its entries); None when one side has no integer spike trains."""
+    if not (a.spikes and b.spikes):
+        return None
+    mism: dict[str, int] = {}
+    for layer in a.spikes:
+        other = b.spikes.get(layer)
+        if other is None or other.shape != a.spikes[layer].shape:
+            mism[layer] = int(a.spikes[layer].size)
+        else:
+            mism[layer] = int(np.count_nonzero(a.spikes[layer] != other))
+    for layer in b.spikes:
+        mism.setdefault(layer, int(b.spikes[layer].size))
+    return mism
+
+
+def compare(a: TargetRun, b: TargetRun, mismatches: dict[str, int] | None = None) -> PairResult:
+    """Argmax agreement, max |Δlogits|, and per-layer spike-train equality (``mismatches``, as
+    ``spike_mismatches`` counts them: taken from the runs' spike trains when not given)."""
     integer = set(lowering.names(phase="integer"))
     required = a.name in integer and b.name in integer
     d = np.abs(a.logits - b.logits)
     agree = float((a.logits.argmax(-1) == b.logits.argmax(-1)).mean())
-    mism: dict[str, int] = {}
-    spikes_equal = None
-    if a.spikes and b.spikes:
-        for layer in a.spikes:
-            other = b.spikes.get(layer)
-            if other is None or other.shape != a.spikes[layer].shape:
-                mism[layer] = int(a.spikes[layer].size)
-            else:
-                mism[layer] = int((a.spikes[layer] != other).sum())
-        for layer in b.spikes:
-            mism.setdefault(layer, int(b.spikes[layer].size))
-        spikes_equal = not any(mism.values())
+    mism = spike_mismatches(a, b) if mismatches is None else mismatches
+    spikes_equal = None if mism is None else not any(mism.values())
     bit_exact = bool(np.array_equal(a.logits, b.logits))
     if a.logits_int is not None and b.logits_int is not None:
         bit_exact = bit_exact and bool(np.array_equal(a.logits_int, b.logits_int))
     if spikes_equal is not None:
         bit_exact = bit_exact and spikes_equal
-    return PairResult(a.name, b.name, required, bit_exact, spikes_equal, agree, float(d.max(initial=0.0)), mism)
+    return PairResult(a.name, b.name, required, bit_exact, spikes_equal, agree, float(d.max(initial=0.0)),
+                      dict(mism or {}))
 
 
 def verify(graphs: dict[str, Graph], x: np.ndarray, targets: list[str], progress: bool = False,
            batch_size: int | None = None):
     """Run ``targets`` on ``x`` [N, ...] or a per-step sequence [steps, N, ...] (in batches of ``batch_size``
-    samples; default one batch) and compare every pair; returns (runs, pairs). Checks every target first."""
+    samples; default one batch) and compare every pair; returns (runs, pairs) — the runs without their spike
+    trains, which are compared batch by batch (``run_batch``). Checks every target first."""
     from .executor import is_sequence
 
     for t in targets:
@@ -230,13 +256,13 @@ def verify(graphs: dict[str, Graph], x: np.ndarray, targets: list[str], progress
     memo: dict = {}
     records = [run_batch(graphs, x[:, i:i + step] if seq else x[i:i + step], targets, memo, progress)
                for i in range(0, n, max(step, 1))]
-    runs = join_runs(records, targets)
-    return runs, compare_runs(runs)
+    return runs_and_pairs(combine_records(records), targets)
 
 
-def compare_runs(runs: list[TargetRun]) -> list[PairResult]:
-    """Every pair of runs compared, in target order."""
-    return [compare(a, b) for a, b in combinations(runs, 2)]
+def combine_records(records: list[dict]) -> dict:
+    """``run_batch`` records of consecutive batches as one: logits in input order, seconds and differing
+    entries added up."""
+    return combine(records, sums={"seconds", "mismatches"})
 
 
 def default_targets(graphs: dict[str, Graph]) -> list[str]:

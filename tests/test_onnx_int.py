@@ -161,6 +161,36 @@ def test_verify_exits_nonzero_when_a_bit_exact_pair_differs(tmp_path, monkeypatc
     assert sum(doc["pairs"][0]["layer_mismatches"].values()) == 1
 
 
+def test_verify_compares_batch_by_batch_without_keeping_spike_trains(monkeypatch):
+    """A batch record holds logits and per-layer counts of differing entries, no spike trains (memory stays one
+    batch's); batches of 2 add up to the counts of one batch, flipped spikes included."""
+    import lmhtc.compiler.verify as tv
+
+    graphs = compile_graphs(trace_to_ir(randomize(TinyResNet(2, 2), 4), (2, 8, 8)))
+    graphs["integer"] = quantize(graphs["compiled"])
+    x = np.random.default_rng(4).normal(size=(5, 2, 8, 8)).astype(np.float32)
+    record = tv.run_batch(graphs, x, ["float", "int", "onnx-int"], {})
+    arrays = {k: type(v).__name__ for run in record["runs"].values() for k, v in run.items()
+              if isinstance(v, np.ndarray)}
+    assert set(arrays) == {"logits", "logits_int"} and list(record["mismatches"]) == ["int vs onnx-int"]
+
+    real = tv.run_target
+
+    def corrupted(name, graphs, x, *args, **kwargs):     # every sample's first spike of one layer flipped
+        run = real(name, graphs, x, *args, **kwargs)
+        if name == "onnx-int":
+            layer = sorted(run.spikes)[0]
+            run.spikes[layer] = run.spikes[layer].copy()
+            run.spikes[layer][0, :].reshape(x.shape[0], -1)[:, 0] ^= 1
+        return run
+
+    monkeypatch.setattr(tv, "run_target", corrupted)
+    whole = tv.verify(graphs, x, ["int", "onnx-int"])[1][0]
+    parts = tv.verify(graphs, x, ["int", "onnx-int"], batch_size=2)[1][0]
+    assert sum(whole.layer_mismatches.values()) == 5 and whole.layer_mismatches == parts.layer_mismatches
+    assert not parts.bit_exact and parts.spikes_equal is False
+
+
 def test_errors_name_the_cause(tmp_path):
     graph = compile_graphs(trace_to_ir(randomize(TinyResNet(2, 2), 0), (2, 8, 8)))["compiled"]
     with pytest.raises(ExportError, match="float network"):

@@ -187,7 +187,7 @@ def _verify_runs(artifact, inputs, graphs, names, limit, batch_size, progress, d
     else through the shard runner (in-process or on Dask)."""
     from ..jobs import Verify
     from ..sources import open_inputs
-    from ..verify import TargetRun, compare_runs
+    from ..verify import runs_and_pairs
     from ..verify import verify as verify_runs
 
     graph = next(iter(graphs.values()))
@@ -204,8 +204,7 @@ def _verify_runs(artifact, inputs, graphs, names, limit, batch_size, progress, d
         source = open_inputs(inputs, limit)
         record = sharded(Verify(tuple(names)), artifact, source, batch_size, workers, scheduler, resume, progress,
                          graphs)
-        runs = [TargetRun(**record[name]) for name in names]
-        pairs = compare_runs(runs)
+        runs, pairs = runs_and_pairs(record, names)
         n_inputs = len(source)
     return runs, pairs, n_inputs
 
