@@ -197,6 +197,7 @@ def export_int_onnx(graph: Graph, metadata: dict | None = None, spikes: bool = F
 
 
 _WINDOWED_KINDS = frozenset({"qconv2d", "qlinear", "qconv1d", "qgain", "add", "qtemporal_mix"})
+_SYNAPTIC_KINDS = frozenset({"qconv2d", "qlinear", "qconv1d", "qgain"})      # read inputs via windowed_input
 
 
 class _Ctx:
@@ -230,6 +231,10 @@ class _Ctx:
                 out.append(acc)
             self._wsums[key] = out
         return self._wsums[key]
+
+    def preset_window_sums(self, src: str, lw: int, sums: list[str]) -> None:
+        """``src``'s window sums, computed by its own lowering (``_window_neuron``): its consumers read these."""
+        self._wsums[(src, lw)] = sums
 
     def windowed_input(self, node, xs: list[str]) -> tuple[list[str], int, int]:
         """(the input tensors of a synaptic ``node`` — window sums where the runtime's plan takes them —, the
@@ -333,9 +338,36 @@ def _lower_lif(ctx: _Ctx, node, ins) -> list[str]:
     return _spike_output(ctx, node, emit_lif(ctx.b, node, currents, ctx.steps), node.spiking)
 
 
-def _lower_neuron(ctx: _Ctx, node: QNeuron, ins) -> list[str]:
+def _lower_neuron(ctx: _Ctx, node: QNeuron, ins) -> list[str | None]:
     cur_b = ctx.edge[node.inputs[0]]
+    lw = _window_neuron(ctx, node, ins[0])
+    if lw > 1:       # only window sums are read: one multi-level step per window (``_neuron``'s ``window``)
+        sums = _neuron(ctx.b, node, ins[0], ctx.steps, cur_bound=cur_b, window=lw)
+        ctx.preset_window_sums(node.name, lw, [ctx.b.cast(k, int_type(node.levels * lw)) for k in sums])
+        return [None] * ctx.steps
     return _spike_output(ctx, node, _neuron(ctx.b, node, ins[0], ctx.steps, cur_bound=cur_b), True)
+
+
+def _window_neuron(ctx: _Ctx, node: QNeuron, currents: list[str | None]) -> int:
+    """The window L of ``node``'s spike counts when every consumer reads them only as sums over windows of L
+    steps (synapses the plan runs per window, no spike output) and, within each window, the steps after the
+    first have no current and leak 1 (the exact schedule); else 1 (per-step spike counts).
+
+    Then the L steps of a window are one step with L·levels levels: after the window's first step V only falls,
+    by k·Θ per step with k = clamp(V div Θ, 0, levels), so the window fires clamp(V div Θ, 0, L·levels) in all
+    and ends at V minus that many Θ; no step after the first can saturate (V neither grows nor falls below
+    min(V, 0))."""
+    lw = int(ctx.graph.meta.get("reparam_levels", 1))
+    if lw <= 1 or ctx.spikes or ctx.steps % lw or len(currents) != ctx.steps:
+        return 1
+    consumers = ctx.graph.consumers(node.name)
+    if not consumers or any(c.kind not in _SYNAPTIC_KINDS or ctx.plan.get(c.name, 1) != lw for c in consumers):
+        return 1
+    one = 1 << node.leak_frac_bits
+    inner = [t for t in range(ctx.steps) if t % lw]
+    if any(currents[t] is not None or int(node.leak[t]) != one for t in inner):
+        return 1
+    return lw
 
 
 def _spike_output(ctx: _Ctx, node, out: list[str], spiking: bool) -> list[str]:
@@ -617,13 +649,15 @@ def _leak_span(d: int, hi: int, f: int) -> int:
 
 
 def _neuron(b: _IntBuilder, node: QNeuron, currents: list[str | None], steps: int,
-            cur_bound: int | None = None) -> list[str]:
+            cur_bound: int | None = None, window: int = 1) -> list[str]:
     """Per step: ``V ← sat(rs(leak·V, D) + I, B)``, ``k = clip(V div Θ, 0, L)``, ``V ← V − kΘ`` (soft reset).
 
     int32 where ``cur_bound`` (on |I|) and the widths prove it exact (``_neuron_type``), else int64. A None
     current is zero (its Add is skipped). The Clip is emitted only where a bound on |V| (from ``cur_bound``,
     the leaks and v_init; after a soft reset V − kΘ lies in [min(V, 0), V]) exceeds the saturation bound.
-    For L = 1, k = [V ≥ Θ] (the same value, one comparison).
+    For L = 1, k = [V ≥ Θ] (the same value, one comparison). With ``window`` W > 1 (``_window_neuron`` proved
+    the steps after each window's first silent: no current, leak 1) only each window's first step is emitted,
+    with W·L levels, and the result is the window's spike sums, one tensor per window.
     """
     theta = node.threshold.astype(I64)
     if (theta < 1).any():
@@ -637,6 +671,13 @@ def _neuron(b: _IntBuilder, node: QNeuron, currents: list[str | None], steps: in
     nd = len(node.shape)
     th = b.const(f"{node.name}.theta", _channel(theta, nd), npt)
     made: dict[str, str] = {}
+
+    def th_times(j: int) -> str:
+        if j == 1:
+            return th
+        if f"theta{j}" not in made:
+            made[f"theta{j}"] = b.const(f"{node.name}.theta{j}", _channel(j * theta, nd), npt)
+        return made[f"theta{j}"]
 
     def c(key: str, value: int) -> str:
         if key not in made:
@@ -653,6 +694,8 @@ def _neuron(b: _IntBuilder, node: QNeuron, currents: list[str | None], steps: in
     vb = int(np.abs(v0).max(initial=0))     # a bound on |V| (saturation can only clip above hi)
     out = []
     for t in range(steps):
+        if t % window:       # a silent step of a window: folded into the window's first (``_window_neuron``)
+            continue
         i = None if cur[t] is None else b.cast(cur[t], dt)
         if t == 0:
             v = b.op("Add", [i, b.const(f"{node.name}.v_init", _channel(v0, nd), npt)], node.name) if v0.any() else i
@@ -667,10 +710,17 @@ def _neuron(b: _IntBuilder, node: QNeuron, currents: list[str | None], steps: in
         if changed and vb > hi:     # else no value can saturate: sat() is the identity
             v = b.clamp(v, c("lo", lo), c("hi", hi), node.name)
             vb = hi + 1
-        if node.levels == 1:
+        levels = node.levels * window
+        if levels == 1:
             k = b.op("Cast", [b.op("GreaterOrEqual", [v, th], node.name)], node.name, to=dt)
+        elif dt == TensorProto.INT64 and levels <= 4:     # onnxruntime's int64 Div costs ~5 comparisons:
+            ks = [b.op("Cast", [b.op("GreaterOrEqual", [v, th_times(j)], node.name)], node.name, to=dt)
+                  for j in range(1, levels + 1)]           # k = #{j ≤ levels : V ≥ j·Θ}, the same count
+            k = ks[0]
+            for kj in ks[1:]:
+                k = b.op("Add", [k, kj], node.name)
         else:
-            k = b.clamp(b.op("Div", [v, th], node.name), c("k0", 0), c("L", node.levels), node.name)
+            k = b.clamp(b.op("Div", [v, th], node.name), c("k0", 0), c(f"L{levels}", levels), node.name)
         v = b.op("Sub", [v, b.op("Mul", [k, th], node.name)], node.name)
         out.append(k)
     return out

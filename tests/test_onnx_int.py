@@ -361,3 +361,36 @@ def test_int32_neuron_loop_equals_the_semantics():
         for got in runs:
             np.testing.assert_array_equal(np.stack(got), rk)
     assert kinds == {TensorProto.INT32, TensorProto.INT64}
+
+
+@pytest.mark.parametrize("schedule", ["exact", "uniform"])
+@pytest.mark.parametrize("cfg", [QuantConfig(), QuantConfig(membrane_bits=9), QuantConfig.widest()])
+def test_window_neurons_equal_the_per_step_neurons(schedule, cfg, monkeypatch):
+    """A neuron whose spike counts are read only as window sums is emitted as one multi-level step per window
+    (exact schedule: the steps after a window's first are silent); its integer logits are the per-step
+    export's (``spikes=True`` keeps every step) and the runtime's, in onnxruntime and onnx's evaluator; 9-bit
+    membranes (the plan runs them per step) and the int64 loop of the widest setting too."""
+    from onnx.reference import ReferenceEvaluator
+
+    import lmhtc.targets.onnx_int as onnx_int
+    from lmhtc.compiler.analysis.windows import planned_windows
+    from nets import DownsampleNet
+
+    windows: list[int] = []
+    real = onnx_int._window_neuron
+    monkeypatch.setattr(onnx_int, "_window_neuron", lambda *a: windows.append(real(*a)) or windows[-1])
+    for model in (randomize(TinyResNet(2, 2), 6), randomize(DownsampleNet(2, 2), 7)):
+        q = quantize(compile_graphs(trace_to_ir(model, (2, 8, 8)), schedule=schedule)["compiled"], cfg)
+        x = (2 * np.random.default_rng(8).normal(size=(6, 2, 8, 8))).astype(np.float32)
+        want = run_int(q, x, batch_size=6).logits_int
+        windows.clear()
+        fast = export_int_onnx(q)
+        windowed = any(lw > 1 for lw in planned_windows(q).values())      # 9-bit membranes: a per-step plan
+        assert (2 in windows) == (schedule == "exact" and windowed) and set(windows) <= {1, 2}
+        windows.clear()
+        per_step = export_int_onnx(q, spikes=True)
+        assert set(windows) == {1}
+        for m in (fast, per_step):
+            sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+            assert np.array_equal(sess.run(["logits_int"], {"x": x})[0], want)
+            assert np.array_equal(ReferenceEvaluator(m).run(["logits_int"], {"x": x})[0], want)
