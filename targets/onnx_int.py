@@ -20,7 +20,8 @@ A synapse is computed in one of three exact ways, chosen per node by the range a
 
 Where the graph's window plan (``compiler.analysis.windows``, the runtime's too) takes a layer's synaptic products
 once per window on window spike sums, so does the emitter (the same integers by linearity). T-GIM sums
-that need more than 31 bits run in int32 in a split form (``_split_mix_row``), leak steps of an int32
+that need more than 31 bits run in int32: on synaptic values kept as 2^e·P + c (``onnx_int_affine``), else
+in a split form (``_split_mix_row``); leak steps of an int32
 neuron loop likewise (``_leak``); both are proven equal to the semantics' ``rs``. The ``qlif`` kind's
 emitter (onnx_int_lif.py) works on int64: its currents are cast at the kind boundary.
 
@@ -45,6 +46,7 @@ from lmhtc.compiler.analysis.windows import planned_windows
 from lmhtc.compiler.ir import Add, Graph
 
 from .onnx_common import Builder, ExportError, finish_model
+from .onnx_int_affine import affine_mix, affine_nodes, mix_columns, per_row
 from .onnx_int_lif import emit_lif, sequence_steps
 from lmhtc.compiler.intir_conv1d import QConv1d, conv2d_view
 
@@ -213,6 +215,9 @@ class _Ctx:
         self.nonneg = _nonnegative(graph)
         self.win: dict[str, int] = {}
         self._wsums: dict[tuple, list[str]] = {}
+        # values reaching only T-GIM as 2^e·P + c (onnx_int_affine): name → (e, |P| bound, |c| bound), and c
+        self.affine = affine_nodes(graph, sums, self.plan)
+        self.affine_c: dict[str, np.ndarray | None] = {}
 
     def window_sums(self, src: str, xs: list[str], lw: int) -> list[str]:
         """Σ of ``xs`` over each window of ``lw`` steps (in their type: the bound ``edge·lw`` fits it), shared
@@ -284,6 +289,10 @@ def _lower_synapse(ctx: _Ctx, node, ins) -> list[str]:
     kind = ctx.kernel(node, in_b, acc_b, _fan_in(node))
     out_b = ctx.edge[node.name] * lw
     dt = int_type(max(acc_b + (1 << max(-node.shift - 1, 0)), out_b))
+    if node.name in ctx.affine:        # P = Σ w·x and c = lw·bias, kept apart for the mix (onnx_int_affine)
+        ctx.win[node.name] = lw
+        ctx.affine_c[node.name] = None if node.bias is None else _channel(node.bias, len(node.shape)) * lw
+        return [b.cast(a, TensorProto.INT32) for a in _synapse(b, node, ctx.graph, xs, kind, TensorProto.INT32)]
     acc = _synapse(b, node, ctx.graph, xs, kind, dt)
     bias = None
     if node.bias is not None:
@@ -301,8 +310,12 @@ def _lower_gain(ctx: _Ctx, node: QGain, ins) -> list[str]:
     xs, lw, in_b = ctx.windowed_input(node, ins[0])
     acc_b = ctx.sums[node.name] * lw
     dt = int_type(max(acc_b + (1 << max(-node.shift - 1, 0)), ctx.edge[node.name] * lw))
-    gain = b.const(f"{node.name}.gain", _channel(node.gain, len(node.shape)), _NP[dt])
     ctx.win[node.name] = lw
+    if node.name in ctx.affine:        # P = gain·x, no constant (onnx_int_affine)
+        gain = b.const(f"{node.name}.gain", _channel(node.gain, len(node.shape)), np.int32)
+        ctx.affine_c[node.name] = None
+        return [b.op("Mul", [b.cast(v, TensorProto.INT32), gain], node.name) for v in xs]
+    gain = b.const(f"{node.name}.gain", _channel(node.gain, len(node.shape)), _NP[dt])
     return [b.exp_shift(b.op("Mul", [b.cast(v, dt), gain], node.name), node.shift, node.name) for v in xs]
 
 
@@ -310,8 +323,18 @@ def _lower_add(ctx: _Ctx, node, ins) -> list[str]:
     wa, wb = (ctx.win.get(n, 1) for n in node.inputs)
     if wa != wb:
         raise ExportError(f"node {node.name!r} adds a window sum to a per-step value")
-    dt = int_type(ctx.edge[node.name] * wa)
     ctx.win[node.name] = wa
+    if node.name in ctx.affine:        # 2^e·(P_a·2^(e_a − e) + P_b·2^(e_b − e)) + (c_a + c_b)
+        e = ctx.affine[node.name][0]
+        scaled = []
+        for src, vs in zip(node.inputs, ins):
+            up = ctx.affine[src][0] - e
+            pow2 = ctx.b.const(f"{node.name}.pow2", 1 << up, np.int32) if up else None
+            scaled.append([ctx.b.op("Mul", [v, pow2], node.name) for v in vs] if up else vs)
+        cs = [ctx.affine_c[src] for src in node.inputs if ctx.affine_c[src] is not None]
+        ctx.affine_c[node.name] = None if not cs else cs[0] if len(cs) == 1 else cs[0] + cs[1]
+        return ctx.b.add_steps(scaled[0], scaled[1], ctx.steps, node.name)
+    dt = int_type(ctx.edge[node.name] * wa)
     return ctx.b.add_steps([ctx.b.cast(v, dt) for v in ins[0]], [ctx.b.cast(v, dt) for v in ins[1]], ctx.steps,
                            node.name)
 
@@ -512,6 +535,10 @@ def _im2col_conv(b: _IntBuilder, base: str, x: str, w: np.ndarray, in_shape, out
 def _lower_mix(ctx: _Ctx, node: QTemporalMix, ins) -> list[str]:
     src = node.inputs[0]
     w_in = ctx.win.get(src, 1)
+    if src in ctx.affine:
+        e, p_bound, _ = ctx.affine[src]
+        return affine_mix(ctx.b, node, ins[0], e, ctx.affine_c[src], ctx.steps, w_in, int_type(ctx.edge[node.name]),
+                          p_bound)
     return _mix(ctx.b, node, ins[0], ctx.steps, w_in, ctx.edge[src] * w_in, ctx.edge[node.name], zero_rows=True)
 
 
@@ -525,11 +552,7 @@ def _mix(b: _IntBuilder, node: QTemporalMix, xs: list[str], steps: int, w_in: in
     has the type of ``out_bound``; else int64. ``zero_rows``: a step t > 0 whose row is zero gets None (a zero
     current) instead of a tensor of zeros.
     """
-    omega = node.omega.astype(I64)
-    if w_in > 1:
-        omega = omega[:, ::w_in]
-    elif len(xs) == 1:     # a static input: Σ_m omega[t, m]·y = (row sum)·y
-        omega = omega.sum(1, keepdims=True)
+    omega = mix_columns(node, w_in, len(xs))
     half = (1 << node.frac_bits) >> 1
     if in_bound is None:
         acc_dt = out_dt = TensorProto.INT64
@@ -538,27 +561,20 @@ def _mix(b: _IntBuilder, node: QTemporalMix, xs: list[str], steps: int, w_in: in
         out_dt = int_type(out_bound)
     split = acc_dt == TensorProto.INT64 and in_bound is not None and _split_mix_fits(omega, in_bound, node.frac_bits)
     parts: dict[int, tuple[str, str]] = {}
-    done: dict[tuple, str] = {}
-    out: list[str | None] = []
-    for t in range(steps):
-        row = tuple(int(v) for v in omega[t])
-        if zero_rows and t > 0 and not any(row):
-            out.append(None)
-            continue
-        if row not in done and split and any(row):
-            done[row] = b.cast(_split_mix_row(b, node, xs, row, in_bound, parts), out_dt)
-        if row not in done:
-            terms = [b.op("Mul", [b.cast(xs[m], acc_dt), b.const(f"{node.name}.w", w, _NP[acc_dt])], node.name)
-                     for m, w in enumerate(row) if w]
-            if not terms:
-                terms = [b.op("Mul", [b.cast(xs[0], acc_dt), b.const(f"{node.name}.zero", 0, _NP[acc_dt])],
-                              node.name)]
-            acc = terms[0]
-            for term in terms[1:]:
-                acc = b.op("Add", [acc, term], node.name)
-            done[row] = b.cast(b.rs(acc, node.frac_bits, node.name), out_dt)
-        out.append(done[row])
-    return out
+
+    def emit(row: tuple) -> str:
+        if split and any(row):
+            return b.cast(_split_mix_row(b, node, xs, row, in_bound, parts), out_dt)
+        terms = [b.op("Mul", [b.cast(xs[m], acc_dt), b.const(f"{node.name}.w", w, _NP[acc_dt])], node.name)
+                 for m, w in enumerate(row) if w]
+        if not terms:
+            terms = [b.op("Mul", [b.cast(xs[0], acc_dt), b.const(f"{node.name}.zero", 0, _NP[acc_dt])], node.name)]
+        acc = terms[0]
+        for term in terms[1:]:
+            acc = b.op("Add", [acc, term], node.name)
+        return b.cast(b.rs(acc, node.frac_bits, node.name), out_dt)
+
+    return per_row(omega, steps, zero_rows, emit)
 
 
 def _split_terms(omega_abs_sum: int, in_bound: int, f: int) -> tuple[int, int, int]:

@@ -101,7 +101,13 @@ def test_hybrid_fixture_export_cli_and_verify(fixtures, tmp_path):
         x = f["x"][:16]
     from lmhtc.compiler.artifact import load_artifact
 
-    assert_bit_exact(load_artifact(art)[0]["integer"], x)
+    integer = load_artifact(art)[0]["integer"]
+    from lmhtc.compiler.analysis.windows import planned_windows
+    from lmhtc.targets.onnx_int_affine import affine_nodes
+
+    kept = affine_nodes(integer, value_bounds(integer)[1], planned_windows(integer))
+    assert {integer.node(n).kind for n in kept} == {"qconv2d", "qgain", "add"}     # T-GIM on 2^e·P + c
+    assert_bit_exact(integer, x)
 
     inputs, report = tmp_path / "x.npz", tmp_path / "verify.json"
     np.savez(inputs, x=x)
@@ -394,3 +400,39 @@ def test_window_neurons_equal_the_per_step_neurons(schedule, cfg, monkeypatch):
             sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
             assert np.array_equal(sess.run(["logits_int"], {"x": x})[0], want)
             assert np.array_equal(ReferenceEvaluator(m).run(["logits_int"], {"x": x})[0], want)
+
+
+@pytest.mark.parametrize("bias", ["mixed", "none", "odd"])
+@pytest.mark.parametrize("e", [1, 6, 11])
+@pytest.mark.parametrize("top", [490_000, 60_000])
+def test_affine_mix_equals_the_semantics(bias, e, top):
+    """T-GIM on values kept as 2^e·P + c (onnx_int_affine): the int32 currents equal ``semantics.temporal_mix``
+    of the full values, whose sums need more than 31 bits, at the rounding ties of both signs, for constants
+    whose low e bits are zero in some channels (z = 1), every channel (no bias) or (mostly) none, with sums too
+    wide for the offset floor and narrow enough for it."""
+    from lmhtc import semantics
+    from lmhtc.compiler.intir import QTemporalMix
+    from lmhtc.targets.onnx_int_affine import affine_mix
+
+    rng = np.random.default_rng(e)
+    f, ch = 12, 6
+    m = 1 << (f - e)
+    ties = np.array([k * m + (m >> 1) + d for k in range(-20, 20) for d in (-1, 0, 1)])
+    p = np.stack([np.concatenate([ties, rng.integers(-top, top, 40), [top, -top]])
+                  for _ in range(2)])            # [windows, n]: Σ|ω|·|P| < 2^31; 60 000: the offset floor fits
+    p = np.repeat(p[:, :, None], ch, axis=2)                                                      # [windows, n, C]
+    c = {"mixed": np.array([0, 1 << e, 3, -(5 << e), -7, 12345]), "none": None,
+         "odd": np.array([1, -3, 5, 7, -9, 11])}[bias]
+    cv = np.zeros(ch, np.int64) if c is None else c.astype(np.int64)
+    omega = np.array([[2076, 0, 2052, 0], [0, 0, 0, 0], [2072, 0, -2039, 0], [0, 0, 0, 0]], np.int64)
+    node = QTemporalMix("mix", omega=omega, frac_bits=f)
+    y = (p << e) + cv                                               # the full values, per window
+    win = omega[:, ::2]                                              # one column per window (w_in = 2)
+    want = np.stack([semantics.rs(win[t, 0] * y[0] + win[t, 1] * y[1], f) for t in range(4)])
+    feeds = {f"p{w}": p[w] for w in range(2)}
+    bound = int(np.abs(p).max())
+    runs, _ = _run_int32(lambda b: [v for v in affine_mix(b, node, list(feeds), e, c, 4, 2, TensorProto.INT32,
+                                                          bound) if v is not None], feeds, 2)
+    assert top < 490_000 or np.abs(y).max() * 4128 > 2**31           # the case this is about: Σ ω·y needs 32+ bits
+    for got in runs:
+        np.testing.assert_array_equal(np.stack(got), want[[0, 2]])
