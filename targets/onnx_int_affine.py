@@ -93,19 +93,21 @@ def affine_nodes(graph, sums: dict, plan: dict) -> dict[str, tuple[int, int, int
 
 def _round(b, n: str, acc: str, c1: np.ndarray, z: np.ndarray, k: int, m: int, n_bound: int) -> str:
     """⌊(A + C1 + K − z·[A + C1 < 0]) / M⌋ (the module doc's current) in int32 without ``Where`` (onnxruntime's
-    is ~3× an ``Add``): z everywhere 1 is rs(A + C1, F − e) (the value is 2^e·(A + C1) exactly); z nowhere 1 a
-    floor, as a truncating Div after an offset B·M ≥ |numerator| where that fits int32; else the floor of the
-    general form with both indicators as casts of comparisons."""
+    is ~3× an ``Add``): z everywhere 1 is rs(A + C1, F − e) (the value is 2^e·(A + C1) exactly); otherwise the
+    floor is a truncating Div after an offset B·M > |numerator| where that fits int32, else the truncating Div
+    minus (M − 1) where the numerator is negative; the indicators are casts of comparisons."""
     const = lambda key, v: b.const(f"{n}.{key}", v, np.int32)       # noqa: E731
     as_int = lambda cond: b.op("Cast", [cond], n, to=TensorProto.INT32)   # noqa: E731
     if z.all():
         a = b.op("Add", [acc, const("c1", c1)], n) if c1.any() else acc
         return b.rs(a, (m.bit_length() - 1), n)
-    if not z.any():
-        off = -(-n_bound // m)
-        if n_bound + off * m <= INT32_MAX:
-            t = b.op("Add", [acc, const("c1k_off", c1 + k + off * m)], n)
-            return b.op("Sub", [b.op("Div", [t, const("m", m)], n), const("off", off)], n)
+    off = -(-(n_bound + 1) // m)           # B with B·M > |A + C1 + K|: every numerator below is ≥ 0
+    if n_bound + 1 + off * m <= INT32_MAX:
+        t = b.op("Add", [acc, const("c1k_off", c1 + k + off * m)], n)
+        if z.any():                         # − z·[A + C1 < 0]
+            neg = as_int(b.op("Less", [t, const("k_off", k + off * m)], n))
+            t = b.op("Sub", [t, b.op("Mul", [neg, const("z", z.astype(np.int64))], n)], n)
+        return b.op("Sub", [b.op("Div", [t, const("m", m)], n), const("off", off)], n)
     t = b.op("Add", [acc, const("c1k", c1 + k)], n)
     zi = z.astype(np.int64)
     below = b.op("Mul", [as_int(b.op("Less", [t, const("z", zi)], n)), const("m1", m - 1)], n)   # numerator < 0

@@ -424,15 +424,21 @@ def test_affine_mix_equals_the_semantics(bias, e, top):
     c = {"mixed": np.array([0, 1 << e, 3, -(5 << e), -7, 12345]), "none": None,
          "odd": np.array([1, -3, 5, 7, -9, 11])}[bias]
     cv = np.zeros(ch, np.int64) if c is None else c.astype(np.int64)
-    omega = np.array([[2076, 0, 2052, 0], [0, 0, 0, 0], [2072, 0, -2039, 0], [0, 0, 0, 0]], np.int64)
-    node = QTemporalMix("mix", omega=omega, frac_bits=f)
-    y = (p << e) + cv                                               # the full values, per window
-    win = omega[:, ::2]                                              # one column per window (w_in = 2)
-    want = np.stack([semantics.rs(win[t, 0] * y[0] + win[t, 1] * y[1], f) for t in range(4)])
-    feeds = {f"p{w}": p[w] for w in range(2)}
     bound = int(np.abs(p).max())
-    runs, _ = _run_int32(lambda b: [v for v in affine_mix(b, node, list(feeds), e, c, 4, 2, TensorProto.INT32,
-                                                          bound) if v is not None], feeds, 2)
-    assert top < 490_000 or np.abs(y).max() * 4128 > 2**31           # the case this is about: Σ ω·y needs 32+ bits
-    for got in runs:
-        np.testing.assert_array_equal(np.stack(got), want[[0, 2]])
+    small = np.array([[1, 0, 0, 0], [0, 0, 0, 0], [3, 0, -2, 0], [0, 0, 0, 0]], np.int64)
+    for omega, p_bound in ((np.array([[2076, 0, 2052, 0], [0, 0, 0, 0], [2072, 0, -2039, 0], [0, 0, 0, 0]], np.int64),
+                            bound), (small, bound), (small, 2**29)):       # 2^29: a loose bound, no offset floor
+        q = p.copy()
+        if omega[0, 0] == 1:     # row 0 is P_0 itself: put A + C1 at −3…3 in every channel (the sign's edge)
+            c1 = (cv * 1) >> e
+            q[0, :7] = -c1 + np.arange(-3, 4)[:, None]
+        node = QTemporalMix("mix", omega=omega, frac_bits=f)
+        y = (q << e) + cv                                           # the full values, per window
+        win = omega[:, ::2]                                          # one column per window (w_in = 2)
+        want = np.stack([semantics.rs(win[t, 0] * y[0] + win[t, 1] * y[1], f) for t in range(4)])
+        feeds = {f"p{w}": q[w] for w in range(2)}
+        runs, _ = _run_int32(lambda b: [v for v in affine_mix(b, node, list(feeds), e, c, 4, 2, TensorProto.INT32,
+                                                              p_bound + 2**12) if v is not None], feeds, 2)
+        assert top < 490_000 or omega[0, 0] == 1 or np.abs(y).max() * 4128 > 2**31   # Σ ω·y needs 32+ bits
+        for got in runs:
+            np.testing.assert_array_equal(np.stack(got), want[[0, 2]])
