@@ -126,6 +126,10 @@ def bench_runtime(console) -> None:
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
+    # the engines share one process on a 2-core machine: an idle session's spinning pool threads would take
+    # the cores of the engine being timed (measured: integer ONNX 1.5–1.7 s with spinning, 1.0–1.15 s without,
+    # same run), so neither onnxruntime session spins between operators
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(export_float_onnx(graphs["compiled"]).SerializeToString(), opts,
                                 providers=["CPUExecutionProvider"])
     sess_int = ort.InferenceSession(export_int_onnx(qgraph).SerializeToString(), opts,
