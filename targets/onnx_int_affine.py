@@ -81,9 +81,11 @@ def affine_nodes(graph, sums: dict, plan: dict) -> dict[str, tuple[int, int, int
             if 1 <= e <= f - 1 and w * p + ((w * c) >> e) + 2 + (1 << (f - 1 - e)) + 2 * m <= INT32_MAX:
                 mixes[node.name] = node.inputs[0]
     keep = set(cand)
-    while True:       # a value stays only while every consumer is a kept add or a mix that takes it
+    while True:       # a value stays while every consumer is a kept add or a mix that takes it (an add: and
+        #               both its inputs stay)
         drop = {n for n in keep if any(not ((c.kind == "add" and c.name in keep) or mixes.get(c.name) == n)
-                                       for c in graph.consumers(n)) or not graph.consumers(n)}
+                                       for c in graph.consumers(n)) or not graph.consumers(n)
+                or (graph.node(n).kind == "add" and not all(i in keep for i in graph.node(n).inputs))}
         if not drop:
             break
         keep -= drop

@@ -442,3 +442,30 @@ def test_affine_mix_equals_the_semantics(bias, e, top):
         assert top < 490_000 or omega[0, 0] == 1 or np.abs(y).max() * 4128 > 2**31   # Σ ω·y needs 32+ bits
         for got in runs:
             np.testing.assert_array_equal(np.stack(got), want[[0, 2]])
+
+
+def test_affine_values_are_kept_only_where_every_consumer_takes_them():
+    """``affine_nodes``: a sum reaching a mix through an add is kept as 2^e·P + c, but not when one of its
+    values also goes elsewhere (here a mix whose F ≤ e cannot take it); the add then goes too, and with it
+    its other input."""
+    from lmhtc.compiler.intir import QConv2d, QInput, QTemporalMix
+    from lmhtc.compiler.ir import Add, Graph
+    from lmhtc.targets.onnx_int_affine import affine_nodes
+
+    def conv(name, shift):
+        w = np.ones((2, 1, 3, 3), np.int32)
+        return QConv2d(name, ["x"], shape=(2, 4, 4), weight=w, bias=np.array([3, -5]), shift=shift, stride=(1, 1),
+                       padding=(1, 1), dilation=(1, 1), groups=1)
+
+    omega = np.array([[2048, 0, 2048, 0], [0] * 4, [2048, 0, 2048, 0], [0] * 4], np.int64)
+    for second_use in (False, True):
+        g = Graph(4)
+        g.add(QInput("x", shape=(1, 4, 4), scale=0.1, bits=8))
+        g.add(conv("a", 6))
+        g.add(conv("b", 4))
+        g.add(Add("s", ["a", "b"]))
+        g.add(QTemporalMix("m", ["s"], omega=omega, frac_bits=12))
+        if second_use:
+            g.add(QTemporalMix("m2", ["a"], omega=omega, frac_bits=6))     # F − 1 < e: no affine form
+        kept = affine_nodes(g, {"a": 9 * 127, "b": 9 * 127}, {})
+        assert kept == ({} if second_use else {"a": (6, 1143, 5), "b": (4, 1143, 5), "s": (4, 1143 * 4 + 1143, 10)})
