@@ -385,8 +385,8 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
         stats = st.kernels[node.name] = {"event": 0, "dense": 0, "int8": 0}
     stats[used] += 1
     bound = sy.out_bound(in_b, lw)
-    if st.fused and acc.dtype in (torch.float32, torch.int32):    # raw oneDNN or int8 GEMM sums: exponent
-        out = fused_mod.affine_shift(acc, None, sy.bias, lw, node.shift, _fit_dtype(bound))    # and bias, one pass
+    if st.fused:     # raw oneDNN or int8 GEMM sums: exponent and bias in one pass (None for other inputs)
+        out = fused_mod.affine_shift(acc, None, sy.bias, lw, node.shift, _fit_dtype(bound))
         if out is not None:
             return out, bound, lw
     if acc.is_floating_point():

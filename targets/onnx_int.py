@@ -691,17 +691,13 @@ def _neuron(b: _IntBuilder, node: QNeuron, currents: list[str | None], steps: in
     th = b.const(f"{node.name}.theta", _channel(theta, nd), npt)
     made: dict[str, str] = {}
 
-    def th_times(j: int) -> str:
-        if j == 1:
-            return th
-        if f"theta{j}" not in made:
-            made[f"theta{j}"] = b.const(f"{node.name}.theta{j}", _channel(j * theta, nd), npt)
-        return made[f"theta{j}"]
-
-    def c(key: str, value: int) -> str:
+    def c(key: str, value) -> str:
         if key not in made:
             made[key] = b.const(f"{node.name}.{key}", value, npt)
         return made[key]
+
+    def th_times(j: int) -> str:      # j·Θ per channel
+        return th if j == 1 else c(f"theta{j}", _channel(j * theta, nd))
 
     cur = currents * steps if len(currents) == 1 else list(currents)
     if cur[0] is None:

@@ -111,11 +111,10 @@ def _round(b, n: str, acc: str, c1: np.ndarray, z: np.ndarray, k: int, m: int, n
             t = b.op("Sub", [t, b.op("Mul", [neg, const("z", z.astype(np.int64))], n)], n)
         return b.op("Sub", [b.op("Div", [t, const("m", m)], n), const("off", off)], n)
     t = b.op("Add", [acc, const("c1k", c1 + k)], n)
-    zi = z.astype(np.int64)
-    below = b.op("Mul", [as_int(b.op("Less", [t, const("z", zi)], n)), const("m1", m - 1)], n)   # numerator < 0
+    zc = const("z", z.astype(np.int64))
+    below = b.op("Mul", [as_int(b.op("Less", [t, zc], n)), const("m1", m - 1)], n)   # numerator < 0
     if z.any():
-        below = b.op("Add", [below, b.op("Mul", [as_int(b.op("Less", [t, const("k", k)], n)), const("z", zi)], n)],
-                     n)
+        below = b.op("Add", [below, b.op("Mul", [as_int(b.op("Less", [t, const("k", k)], n)), zc], n)], n)
     return b.op("Div", [b.op("Sub", [t, below], n), const("m", m)], n)
 
 
