@@ -398,10 +398,13 @@ class Graph:
             self.replace_input(consumer, name, src)
         self.g.remove_node(name)
 
-    def copy(self) -> "Graph":
+    def copy(self, share_arrays: bool = False) -> "Graph":
+        """A deep copy; with ``share_arrays`` the new nodes hold the same parameter arrays (for a pass that
+        only ever assigns new arrays to a node, never writes into one: no weight-sized copy)."""
         new = Graph(self.steps, copy.deepcopy(self.meta))
         for node in self.topo():
-            new.add(copy.deepcopy(node))
+            memo = {id(a): a for a in node.arrays().values()} if share_arrays else {}
+            new.add(copy.deepcopy(node, memo))
         return new
 
 

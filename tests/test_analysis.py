@@ -111,12 +111,15 @@ def test_synapse_sum_bounds_int64_path_equals_python_integers(wbits, mbits, cin,
     rng = np.random.default_rng(seed)
     w = rng.integers(-(2 ** wbits) + 1, 2 ** wbits, size=(2, cin, k, k), dtype=np.int64)
     m = rng.integers(0, 2 ** mbits + 1, size=cin, dtype=np.int64)
+    bounds = []
     for node, mm in ((QConv2d("c", ["x"], weight=w), m), (QLinear("l", ["x"], weight=w.reshape(2, -1)),
                                                           np.repeat(m, k * k))):
         exact = ranges.python_int_sum_bounds(node, mm)
         got = ranges.synapse_sum_bounds(node, mm)
         assert got.dtype == object and list(got) == list(exact)
         assert list(ranges.synapse_sum_bounds(node, int(mm.max()))) == list(ranges.python_int_sum_bounds(node, int(mm.max())))
+        bounds.append(list(got))
+    assert bounds[0] == bounds[1]      # the conv's tap-by-tap sums are the flattened linear's sums
 
 
 @settings(max_examples=40, deadline=None)

@@ -27,6 +27,20 @@ def small_graph(steps=2) -> Graph:
     return g
 
 
+@pytest.mark.parametrize("share", [False, True])
+def test_graph_copy_shares_arrays_only_when_asked(share):
+    g = finalize(small_graph())
+    c = g.copy(share_arrays=share)
+    for name in ("conv", "mix", "sn", "fc"):
+        for key, arr in g.node(name).arrays().items():
+            other = getattr(c.node(name), key)
+            assert (other is arr) == share and np.array_equal(other, arr)
+    c.node("fc").inputs.append("x")          # everything else is the copy's own
+    c.meta["x"] = 1
+    c.node("sn").threshold = 5.0
+    assert g.node("fc").inputs == ["flat"] and "x" not in g.meta and g.node("sn").threshold == 1.0
+
+
 def test_shape_inference():
     g = infer_shapes(small_graph())
     assert [n.shape for n in g.topo()] == [(1, 4, 4), (2, 4, 4), (2, 4, 4), (2, 4, 4), (32,), (3,), (3,)]

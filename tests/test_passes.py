@@ -1,6 +1,8 @@
 """Passes: BN folding keeps outputs; reparameterization keeps window spike counts under Theorem 4.2."""
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -28,6 +30,30 @@ def test_bn_folding_keeps_outputs(seed):
     a = run_float(graph, x, dtype=torch.float64).outputs
     b = run_float(folded, x, dtype=torch.float64).outputs
     assert np.allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 5), (7, 4, 3, 3), (600, 512, 1, 1)])
+def test_bn_folded_weights_are_the_one_float64_product_cast_once(shape, dtype, monkeypatch):
+    """The blockwise fold gives float32(w·γ/σ) of one float64 product, bit for bit, for blocks smaller and
+    larger than a row, float32 and float64 weights; the source graph's weight is not touched."""
+    fold_module = importlib.import_module("lmhtc.compiler.passes.fold_batchnorm")
+    monkeypatch.setattr(fold_module, "_BLOCK", 1000)     # several blocks, and rows longer than one block
+    rng = np.random.default_rng(len(shape))
+    w = rng.normal(size=shape).astype(dtype)
+    scale = rng.uniform(0.1, 3.0, size=shape[0])
+    before = w.copy()
+    got = fold_module._scaled_rows(w.copy(), scale)
+    want = np.multiply(w, scale.reshape(-1, *([1] * (w.ndim - 1))), dtype=np.float64).astype(np.float32)
+    assert got.dtype == np.float32 and np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert np.array_equal(w, before)
+
+
+def test_bn_folding_leaves_the_source_graph_alone():
+    graph = trace_to_ir(randomize(TinyResNet(2, 2), 3), (2, 8, 8))
+    weights = {n.name: n.weight.copy() for n in graph.topo() if hasattr(n, "weight") and n.weight is not None}
+    fold_batchnorm(graph)
+    assert weights and all(np.array_equal(graph.node(k).weight, v) for k, v in weights.items())
 
 
 def test_reparameterization_structure():

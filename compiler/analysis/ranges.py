@@ -49,12 +49,21 @@ def _conv_sums(w: np.ndarray, m, node) -> np.ndarray:
     """Σ over each output channel's input channels (of its group) and taps of |w|·max|x| (a conv1d's or
     conv2d's weight [Cout, Cin/groups, *kernel]; ``m`` per input channel, or one bound for all)."""
     cout, cin_g = w.shape[:2]
-    per_in = w.reshape(cout, cin_g, -1).sum(axis=2, dtype=object if w.dtype == object else I64)
+    per_in = _tap_sums(w.reshape(cout, cin_g, -1), object if w.dtype == object else I64)
     if np.ndim(m) == 0:
         return per_in.sum(axis=1) * m
     group = np.arange(cout) // (cout // node.groups)
     idx = group[:, None] * cin_g + np.arange(cin_g)[None, :]
     return (per_in * m[idx]).sum(axis=1)
+
+
+def _tap_sums(w: np.ndarray, dtype) -> np.ndarray:
+    """Σ over the last axis (a kernel's taps) of ``w`` [Cout, Cin, taps] in ``dtype``, one tap at a time (the
+    same sums as ``w.sum(axis=2, dtype=dtype)``, which numpy computes slowly over a short inner axis)."""
+    acc = np.zeros(w.shape[:2], dtype)
+    for k in range(w.shape[2]):
+        acc += w[..., k]
+    return acc
 
 
 def _sum_rules() -> dict:

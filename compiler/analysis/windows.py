@@ -72,8 +72,9 @@ def planned_windows(graph: Graph) -> dict[str, int]:
 
 
 def plan_windows(graph: Graph) -> Graph:
-    """The pass: a copy of the integer ``graph`` annotated with its window plan."""
-    out = graph.copy()
+    """The pass: a copy of the integer ``graph`` annotated with its window plan (the parameter arrays are
+    shared: the pass writes only the graph's meta)."""
+    out = graph.copy(share_arrays=True)
     out.meta[META_KEY] = window_plan(out)
     return out
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from ..checkpoint import ModelSpec, load_snn
 from ..ir import Graph
-from ..memory import release_free_memory
 from .torch_fx import trace_to_ir
 
 
@@ -32,7 +31,6 @@ def checkpoint_to_ir(path: str | os.PathLike, spec: ModelSpec) -> Graph:
     finally:
         if freeze:
             gc.unfreeze()
-    release_free_memory()
     return graph
 
 

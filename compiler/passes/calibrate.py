@@ -18,7 +18,6 @@ import torch
 from tqdm.auto import tqdm
 
 from ..ir import Add, Conv2d, Graph, Linear, Readout, TemporalMix
-from ..memory import release_free_memory
 
 NEAR_BAND = 5e-3          # membranes within 0.5 % of θ of a level are "near" a threshold
 NEAR_MAX = 200_000        # at most this many near records per layer (the closest kept)
@@ -128,7 +127,6 @@ def calibrate(graph: Graph, calib: np.ndarray, batch_size: int = CALIB_BATCH, pr
     seq = is_sequence(graph, calib)      # a per-step sequence [steps, N, ...]: samples along axis 1
     run_float(graph, calib, batch_size, progress=progress, desc="calibrate", observe=observe, peaks=peaks,
               windows=True)
-    release_free_memory()     # the batches' activations: their pages go back before the lowering allocates
     count = calib.shape[int(seq)]
     mean_in = {k: (v / (count * steps)).numpy() for k, v in sums.items()}
     sq_in = {k: (v / (count * steps)).numpy() for k, v in sqs.items()}

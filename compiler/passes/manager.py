@@ -88,9 +88,6 @@ def get_pass(name: str) -> Pass:
 
 def run_passes(graph: Graph, pipeline: list[tuple[str, dict]]) -> Graph:
     """Run the named passes in order, each with its options; the graph is linted after every pass."""
-    from ..memory import release_free_memory
-
     for name, options in pipeline:
         graph = get_pass(name)(graph, **options)
-        release_free_memory()     # the replaced graph's pages go back before the next pass allocates
     return graph

@@ -245,10 +245,9 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
             return w_eff_of[node.name]
         u_in = unit[node.inputs[0]]
         g = gain_of_root(leaf_of_group[node.name]).reshape(-1, *([1] * (node.weight.ndim - 1)))
-        if isinstance(node, (Conv2d, Conv1d)):
-            w = node.weight.astype(np.float64) * _conv_in(u_in, node) * g
-        else:
-            w = node.weight.astype(np.float64) * u_in.reshape(1, -1) * g
+        w = node.weight.astype(np.float64)     # then ×unit, ×gain in place: the same roundings, one array
+        w *= _conv_in(u_in, node) if isinstance(node, (Conv2d, Conv1d)) else u_in.reshape(1, -1)
+        w *= g
         w_eff_of[node.name] = w
         return w
 

@@ -74,7 +74,7 @@ def reparameterize(graph: Graph, schedule: str = DEFAULT_SCHEDULE) -> Graph:
     if schedule not in SCHEDULES:
         raise ReparamError(f"unknown window schedule {schedule!r} (choose from {', '.join(SCHEDULES)})")
     levels = graph_levels(graph)
-    g = graph.copy()
+    g = graph.copy(share_arrays=True)      # every changed parameter below is a new array
     for node in g.topo():
         if not node.linear and not isinstance(node, Neuron) and receives_spikes(g, node.name):
             raise ReparamError(f"node {node.name!r} ({node.kind}) applies a non-linear operation to spikes "
