@@ -7,6 +7,10 @@ Layout: a zip archive (stored, not compressed) holding
   to tensors by content key), plus the SHA-256 of ``tensors.safetensors``;
 * ``tensors.safetensors`` — every parameter array once, keyed by content
   (graphs that share weights, like the source and compiled graphs, share them).
+  An integer array whose values fit a narrower integer type is stored in the
+  narrowest of int8/int16/int32 (8-bit weight mantissas take one byte, not the
+  IR's four); the manifest's ``narrowed`` maps its key to the IR's dtype, which
+  loading restores exactly.
 
 Entries have fixed timestamps and order, so the same graphs give the same bytes. Loading refuses
 duplicate, compressed or oversized entries before reading them (no decompression bomb), parses the
@@ -40,7 +44,8 @@ from . import lif_node, nir_ops  # noqa: F401  (register the NIR kinds lif, scal
 from .ir import NODE_TYPES, Graph, IRError, finalize, infer_shapes
 
 FORMAT = "lmhtc-artifact"
-VERSION = 1
+VERSION = 2            # 2: integer arrays may be stored narrowed (``narrowed``); version 1 files are read as well
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 TENSORS = "tensors.safetensors"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)     # fixed entry timestamps: byte-reproducible artifacts
@@ -143,6 +148,42 @@ def _node_from_json(nd: dict, tensors: dict[str, np.ndarray], where: str, graph:
     return node
 
 
+_NARROW = (np.int8, np.int16, np.int32)       # storage types of integer arrays, narrowest first
+_WIDENED = {np.dtype(t).name for t in (np.int16, np.int32, np.int64)}   # IR dtypes a stored array may widen to
+
+
+def _narrowed(store: dict[str, np.ndarray]) -> dict[str, str]:
+    """Replace each signed integer array of ``store`` whose values fit a narrower integer type by its copy in
+    the narrowest one; returns key → the original dtype name of the arrays replaced."""
+    out = {}
+    for key, arr in store.items():
+        if arr.dtype.kind != "i" or arr.dtype.itemsize == 1 or arr.size == 0:
+            continue
+        lo, hi = int(arr.min()), int(arr.max())
+        narrow = next(t for t in (*_NARROW, arr.dtype.type) if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max)
+        if np.dtype(narrow).itemsize < arr.dtype.itemsize:
+            store[key] = arr.astype(narrow)
+            out[key] = arr.dtype.name
+    return out
+
+
+def _widened(tensors: dict[str, np.ndarray], narrowed, src: str, users: dict[str, str]) -> None:
+    """Restore the IR dtype of every array the manifest lists as ``narrowed`` (a malformed entry is an
+    ArtifactError naming the node and array that hold the tensor)."""
+    if not isinstance(narrowed, dict):
+        raise ArtifactError(f"{src}: malformed manifest ('narrowed' must map tensor keys to dtype names)")
+    for key, dtype in narrowed.items():
+        who = f"{users[key]} (tensor {key})" if key in users else f"tensor {str(key)[:40]!r}"
+        arr = tensors.get(key)
+        if arr is None:
+            raise ArtifactError(f"{src}: 'narrowed' names {who}, which is not in the tensor data")
+        if not isinstance(dtype, str) or dtype not in _WIDENED or arr.dtype.kind != "i" \
+                or np.dtype(dtype).itemsize <= arr.dtype.itemsize:
+            raise ArtifactError(f"{src}: 'narrowed' of {who}: {repr(dtype)[:20]} is not a wider integer "
+                                f"type than its stored {arr.dtype.name}")
+        tensors[key] = arr.astype(dtype)
+
+
 def save_artifact(path: str | os.PathLike, graphs: dict[str, Graph], meta: dict | None = None) -> Path:
     """Write ``graphs`` (e.g. ``{"source": …, "compiled": …}``) and ``meta`` to ``path`` atomically.
 
@@ -151,6 +192,7 @@ def save_artifact(path: str | os.PathLike, graphs: dict[str, Graph], meta: dict 
     path = Path(path)
     store: dict[str, np.ndarray] = {}
     gjson = {name: _graph_to_json(g, store) for name, g in graphs.items()}
+    narrowed = _narrowed(store)
 
     def write(tmp: str) -> None:
         tensors = tmp + ".tensors"
@@ -159,7 +201,7 @@ def save_artifact(path: str | os.PathLike, graphs: dict[str, Graph], meta: dict 
             with open(tensors, "rb") as f:
                 digest = _sha256_chunks(f)
             manifest = {"format": FORMAT, "version": VERSION, "lmhtc_version": __version__, "meta": meta or {},
-                        "graphs": gjson, "tensors_sha256": digest}
+                        "graphs": gjson, "narrowed": narrowed, "tensors_sha256": digest}
             text = json.dumps(manifest, indent=1, sort_keys=True, default=_json_default)
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
                 z.writestr(_fixed_info(MANIFEST), text.encode())
@@ -248,16 +290,19 @@ def load_artifact(path: str | os.PathLike) -> tuple[dict[str, Graph], dict]:
     manifest = loads_json(manifest_bytes, src, "manifest", ArtifactError)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{src}: not an lmhtc artifact (format {manifest.get('format') if isinstance(manifest, dict) else None!r})")
-    if manifest.get("version") != VERSION:
+    if manifest.get("version") not in READABLE_VERSIONS or isinstance(manifest.get("version"), bool):
         raise ArtifactError(f"{src}: artifact format version {manifest.get('version')} is not supported "
-                            f"(this lmhtc reads version {VERSION})")
+                            f"(this lmhtc reads versions {', '.join(map(str, READABLE_VERSIONS))})")
     if hashlib.sha256(blob).hexdigest() != manifest.get("tensors_sha256"):
         raise ArtifactError(f"{src}: tensor data does not match its checksum tensors_sha256 (tampered or corrupted)")
-    _check_tensor_header(blob, src, _tensor_users(manifest))
+    users = _tensor_users(manifest)
+    _check_tensor_header(blob, src, users)
     try:
         tensors = st_load(blob)
     except Exception as exc:   # safetensors raises its own error type
         raise ArtifactError(f"{src}: unreadable tensor data ({exc})") from None
+    if manifest["version"] >= 2 or "narrowed" in manifest:
+        _widened(tensors, manifest.get("narrowed"), src, users)
     graphs = {}
     if not isinstance(manifest.get("graphs"), dict):
         raise ArtifactError(f"{src}: malformed manifest ('graphs' must be an object of graphs)")

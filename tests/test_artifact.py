@@ -86,7 +86,7 @@ def test_tampered_tensors_with_valid_zip(artifact):
 
 
 def test_tampered_manifest_version(artifact):
-    _rewrite(artifact, manifest=lambda m: m.replace(b'"version": 1', b'"version": 99'))
+    _rewrite(artifact, manifest=lambda m: m.replace(b'"version": 2', b'"version": 99'))
     with pytest.raises(ArtifactError, match="format version 99 is not supported"):
         load_artifact(artifact)
 
@@ -136,3 +136,83 @@ def test_failed_save_keeps_the_old_output(tmp_path):
     with pytest.raises(TypeError):
         save_artifact(path, compiled(2), {"unserialisable": object()})
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["net.lmhtc"]
+
+
+@pytest.mark.parametrize("values, dtype, stored", [
+    ([-128, 127], np.int32, np.int8), ([-129, 0], np.int32, np.int16), ([0, 128], np.int64, np.int16),
+    ([-2 ** 15, 2 ** 15 - 1], np.int64, np.int16), ([2 ** 15, 0], np.int32, np.int32),
+    ([-(2 ** 31), 2 ** 31 - 1], np.int64, np.int32), ([-(2 ** 31) - 1, 5], np.int64, np.int64),
+    ([2 ** 31 - 1, -(2 ** 31)], np.int32, np.int32), ([-3, 3], np.int16, np.int8), ([-3, 3], np.int8, np.int8),
+    ([1.0, 2.0], np.float32, np.float32), ([], np.int64, np.int64)])
+def test_integer_arrays_are_stored_in_the_narrowest_type_that_holds_them(values, dtype, stored):
+    from lmhtc.compiler.artifact import _narrowed, _widened
+    arr = np.array(values, dtype)
+    store = {"k": arr}
+    narrowed = _narrowed(store)
+    assert store["k"].dtype == stored and np.array_equal(store["k"], arr)
+    assert narrowed == ({} if stored == dtype else {"k": np.dtype(dtype).name})
+    _widened(store, narrowed, "f", {})
+    assert store["k"].dtype == dtype and np.array_equal(store["k"], arr)
+
+
+@pytest.fixture
+def integer_artifact(tmp_path):
+    from lmhtc.compiler.passes.quantize import QuantConfig
+    from lmhtc.compiler.pipeline import lower_integer
+    graphs = compiled()
+    graphs["integer"], _ = lower_integer(graphs["compiled"], QuantConfig())
+    return graphs, save_artifact(tmp_path / "q.lmhtc", graphs)
+
+
+def test_an_integer_graph_round_trips_with_its_weights_stored_in_one_byte(integer_artifact):
+    graphs, path = integer_artifact
+    with zipfile.ZipFile(path) as z:
+        manifest = json.loads(z.read("manifest.json"))
+        blob = z.read("tensors.safetensors")
+    header = json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")])
+    weights = [header[n["arrays"]["weight"]]["dtype"] for n in manifest["graphs"]["integer"]["nodes"]
+               if n["kind"] == "qconv2d"]
+    assert weights and set(weights) == {"I8"} and manifest["version"] == 2
+    assert set(manifest["narrowed"].values()) <= {"int32", "int64"} and manifest["narrowed"]
+    loaded, _ = load_artifact(path)
+    for name in graphs:        # values and dtypes (int32 weights, int64 biases) as saved
+        assert graphs_equal(graphs[name], loaded[name])
+    assert {loaded["integer"].node(n.name).weight.dtype for n in graphs["integer"].topo() if n.kind == "qconv2d"} \
+        == {np.dtype(np.int32)}
+
+
+def test_a_version_1_artifact_still_loads(tmp_path):
+    graphs = compiled()         # float arrays only: nothing narrowed, as a version-1 writer stored them
+    path = save_artifact(tmp_path / "v1.lmhtc", graphs)
+
+    def as_version_1(m):
+        d = json.loads(m)
+        assert d.pop("narrowed") == {}
+        d["version"] = 1
+        return json.dumps(d).encode()
+    _rewrite(path, manifest=as_version_1)
+    loaded, _ = load_artifact(path)
+    assert all(graphs_equal(graphs[k], loaded[k]) for k in graphs)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d, k: d.pop("narrowed"), "'narrowed' must map tensor keys to dtype names"),
+    (lambda d, k: d.update(narrowed=["x"]), "'narrowed' must map tensor keys to dtype names"),
+    (lambda d, k: d["narrowed"].update({"feedface": "int32"}), "'narrowed' names tensor 'feedface', which is not"),
+    (lambda d, k: d["narrowed"].update({k: "float32"}), "node 'stem.0' array 'weight' .*'float32' is not a wider integer"),
+    (lambda d, k: d["narrowed"].update({k: "int8"}), "'int8' is not a wider integer type than its stored int8"),
+    (lambda d, k: d["narrowed"].update({k: 32}), "32 is not a wider integer"),
+    (lambda d, k: d["narrowed"].update({k: "object"}), "'object' is not a wider integer"),
+])
+def test_a_damaged_narrowed_entry_is_named(integer_artifact, damage, message):
+    graphs, path = integer_artifact
+    first = next(n.name for n in graphs["integer"].topo() if n.kind == "qconv2d")
+
+    def edit(m):
+        d = json.loads(m)
+        key = next(n["arrays"]["weight"] for n in d["graphs"]["integer"]["nodes"] if n["name"] == first)
+        damage(d, key)
+        return json.dumps(d).encode()
+    _rewrite(path, manifest=edit)
+    with pytest.raises(ArtifactError, match=message):
+        load_artifact(path)
