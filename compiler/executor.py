@@ -292,6 +292,20 @@ def spiking_layer_names(graph: Graph) -> list[str]:
             if isinstance(n, (Neuron, MSATNeuron)) or (hasattr(n, "run_float") and getattr(n, "spiking", False))]
 
 
+def input_batches(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """``x`` [N, *input_shape] (or a per-step sequence [steps, N, *input_shape]) checked against the graph and
+    cut into the batches the executor runs: views [B, ...] (or [steps, B, ...]) of it."""
+    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    expected = tuple(graph.input.input_shape)
+    sequence = is_sequence(graph, x)
+    if sequence and x.shape[0] != graph.steps:
+        raise LmhtcError(f"input sequence has {x.shape[0]} steps, the network runs {graph.steps}")
+    if tuple(x.shape[1 + sequence:]) != expected:
+        raise LmhtcError(f"inputs have per-sample shape {tuple(x.shape[1 + sequence:])}, the network expects {expected}")
+    n = x.shape[int(sequence)]
+    return [x[:, i:i + batch_size] if sequence else x[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
 def run_float(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, dtype: torch.dtype = torch.float32,
               device: str = "cpu", progress: bool = False, capture: set[str] = frozenset(),
               desc: str = "simulate (float)", observe: Callable | None = None,
@@ -301,24 +315,14 @@ def run_float(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, 
     ``peaks``: see ``run_graph_batch``). ``windows``: the synaptic products that a T-GIM with constant
     column blocks allows run once per window on window sums (``float_window_plan``; L times fewer
     products, the same values in real arithmetic, float rounding apart)."""
-    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    expected = tuple(graph.input.input_shape)
-    sequence = is_sequence(graph, x)
-    if sequence and x.shape[0] != graph.steps:
-        raise LmhtcError(f"input sequence has {x.shape[0]} steps, the network runs {graph.steps}")
-    if tuple(x.shape[1 + sequence:]) != expected:
-        raise LmhtcError(f"inputs have per-sample shape {tuple(x.shape[1 + sequence:])}, the network expects {expected}")
+    batches = input_batches(graph, x, batch_size)
     table = check_lowerable(graph, "float")      # before anything runs: the phase and every node kind
-    if sequence:   # batches along the sample axis; each batch is [steps, B, ...]
-        x = x.transpose(0, 1)
     params = _Params(dtype, device)
     plan = float_window_plan(graph) if windows else None
     outs, cnts, caps = [], [], {name: [] for name in capture}
     with torch.no_grad():
-        for i in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, unit="batch"):
-            xb = x[i:i + batch_size].to(device)
-            o, c, cap = run_graph_batch(graph, xb.transpose(0, 1) if sequence else xb, params, capture, table,
-                                        observe, peaks, plan)
+        for xb in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
+            o, c, cap = run_graph_batch(graph, xb.to(device), params, capture, table, observe, peaks, plan)
             outs.append(o.cpu())
             cnts.append(c.cpu())
             for name, val in cap.items():

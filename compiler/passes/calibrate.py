@@ -1,13 +1,15 @@
 """One calibration pass of the float network: every statistic the integer lowering's methods use.
 
 Invariant: the float executor (``compiler/executor.py``) runs once per batch of calibration data, with
-the synaptic products a T-GIM allows taken once per window on window sums (``run_float(windows=True)``;
+the synaptic products a T-GIM allows taken once per window on window sums (``float_window_plan``, as in
+``run_float(windows=True)``;
 the values it observes — neuron inputs, spike trains, identity shortcuts — are per step as ever), and
 everything is accumulated from that run — per neuron layer the largest |v| of the executor's own membrane
 loop (membrane headroom) and the membranes lying within ``band``·θ of a level k·θ (threshold-aware
 rounding; a float64 membrane loop on the run's T-GIM outputs, only when asked for); per synaptic input the
 mean over samples and steps of the input map (bias correction) and the per-channel mean of x²
-(data-aware scale search). Nothing depends on the batch split but the float rounding of the run.
+(data-aware scale search). Nothing depends on the batch split but the float rounding of the run, and
+nothing on the threads the batches run on (each batch's statistics are added up in batch order).
 """
 from __future__ import annotations
 
@@ -74,63 +76,111 @@ def _keep_closest(parts: list[tuple], limit: int) -> Near:
 
 
 def calibrate(graph: Graph, calib: np.ndarray, batch_size: int = CALIB_BATCH, progress: bool = False,
-              inputs: bool = True, near: bool = True, band: float = NEAR_BAND, squares: bool = True) -> Calibration:
+              inputs: bool = True, near: bool = True, band: float = NEAR_BAND, squares: bool = True,
+              workers: int | None = None) -> Calibration:
     """Run the float ``graph`` on ``calib`` once and gather the lowering's statistics (the synaptic input
     moments only with ``inputs`` — E[x²] only with ``squares`` too —, the near-threshold records only with
     ``near``).
 
-    One pass of the float executor (``run_float``, one progress bar): its ``observe`` hook reduces each
-    value as it is computed — nothing is captured, every sequence is freed after its last consumer. Each
-    statistic is computed from the float32 value expanded over the steps, reduced in float64 (cast to a
-    float64 copy only where a product or a membrane loop needs one) as a capture-then-reduce pass would, so the
-    statistics, and the integer graph made from them, do not depend on this schedule
-    (tests/test_calibrate.py compares them with a plain capture-then-reduce reference bit for bit).
+    One pass of the float executor (``run_graph_batch`` per batch, one progress bar): its ``observe`` hook
+    reduces each value as it is computed — nothing is captured, every sequence is freed after its last
+    consumer. Each statistic is computed from the float32 value expanded over the steps, reduced in float64
+    (cast to a float64 copy only where a product or a membrane loop needs one) as a capture-then-reduce pass
+    would, so the statistics, and the integer graph made from them, do not depend on this schedule
+    (tests/test_calibrate.py compares them with a plain capture-then-reduce reference bit for bit). The
+    batches run on ``workers`` threads (``batch_threads.ordered_map``); each batch's statistics are its own
+    and are added up in batch order, so they do not depend on the threads either.
     """
-    from ..executor import _Params, is_sequence, neuron_dynamics, run_float
-    from ..lif_node import LIFNeuron, lif_dynamics
+    from ..batch_threads import ordered_map
+    from ..executor import _Params, input_batches, is_sequence, run_graph_batch
+    from ..lif_node import LIFNeuron
+    from ..lowering import check_lowerable
+    from ..analysis.windows import float_window_plan
 
-    neurons = {n.inputs[0]: n for n in graph.neuron_layers()}       # T-GIM output → its neuron
     lifs: dict[str, list] = {}                                       # lif input → its lif layers
     for n in graph.nodes_of(LIFNeuron):                              # their peak |u| per channel (headroom)
         lifs.setdefault(n.inputs[0], []).append(n)
-    srcs = synaptic_sources(graph) if inputs else set()
-    peaks = {n.name: 0.0 for n in neurons.values()} | {n.name: np.zeros(n.shape[0]) for ns in lifs.values()
-                                                        for n in ns}
-    sums: dict[str, torch.Tensor] = {}
-    sqs: dict[str, torch.Tensor] = {}
-    near_parts: dict[str, list] = {n.name: [] for n in neurons.values()}
-    steps = graph.steps
-    f64 = _Params(torch.float64, "cpu")
+    observed = _Observed(graph, {n.inputs[0]: n for n in graph.neuron_layers()}, lifs,
+                         synaptic_sources(graph) if inputs else set(), near, squares, band)
+    batches = input_batches(graph, calib, batch_size)
+    table, plan, params = check_lowerable(graph, "float"), float_window_plan(graph), _Params(torch.float32, "cpu")
 
-    def observe(node, ins, out) -> None:
-        name = node.name
-        if name not in srcs and (name not in neurons or not near) and name not in lifs:
+    def batch_stats(xb: torch.Tensor) -> _BatchStats:
+        stats = observed.empty()
+        with torch.no_grad():           # grad mode is per thread
+            run_graph_batch(graph, xb, params, frozenset(), table, lambda *a: observed(stats, *a), stats.peaks,
+                            plan)
+        return stats
+
+    total = observed.empty()
+    for stats in tqdm(ordered_map(batch_stats, batches, workers), total=len(batches), desc="calibrate",
+                      disable=not progress, unit="batch"):
+        total.add(stats)
+    count = np.shape(calib)[int(is_sequence(graph, calib))]
+    steps = graph.steps
+    mean_in = {k: (v / (count * steps)).numpy() for k, v in total.sums.items()}
+    sq_in = {k: (v / (count * steps)).numpy() for k, v in total.sqs.items()}
+    return Calibration(count, total.peaks, mean_in, sq_in,
+                       {k: _keep_closest(p, NEAR_MAX) for k, p in total.near.items()})
+
+
+@dataclass
+class _BatchStats:
+    """What calibration gathers from one batch (or, added up in batch order, from all of them)."""
+    peaks: dict[str, float | np.ndarray]           # neuron → max |v|; lif → max |u| per channel
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)     # synaptic source → Σ x (float64)
+    sqs: dict[str, torch.Tensor] = field(default_factory=dict)      # synaptic source → Σ x² per channel
+    near: dict[str, list] = field(default_factory=dict)             # neuron → its near records' parts
+
+    def add(self, other: "_BatchStats") -> None:
+        """Fold ``other`` (the next batch) in: maxima, float64 sums in batch order, records appended."""
+        for k, v in other.peaks.items():
+            self.peaks[k] = np.maximum(self.peaks[k], v) if isinstance(v, np.ndarray) else max(self.peaks[k], v)
+        for mine, theirs in ((self.sums, other.sums), (self.sqs, other.sqs)):
+            for k, v in theirs.items():
+                mine[k] = mine[k] + v if k in mine else v
+        for k, parts in other.near.items():
+            self.near[k].extend(parts)
+
+
+class _Observed:
+    """The ``observe`` hook of a calibration run: reduces the values it is shown into a batch's statistics."""
+
+    def __init__(self, graph: Graph, neurons: dict, lifs: dict, srcs: set, near: bool, squares: bool,
+                 band: float):
+        from ..executor import _Params
+        self.neurons, self.lifs, self.srcs = neurons, lifs, srcs      # neurons: T-GIM output → its neuron
+        self.near, self.squares, self.band, self.steps = near, squares, band, graph.steps
+        self.f64 = _Params(torch.float64, "cpu")
+
+    def empty(self) -> _BatchStats:
+        return _BatchStats({n.name: 0.0 for n in self.neurons.values()}
+                           | {n.name: np.zeros(n.shape[0]) for ns in self.lifs.values() for n in ns},
+                           near={n.name: [] for n in self.neurons.values()})
+
+    def __call__(self, stats: _BatchStats, node, ins, out) -> None:
+        from ..executor import neuron_dynamics
+        from ..lif_node import lif_dynamics
+
+        name, neurons, lifs, srcs = node.name, self.neurons, self.lifs, self.srcs
+        if name not in srcs and (name not in neurons or not self.near) and name not in lifs:
             return
-        v = out.expand(steps, *out.shape[1:]) if out.shape[0] == 1 else out      # [steps, B, ...]
-        if name in lifs or (name in srcs and squares) or (name in neurons and near):
+        v = out.expand(self.steps, *out.shape[1:]) if out.shape[0] == 1 else out      # [steps, B, ...]
+        if name in lifs or (name in srcs and self.squares) or (name in neurons and self.near):
             v = v.to(torch.float64).contiguous()    # the statistics' one float64 value
         for n in lifs.get(name, ()):
-            _, u = lif_dynamics(v, n, f64)
+            _, u = lif_dynamics(v, n, self.f64)
             per = u.abs().transpose(0, 2).reshape(n.shape[0], -1).amax(dim=1).numpy()
-            peaks[n.name] = np.maximum(peaks[n.name], per)
+            stats.peaks[n.name] = np.maximum(stats.peaks[n.name], per)
         if name in srcs:
-            s = v.sum(dim=(0, 1), dtype=torch.float64)     # float64 sums without a float64 copy
-            sums[name] = sums[name] + s if name in sums else s
-            if squares:
-                q = _channel_mean(v * v) * (v.shape[0] * v.shape[1])
-                sqs[name] = sqs[name] + q if name in sqs else q
-        if name in neurons and near:
+            stats.sums[name] = v.sum(dim=(0, 1), dtype=torch.float64)     # float64 sums without a float64 copy
+            if self.squares:
+                stats.sqs[name] = _channel_mean(v * v) * (v.shape[0] * v.shape[1])
+        if name in neurons and self.near:
             n = neurons[name]
-            neuron_dynamics(v, n.threshold, n.levels, f64(n, "leak"), n.v_init, n.input_scale,
-                            observe=_near_observer(near_parts[n.name], n.levels, float(n.threshold), band, v[0]))
-
-    seq = is_sequence(graph, calib)      # a per-step sequence [steps, N, ...]: samples along axis 1
-    run_float(graph, calib, batch_size, progress=progress, desc="calibrate", observe=observe, peaks=peaks,
-              windows=True)
-    count = calib.shape[int(seq)]
-    mean_in = {k: (v / (count * steps)).numpy() for k, v in sums.items()}
-    sq_in = {k: (v / (count * steps)).numpy() for k, v in sqs.items()}
-    return Calibration(count, peaks, mean_in, sq_in, {k: _keep_closest(p, NEAR_MAX) for k, p in near_parts.items()})
+            neuron_dynamics(v, n.threshold, n.levels, self.f64(n, "leak"), n.v_init, n.input_scale,
+                            observe=_near_observer(stats.near[n.name], n.levels, float(n.threshold), self.band,
+                                                   v[0]))
 
 
 def _near_observer(parts: list, levels: int, theta: float, band: float, like: torch.Tensor):
