@@ -269,7 +269,8 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
             node = src.node(leaf)
             if isinstance(node, (Conv2d, Conv1d, Linear)):
                 w_eff = effective_weights(node)
-                peaks_c.append(np.abs(w_eff).reshape(w_eff.shape[0], -1).max(axis=1))
+                rows = w_eff.reshape(w_eff.shape[0], -1)
+                peaks_c.append(np.maximum(rows.max(axis=1), -rows.min(axis=1)))     # max |w| per row, no |w| copy
                 if scales == "mse" and bits <= MSE_MAX_BITS:
                     paths.append((w_eff, importance(node, node.inputs[0])))
             elif leaf in unit:    # identity shortcut of a spiking value → qgain
