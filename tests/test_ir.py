@@ -41,6 +41,18 @@ def test_graph_copy_shares_arrays_only_when_asked(share):
     assert g.node("fc").inputs == ["flat"] and "x" not in g.meta and g.node("sn").threshold == 1.0
 
 
+def test_the_traced_graph_holds_copies_of_the_module_parameters():
+    model = randomize(TinyResNet(2, 2), 1)
+    g = trace_to_ir(model, (2, 8, 8))
+    conv = next(n for n in g.topo() if isinstance(n, Conv2d))
+    before = conv.weight.copy()
+    assert conv.weight.dtype == np.float32 and conv.weight.flags.writeable
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    assert np.array_equal(conv.weight, before)
+
+
 def test_shape_inference():
     g = infer_shapes(small_graph())
     assert [n.shape for n in g.topo()] == [(1, 4, 4), (2, 4, 4), (2, 4, 4), (2, 4, 4), (32,), (3,), (3,)]

@@ -49,7 +49,8 @@ class _Value:
 
 
 def _f32(t: torch.Tensor | None) -> np.ndarray | None:
-    return None if t is None else t.detach().cpu().numpy().astype(np.float32).copy()
+    """A float32 copy of ``t`` (one copy: the IR never shares memory with the module's tensors)."""
+    return None if t is None else np.array(t.detach().cpu().numpy(), dtype=np.float32)
 
 
 class _Builder:
