@@ -201,6 +201,7 @@ def test_unsupported_modules_are_reported_by_name(module, message):
 def test_spike_emitters_are_declared_per_kind():
     """analysis/spikes.py is driven by ``emits_spikes``: exactly the neuron kinds of both phases declare it,
     and each of them is an elementwise non-linear node (what ``is_spiking`` used to test)."""
+    import lmhtc.compiler.artifact  # noqa: F401 (registers every node kind the loader knows: qneuron, lif, ...)
     import lmhtc.compiler.convert.msat_node  # noqa: F401 (registers msat_neuron)
     from lmhtc.compiler.ir import NODE_TYPES
     emitters = {k for k, cls in NODE_TYPES.items() if cls.emits_spikes}
