@@ -42,6 +42,7 @@ from .intir import SEMANTICS_VERSION
 from .convert import msat_node  # noqa: F401  (registers the MSAT neuron kind with the loader)
 from . import lif_node, nir_ops  # noqa: F401  (register the NIR kinds lif, scale, sum_pool2d, conv1d)
 from .ir import NODE_TYPES, Graph, IRError, finalize, infer_shapes
+from .type_rules import rule_for
 
 FORMAT = "lmhtc-artifact"
 VERSION = 2            # 2: integer arrays may be stored narrowed (``narrowed``); version 1 files are read as well
@@ -268,7 +269,7 @@ _TO_JSON = {np.integer: int, np.floating: float, np.ndarray: np.ndarray.tolist, 
 
 def _json_default(obj):
     """The JSON value of a numpy scalar or array or a tuple (``_TO_JSON``); TypeError for anything else."""
-    to_json = next((_TO_JSON[t] for t in type(obj).__mro__ if t in _TO_JSON), None)
+    to_json = rule_for(_TO_JSON, obj)
     if to_json is None:
         raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
     return to_json(obj)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Add, Graph
+from ..type_rules import rule_for
 
 I64 = np.int64
 
@@ -82,7 +83,7 @@ def _sum_rules() -> dict:
 def _sum_rule(node):
     """The (weights, per-channel sum) rule of ``node``'s synaptic kind, looked up through its type and bases."""
     rules = _sum_rules()
-    return next(rules[t] for t in type(node).__mro__ if t in rules)
+    return rule_for(rules, node)
 
 
 def synapse_sum_bounds(node, m_in) -> np.ndarray:
@@ -196,7 +197,7 @@ def value_bounds(graph: Graph) -> tuple[dict[str, int], dict[str, int]]:
     sums: dict[str, int] = {}
     for node in graph.topo():
         src = edge[node.inputs[0]] if node.inputs else 0
-        rule = next((rules[t] for t in type(node).__mro__ if t in rules), None)
+        rule = rule_for(rules, node)
         if rule is None:
             bound, acc = (node.out_bound() if hasattr(node, "out_bound") else src), None
         else:

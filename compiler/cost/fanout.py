@@ -40,12 +40,13 @@ from ..intir_conv1d import conv2d_view
 from ..nir_ops import Conv1dBase
 from ..ir import (Add, BatchNorm, ConvBase, Flatten, GlobalPoolBase, Graph, LinearBase, MaxPool2d, NeuronBase, Node,
                   PoolBase, ReadoutBase, is_spiking)
+from ..type_rules import rule_for
 
 
 def _rule(table: dict, node: Node):
     """The entry of ``table`` for ``node``'s type or its nearest base (the float and integer kinds of one
     geometry share a base, so one entry covers both phases); None when no entry applies."""
-    return next((table[t] for t in type(node).__mro__ if t in table), None)
+    return rule_for(table, node)
 
 
 class CostError(LmhtcError):

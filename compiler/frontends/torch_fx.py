@@ -26,6 +26,7 @@ from ..errors import LmhtcError
 from ..ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Graph, Input, IRError, Linear,
                   MaxPool2d, Neuron, Readout, TemporalMix, _node_shape, _pair)
 from ..neurons import QCFS, IFNeuron, LMHTNeuron, TimeDistributed, repeat_steps
+from ..type_rules import rule_for
 
 
 class FrontendError(LmhtcError):
@@ -73,7 +74,7 @@ class _Builder:
     def layer(self, m: nn.Module, name: str, src: str) -> str:
         """The IR node of module ``m`` applied to ``src`` (one rule per module type in ``LAYERS``, looked up
         through ``m``'s type and bases); dropout and identity pass ``src`` through."""
-        rule = next((LAYERS[t] for t in type(m).__mro__ if t in LAYERS), None)
+        rule = rule_for(LAYERS, m)
         if rule is None:
             raise FrontendError(f"{name}: unsupported module {type(m).__name__}")
         node = rule(m, name, src)

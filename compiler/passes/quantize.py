@@ -48,6 +48,7 @@ from ..ir import (Add, AvgPool2d, BatchNorm, Conv2d, Flatten, GlobalAvgPool, Gra
 from ..lif_node import LIFNeuron
 from ..intir_conv1d import QConv1d
 from ..nir_ops import Conv1d, Scale, SumPool2d as NIRSumPool2d
+from ..type_rules import rule_for
 
 
 class QuantizeError(IRError):
@@ -449,7 +450,7 @@ def quantize(graph: Graph, config: QuantConfig = QuantConfig(), calib: np.ndarra
         elif isinstance(node, (Conv2d, Conv1d, Linear)):
             if node.name not in leaf_of_group:
                 raise QuantizeError(f"node {node.name!r} ({node.kind}) does not feed a neuron layer or the readout")
-        elif (rule := next((STRUCTURAL[t] for t in type(node).__mro__ if t in STRUCTURAL), None)) is not None:
+        elif (rule := rule_for(STRUCTURAL, node)) is not None:
             q, u, m = rule(node, src, unit.get(node.inputs[0]), max_in.get(node.inputs[0]))
             if u is not None:
                 unit[node.name], max_in[node.name] = u, m

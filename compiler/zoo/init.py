@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..type_rules import rule_for
+
 
 def _batchnorm(m: nn.BatchNorm2d) -> None:
     nn.init.ones_(m.weight)
@@ -24,6 +26,6 @@ def init_weights(model: nn.Module, zero_linear_bias: bool = False) -> None:
     biases of its linear layers)."""
     rules = {**RULES, nn.Linear: lambda m: nn.init.zeros_(m.bias)} if zero_linear_bias else RULES
     for m in model.modules():
-        rule = next((rules[t] for t in type(m).__mro__ if t in rules), None)
+        rule = rule_for(rules, m)
         if rule is not None:
             rule(m)
