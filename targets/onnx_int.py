@@ -46,7 +46,8 @@ from lmhtc.compiler.analysis.windows import planned_windows
 from lmhtc.compiler.ir import Add, Graph
 
 from .onnx_common import Builder, ExportError, finish_model
-from .onnx_int_affine import affine_mix, affine_nodes, mix_columns, per_row
+from .onnx_int_affine import affine_mix, affine_nodes
+from .onnx_int_tgim import mix_columns, per_row
 from .onnx_int_lif import emit_lif, sequence_steps
 from lmhtc.compiler.intir_conv1d import QConv1d, conv2d_view
 
