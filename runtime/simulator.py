@@ -41,7 +41,7 @@ from lmhtc.compiler.errors import LmhtcError
 from lmhtc.compiler.lowering import LoweringError
 from lmhtc.compiler.analysis.cover import conv_cover
 from lmhtc.compiler.analysis.groups import group_root
-from lmhtc.compiler.analysis.windows import planned_windows, window_plan  # noqa: F401  (window_plan: re-exported)
+from lmhtc.compiler.analysis.windows import planned_windows, row_window, window_plan  # noqa: F401  (window_plan: re-exported)
 from lmhtc.compiler.lowering import check_integer_graph as check_integer_graph_for
 from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear, QNeuron, QReadout, QTemporalMix,
                             SumPool2d)
@@ -256,7 +256,7 @@ class _Program:
         self.fusable = fusable_pairs(graph)
         self.fused_neurons: dict[str, object] = {}        # qneuron → fused.FusedNeuron (prepared at first use)
         self.mix_matrices: dict[tuple, tuple] = {}         # (mix, rows, input window, static) → (ω, max row Σ|ω|)
-        self.row_blocks = {n.name: _row_block(n, graph) for n in self.order if isinstance(n, QTemporalMix)}
+        self.row_blocks = {n.name: row_window(graph, n.omega) for n in self.order if isinstance(n, QTemporalMix)}
         self.input_shape = tuple(next(n for n in self.order if isinstance(n, QInput)).input_shape)
         readout = next(n for n in self.order if isinstance(n, QReadout))
         # per channel (dimension 0 of the output; a NIR Output may have several dimensions)
@@ -630,20 +630,6 @@ def _exp_shift(a: torch.Tensor, e: int) -> torch.Tensor:
         a <<= e
         return a
     return rs(a, -e)
-
-
-def _row_block(node: QTemporalMix, graph: Graph) -> tuple[int, bool]:
-    """(L, False) when the rows of omega are equal within blocks of L steps (every step of a window gets one
-    current: the uniform schedule); (L, True) when only each block's first row is non-zero (the window's
-    current at its first step: the exact schedule); (1, False) otherwise."""
-    lw = int(graph.meta.get("reparam_levels", 1))
-    om = node.omega
-    if lw > 1 and om.shape[0] % lw == 0:
-        if np.array_equal(om, np.repeat(om[::lw], lw, axis=0)):
-            return lw, False
-        if not om.reshape(-1, lw, om.shape[1])[:, 1:].any():
-            return lw, True
-    return 1, False
 
 
 def _mix(omega: np.ndarray, v: torch.Tensor) -> torch.Tensor:

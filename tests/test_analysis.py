@@ -161,3 +161,19 @@ def test_sum_tree_walks_in_the_two_named_orders():
     assert sum_tree(g, "a", FIRST_INPUT_FIRST).leaves == ["a"] and not sum_tree(g, "a", LAST_INPUT_FIRST).adds
     with pytest.raises(ValueError, match="order"):
         sum_tree(g, "abc", "topological")
+
+
+def test_row_window_tells_the_schedules_apart():
+    """The rows of a T-GIM matrix: equal within each window (uniform), only each window's first row
+    non-zero (exact), or neither; a graph without reparameterization has no windows."""
+    from lmhtc.compiler.analysis.windows import row_window
+    from lmhtc.compiler.ir import Graph
+    g = Graph(steps=4, meta={"reparam_levels": 2})
+    uniform = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [0, 0, 3, 3], [0, 0, 3, 3]])
+    exact = np.array([[4, 4, 0, 0], [0, 0, 0, 0], [1, 1, 5, 5], [0, 0, 0, 0]])
+    assert row_window(g, uniform) == (2, False) and row_window(g, exact) == (2, True)
+    mixed = exact.copy()
+    mixed[3, 0] = 1
+    assert row_window(g, mixed) == (1, False)
+    assert row_window(Graph(steps=4), uniform) == (1, False)
+    assert row_window(Graph(steps=3, meta={"reparam_levels": 2}), np.ones((3, 3), int)) == (1, False)

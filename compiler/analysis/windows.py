@@ -31,6 +31,21 @@ def block_window(graph: Graph, omega) -> int:
     return lw
 
 
+def row_window(graph: Graph, omega) -> tuple[int, bool]:
+    """The window structure of a T-GIM matrix's rows (the currents it gives): (L, False) when the rows are
+    equal within blocks of L steps (every step of a window gets one current: the uniform schedule);
+    (L, True) when only each block's first row is non-zero (the window's current at its first step: the
+    exact schedule); (1, False) otherwise. ``block_window`` is the same question about the columns."""
+    lw = int(graph.meta.get("reparam_levels", 1))
+    om = np.asarray(omega)
+    if lw > 1 and om.shape[0] % lw == 0:
+        if np.array_equal(om, np.repeat(om[::lw], lw, axis=0)):
+            return lw, False
+        if not om.reshape(-1, lw, om.shape[1])[:, 1:].any():
+            return lw, True
+    return 1, False
+
+
 def window_plan(graph: Graph) -> dict[str, int]:
     """Window size per synaptic node of the integer ``graph`` (module docstring)."""
     from ..intir import QConv2d, QGain, QLinear, QTemporalMix
