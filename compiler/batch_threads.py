@@ -40,7 +40,9 @@ def _intra_op_threads(n: int):
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> Iterator[R]:
     """``map(fn, items)`` on ``workers`` threads (``batch_workers()`` by default), each with an equal share of
     torch's intra-op threads, yielding the results in the order of ``items``; at most ``workers`` items are
-    in flight beyond the one being yielded. One worker runs ``fn`` in the calling thread."""
+    in flight beyond the one being yielded. One worker runs ``fn`` in the calling thread. torch's thread count
+    is process-wide: it is lowered while the workers run and restored afterwards (two such maps running at
+    once in one process would share the lowered count)."""
     workers = batch_workers() if workers is None else workers
     if workers <= 1:
         yield from map(fn, items)
