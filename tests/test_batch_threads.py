@@ -59,3 +59,10 @@ def test_calibration_on_two_threads_equals_one_thread(near):
         for f in ("channel", "step", "level", "prior", "margin"):
             assert np.array_equal(getattr(one.near[k], f), getattr(two.near[k], f))
     assert not near or any(len(n.margin) for n in two.near.values())
+
+
+def test_calibration_on_no_images_is_refused():
+    from lmhtc.compiler.errors import LmhtcError
+    graph = compile_graphs(trace_to_ir(randomize(TinyResNet(2, 2), 5), (2, 8, 8)))["compiled"]
+    with pytest.raises(LmhtcError, match="calibration data holds no images"):
+        calibrate(graph, np.zeros((0, 2, 8, 8), np.float32))

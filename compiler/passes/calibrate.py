@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import LmhtcError
 from ..ir import Add, Conv2d, Graph, Linear, Readout, TemporalMix
 
 NEAR_BAND = 5e-3          # membranes within 0.5 % of θ of a level are "near" a threshold
@@ -103,6 +104,8 @@ def calibrate(graph: Graph, calib: np.ndarray, batch_size: int = CALIB_BATCH, pr
     observed = _Observed(graph, {n.inputs[0]: n for n in graph.neuron_layers()}, lifs,
                          synaptic_sources(graph) if inputs else set(), near, squares, band)
     batches = input_batches(graph, calib, batch_size)
+    if not batches:
+        raise LmhtcError("calibration data holds no images")
     table, plan, params = check_lowerable(graph, "float"), float_window_plan(graph), _Params(torch.float32, "cpu")
 
     def batch_stats(xb: torch.Tensor) -> _BatchStats:
