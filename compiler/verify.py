@@ -261,8 +261,10 @@ def verify(graphs: dict[str, Graph], x: np.ndarray, targets: list[str], progress
 
 def combine_records(records: list[dict]) -> dict:
     """``run_batch`` records of consecutive batches as one: logits in input order, seconds and differing
-    entries added up."""
-    return combine(records, sums={"seconds", "mismatches"})
+    entries added up (the ``Verify`` job's axes and sums, as the shard runner joins them)."""
+    from .jobs import Verify
+
+    return combine(records, Verify.axes, Verify.sums)
 
 
 def default_targets(graphs: dict[str, Graph]) -> list[str]:

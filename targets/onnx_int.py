@@ -708,6 +708,7 @@ def _neuron(b: _IntBuilder, node: QNeuron, currents: list[str | None], steps: in
         v0 = rs(int(node.leak[0]) * v0, node.leak_frac_bits)
     v = None
     vb = int(np.abs(v0).max(initial=0))     # a bound on |V| (saturation can only clip above hi)
+    levels = node.levels * window           # the levels one emitted step fires
     out = []
     for t in range(steps):
         if t % window:       # a silent step of a window: folded into the window's first (``_window_neuron``)
@@ -726,7 +727,6 @@ def _neuron(b: _IntBuilder, node: QNeuron, currents: list[str | None], steps: in
         if changed and vb > hi:     # else no value can saturate: sat() is the identity
             v = b.clamp(v, c("lo", lo), c("hi", hi), node.name)
             vb = hi + 1
-        levels = node.levels * window
         if levels == 1:
             k = b.op("Cast", [b.op("GreaterOrEqual", [v, th], node.name)], node.name, to=dt)
         elif dt == TensorProto.INT64 and levels <= 4:     # onnxruntime's int64 Div costs ~5 comparisons:

@@ -24,7 +24,7 @@ from ..ir import Add, Conv2d, Graph, Linear, Readout, TemporalMix
 
 NEAR_BAND = 5e-3          # membranes within 0.5 % of θ of a level are "near" a threshold
 NEAR_MAX = 200_000        # at most this many near records per layer (the closest kept)
-CALIB_BATCH = 4           # images per executor batch (ResNet-18, 64 images, calibration alone: peak RSS 743–795 MiB at 4, 806–902 at 8, 953–967 at 16, no slower at 4)
+CALIB_BATCH = 4           # images per executor batch (ResNet-18, 64 images, whole compile on two threads: peak RSS 808–853 MiB; batches of 2 or 8 no faster; one batch at a time it was 743–795 MiB at 4, 806–902 at 8, 953–967 at 16)
 
 
 @dataclass
