@@ -60,7 +60,10 @@ def main() -> None:
     unknown = [n for n in names if n not in benches]
     if unknown:
         raise SystemExit(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(benches)}")
+    from benchmarks.common import machine_line
+
     console = Console(width=160)
+    console.print(machine_line())
     for name in names:
         benches[name](console)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import time
 from pathlib import Path
 from typing import Callable
@@ -18,3 +19,21 @@ def time_call(fn: Callable[[], object], min_seconds: float = 2.0, min_reps: int 
         fn()
         reps += 1
     return (time.perf_counter() - start) / reps
+
+
+def machine_line() -> str:
+    """The CPU the figures belong to: model, ATen's vector ISA, and whether oneDNN's int8 products add in
+    saturating int16 pairs here (no VNNI/AMX: signed inputs then leave oneDNN for im2col + ``_int_mm``)."""
+    import torch
+
+    from lmhtc.runtime.int8 import int16_pairs
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    pairs = "int16 pairs (no VNNI/AMX)" if int16_pairs() else "int32 (VNNI/AMX)"
+    return (f"machine: {model}, {os.cpu_count()} CPUs, ATen {torch.backends.cpu.get_cpu_capability()}, "
+            f"oneDNN int8 products in {pairs}, torch {torch.__version__}")

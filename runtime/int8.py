@@ -6,17 +6,26 @@ and every input value fits int8 (|·| ≤ 127), and a bound on every partial sum
 2^31, so no int32 partial sum can wrap. The integers are then those of the
 int64 sum.
 
+Not every CPU's int8 kernels are exact on the whole int8 range: without VNNI or AMX (AVX2, AVX-512
+without VNNI), oneDNN multiplies uint8 × int8 with ``vpmaddubsw``, which adds adjacent products into a
+*saturating int16*. ``int16_pairs()`` tells such a machine (CPU flags, then a probe on operands that
+saturate), and there every oneDNN convolution needs ``max uint8 input × (two largest |w| of a row) ≤ 2^15 − 1``;
+``_int_mm`` is used only where a probe on full-range operands returns the exact sums.
+
 Layout: a conv's int32 output is returned as a ``[S, B, C, H, W]`` view of an
 ``[S, B, H, W, C]`` (channels-last) buffer; elementwise ops keep that layout,
 so the next conv reads its input as contiguous NHWC without a transpose.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 INT32_MAX = 2 ** 31 - 1
 INT8_MAX = 127
+INT16_MAX = 2 ** 15 - 1
 
 
 def _round8(n: int) -> int:
@@ -45,10 +54,10 @@ class Int8Product:
         w = node.weight
         return (int(abs(w).max()) <= INT8_MAX if w.size else True) and getattr(node, "groups", 1) == 1
 
-    @staticmethod
-    def exact(in_bound: int, acc_bound: int) -> bool:
-        """Inputs bounded by ``in_bound`` fit int8 and ``acc_bound`` (≥ every |partial sum|) is below 2^31."""
-        return in_bound <= INT8_MAX and acc_bound <= INT32_MAX
+    def exact(self, in_bound: int, acc_bound: int) -> bool:
+        """Inputs bounded by ``in_bound`` fit int8, ``acc_bound`` (≥ every |partial sum|) is below 2^31, and this
+        device's ``_int_mm`` returned exact sums on full-range operands (``int_mm_exact``)."""
+        return in_bound <= INT8_MAX and acc_bound <= INT32_MAX and int_mm_exact(self.wt.device.type)
 
     def _mm(self, a: torch.Tensor) -> torch.Tensor:
         if a.stride() != (a.shape[1], 1):     # oneDNN misreads odd strides of size-1 dims: plain row-major only
@@ -112,16 +121,23 @@ class OneDnnConv:
         self.geom = [list(node.stride), list(node.padding), list(node.dilation)]
         self.packed = {zp: torch.ops.onednn.qconv_prepack(w, self.ones, 1.0, zp, *self.geom, 1, None)
                        for zp in (0, 128)}
-        self.wsum = int(torch.as_tensor(node.weight).abs().reshape(w.shape[0], -1).sum(1).max()) if w.numel() else 0
+        rows = torch.as_tensor(node.weight).abs().reshape(w.shape[0], -1)
+        self.wsum = int(rows.sum(1).max()) if w.numel() else 0
+        # the largest |w_i| + |w_j| within one output's fan-in: bounds any int16 pair sum of u8 × s8 products
+        self.pair_w = int(rows.topk(min(2, rows.shape[1]), dim=1).values.sum(1).max()) if w.numel() else 0
         # oneDNN's int8 conv returns wrong sums where the padding is wider than the dilated kernel extent
         # (found by hypothesis: cin 1, cout 2, k 2, padding 2, hw 4); such geometries take the im2col path
         k = w.shape[2:]
         self.geometry_ok = all(p <= d * (kk - 1) for p, d, kk in zip(node.padding, node.dilation, k))
 
     def exact(self, in_bound: int, signed: bool) -> bool:
-        """Inputs fit the uint8 encoding, |Σ w·x| < 2^24 (exact float32 output), the uint8 sums fit int32."""
+        """Inputs fit the uint8 encoding, |Σ w·x| < 2^24 (exact float32 output), the uint8 sums fit int32, and,
+        on a CPU that adds products in int16 pairs, no pair of the uint8 operands (signed x enter as x + 128 ≤ 255)
+        can leave int16."""
+        u8 = 255 if signed else in_bound
         return self.geometry_ok and (in_bound <= INT8_MAX if signed else in_bound <= 255) \
-            and self.wsum * in_bound < EXACT_F32 and self.wsum * 255 <= INT32_MAX
+            and self.wsum * in_bound < EXACT_F32 and self.wsum * 255 <= INT32_MAX \
+            and (u8 * self.pair_w <= INT16_MAX or not int16_pairs())
 
     def __call__(self, v: torch.Tensor, signed: bool, raw: bool = False) -> torch.Tensor:
         """v [S, B, C, H, W] (int8 for signed inputs, else any integer dtype ≥ 0) → int32 [S, B, Cout, Ho, Wo]
@@ -136,3 +152,46 @@ class OneDnnConv:
         y = torch.ops.onednn.qconv2d_pointwise(x, 1.0, zp, self.packed[zp], self.ones, self.zeros, None, *self.geom,
                                                1, 1.0, 0, torch.float32, "none", [], "")
         return (y if raw else y.to(torch.int32)).reshape(s, b, *y.shape[1:])
+
+
+def _qconv(x: torch.Tensor, w: torch.Tensor, zp: int) -> torch.Tensor:
+    ones, zeros = torch.ones(w.shape[0]), torch.zeros(w.shape[0], dtype=torch.int64)
+    geom = [[1, 1], [1, 1], [1, 1]]
+    packed = torch.ops.onednn.qconv_prepack(w, ones, 1.0, zp, *geom, 1, None)
+    return torch.ops.onednn.qconv2d_pointwise(x, 1.0, zp, packed, ones, zeros, None, *geom, 1, 1.0, 0,
+                                              torch.float32, "none", [], "")
+
+
+@functools.cache
+def int16_pairs() -> bool:
+    """Whether this CPU's oneDNN int8 convolution may add u8 × s8 products in saturating int16 pairs.
+
+    False only where the CPU has VNNI or AMX (products summed into int32 directly) *and* a 3×3 convolution of
+    uint8 255 by int8 ±127 (every pair 64,770: it saturates int16) returns the exact sums; True otherwise."""
+    cpu = torch.cpu
+    if not any(getattr(cpu, f, lambda: False)() for f in ("_is_vnni_supported", "_is_amx_tile_supported")):
+        return True
+    x = torch.full((1, 16, 4, 4), 255, dtype=torch.uint8)
+    for sign in (1, -1):
+        w = torch.full((8, 16, 3, 3), 127 * sign, dtype=torch.int8)
+        exact = F.conv2d(x.double(), w.double(), padding=1)
+        if not torch.equal(_qconv(x, w, 0).double(), exact):
+            return True
+    return False
+
+
+@functools.cache
+def int_mm_exact(device: str = "cpu") -> bool:
+    """Whether ``torch._int_mm`` on ``device`` returns exact int32 sums on full-range int8 operands (constant ±127
+    and −128 factors, where an int16 pair sum would saturate, and random weights), over the GEMM shapes whose kernels differ
+    (a narrow M, a K that is not a multiple of 4, a wide K)."""
+    if torch.device(device).type != "cpu":
+        return True          # CUDA's int8 GEMM accumulates in int32
+    for m, k, n in ((17, 9, 8), (64, 64, 64), (256, 1152, 64)):
+        for a_val, b_val in ((127, 127), (-128, 127), (127, -128), (-128, -128)):
+            a = torch.full((m, k), a_val, dtype=torch.int8)
+            for b in (torch.full((k, n), b_val, dtype=torch.int8), torch.randint(-128, 128, (k, n), dtype=torch.int8,
+                                                                                   generator=torch.Generator().manual_seed(k))):
+                if not torch.equal(torch._int_mm(a, b).to(torch.int64), a.to(torch.int64) @ b.to(torch.int64)):
+                    return False
+    return True

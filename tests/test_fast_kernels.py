@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from int_reference import neuron as ref_neuron
 from lmhtc.compiler.intir import QConv2d, QLinear, QNeuron
-from lmhtc.runtime.int8 import Int8Product, OneDnnConv, onednn_available
+from lmhtc.runtime import int8 as int8_mod
+from lmhtc.runtime.int8 import INT16_MAX, Int8Product, OneDnnConv, int16_pairs, int_mm_exact, onednn_available
 from lmhtc.runtime.neuron import _loop64, run_neuron
 
 FIELDS = ("outputs_int", "logits_int", "spike_counts", "saturation", "sops_by_layer_step", "macs")
@@ -63,7 +64,12 @@ def test_onednn_int8_conv_equals_the_exact_sum(cin, cout, k, stride, padding, di
     if padding > dilation * (k - 1):           # a geometry oneDNN gets wrong: refused, the runtime uses im2col
         assert not conv.exact(hi, signed)
         return
-    assert conv.exact(hi, signed) and not conv.exact(300, False)
+    assert not conv.exact(300, False)
+    # exact wherever the CPU sums products into int32 (VNNI/AMX); with int16 pairs, exactly where no pair of
+    # uint8 operands × weights can leave int16 (signed inputs enter as x + 128 ≤ 255)
+    assert conv.exact(hi, signed) == (not int16_pairs() or (255 if signed else hi) * conv.pair_w <= INT16_MAX)
+    if not conv.exact(hi, signed):
+        return
     got = conv(x, signed)
     assert got.dtype == torch.int32
     assert torch.equal(got.to(torch.int64), exact_conv(x.reshape(2 * batch, cin, hw, hw), node).reshape(got.shape))
@@ -92,7 +98,34 @@ def test_int8_linear_and_eligibility():
     assert torch.equal(Int8Product(node, "cpu")(x).to(torch.int64), x.to(torch.int64) @ torch.as_tensor(w.T).long())
     assert Int8Product.eligible(node)
     assert not Int8Product.eligible(QLinear("wide", ["x"], shape=(1,), weight=np.array([[128]], np.int32)))
-    assert Int8Product.exact(127, 2 ** 31 - 1) and not Int8Product.exact(128, 1) and not Int8Product.exact(1, 2 ** 31)
+    prod = Int8Product(node, "cpu")
+    assert int_mm_exact("cpu") and prod.exact(127, 2 ** 31 - 1)
+    assert not prod.exact(128, 1) and not prod.exact(1, 2 ** 31)
+
+
+@pytest.mark.skipif(not onednn_available("cpu"), reason="this torch build has no oneDNN int8 convolution")
+@pytest.mark.parametrize("bound, signed", [(129, False), (130, False), (255, False), (127, True)])
+def test_onednn_conv_is_refused_where_int16_pairs_could_saturate(bound, signed, monkeypatch):
+    """Weights of one sign at ±127 put every u8 × s8 pair at 254 × the uint8 operand: on a CPU that adds pairs
+    in int16 the conv is refused from an operand of 130 on (254 · 130 > 2^15 − 1); where the conv is claimed
+    exact it returns the exact sums on the worst-case inputs, on whichever CPU runs the test."""
+    rng = np.random.default_rng(bound)
+    node = conv_node(16, 8, 3, 1, 1, 1, 6, rng)
+    node.weight[:] = 127
+    conv = OneDnnConv(node, "cpu")
+    assert conv.pair_w == 254
+    monkeypatch.setattr(int8_mod, "int16_pairs", lambda: True)
+    assert conv.exact(bound, signed) == (not signed and bound <= 129)
+    monkeypatch.setattr(int8_mod, "int16_pairs", lambda: False)
+    assert conv.exact(bound, signed)
+    monkeypatch.undo()
+    # the worst case: every operand at its largest uint8 encoding (signed 127 enters as 255)
+    x = torch.full((1, 2, 16, 6, 6), 127 if signed else bound, dtype=torch.int8 if signed else torch.int64)
+    if conv.exact(bound, signed):
+        got = conv(x, signed).to(torch.int64)
+        assert torch.equal(got, exact_conv(x.reshape(2, 16, 6, 6), node).reshape(got.shape))
+    else:
+        assert int16_pairs()
 
 
 def neuron_node(levels, leak, theta, v_init, bits) -> QNeuron:
