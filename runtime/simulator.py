@@ -48,7 +48,7 @@ from lmhtc.compiler.intir import (GlobalSumPool, QConv2d, QGain, QInput, QLinear
 from lmhtc.compiler.ir import Add, Graph, receives_spikes, spike_train_layers
 from lmhtc.runtime import fused as fused_mod
 from lmhtc.runtime.device import resolve_device
-from lmhtc.runtime.int8 import INT32_MAX, Int8Product, OneDnnConv, onednn_available
+from lmhtc.runtime.int8 import INT32_MAX, Int8Product, OneDnnConv, int16_pairs, onednn_available
 from lmhtc.compiler.intir_conv1d import QConv1d, conv2d_view
 from lmhtc.runtime.lif_kernel import run_lif
 from lmhtc.runtime.neuron import empty_steps, rs, run_neuron
@@ -105,11 +105,14 @@ class _Synapse:
         # max over outputs of Σ|w| over the fan-in: |Σ w·x| ≤ wsum_max · max|x|, from the weights alone
         self.wsum_max = int(np.abs(w).reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
         self.int8 = Int8Product(node, device) if Int8Product.eligible(node) else None
+        # without VNNI/AMX, _int_mm has no int8 dot-product instruction and runs 10–35× slower than the
+        # float32 product (AMD EPYC, AVX2, ResNet-18 shapes): there it is the last resort, after the float one
+        self.slow_gemm = torch.device(device).type == "cpu" and int16_pairs()
         # a 1×1 conv without padding is a plain GEMM on (strided) positions: _int_mm beats oneDNN's direct
-        # convolution there (measured 1.1–2× on ResNet-18's downsample shapes at 2 and 32 frames)
+        # convolution there where it is fast (measured 1.1–2× on ResNet-18's downsample shapes at 2 and 32 frames)
         pointwise = isinstance(node, QConv2d) and tuple(w.shape[2:]) == (1, 1) and not any(node.padding)
         self.onednn = OneDnnConv(node, device) if self.int8 is not None and isinstance(node, QConv2d) and \
-            not pointwise and onednn_available(device) else None
+            (not pointwise or self.slow_gemm) and onednn_available(device) else None
         if isinstance(node, QConv2d):
             cout = w.shape[0]
             cover = conv_cover(node.shape[1:], in_shape[1:], w.shape[2:], node.stride, node.padding, node.dilation)
@@ -376,7 +379,8 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
         acc, used = sy.event(vin), "event"
     elif kernel != "dense" and sy.onednn is not None and sy.onednn.exact(in_b * lw, analog):
         acc, used = sy.onednn(vin, analog, raw=st.fused), "int8"
-    elif kernel != "dense" and sy.int8 is not None and sy.int8.exact(in_b * lw, sy.wsum_max * in_b * lw):
+    elif (kernel == "int8" or kernel == "auto" and not sy.slow_gemm) and sy.int8 is not None and \
+            sy.int8.exact(in_b * lw, sy.wsum_max * in_b * lw):
         acc, used = sy.int8(vin), "int8"
     else:
         acc, used = sy.dense(vin, lw), "dense"

@@ -226,26 +226,34 @@ def test_device_names_are_checked_with_one_line_errors(tmp_path):
     assert not (tmp_path / "o.npz").exists()
 
 
-def test_a_pointwise_conv_runs_as_the_int8_gemm_and_equals_the_reference():
-    """A 1×1 strided shortcut takes ``_int_mm`` (not oneDNN's direct convolution), with the fused epilogue when
-    the kernel builds, and the run is the independent reference's, integer for integer."""
+@pytest.mark.parametrize("slow_gemm", [False, True])
+def test_a_pointwise_conv_runs_as_the_int8_gemm_and_equals_the_reference(slow_gemm, monkeypatch):
+    """A 1×1 strided shortcut takes ``_int_mm`` (not oneDNN's direct convolution) where the CPU has VNNI/AMX,
+    oneDNN's convolution where it has not (``_int_mm`` is slow there), with the fused epilogue when the kernel
+    builds, and the run is the independent reference's, integer for integer."""
     from int_reference import reference_run
     from lmhtc.compiler.frontends import trace_to_ir
     from lmhtc.compiler.passes.quantize import QuantConfig, quantize
     from lmhtc.compiler.pipeline import compile_graphs
+    from lmhtc.runtime import simulator
     from lmhtc.runtime.simulator import _program, run_int
     from nets import DownsampleNet, randomize
 
     q = quantize(compile_graphs(trace_to_ir(randomize(DownsampleNet(2, 2), 4), (2, 8, 8)))["compiled"],
                  QuantConfig())
     (pointwise,) = [n for n in q.topo() if n.kind == "qconv2d" and tuple(n.weight.shape[2:]) == (1, 1)]
+    monkeypatch.setattr(simulator, "int16_pairs", lambda: slow_gemm)
     syn = _program(q, "cpu").syn[pointwise.name]
-    assert syn.onednn is None and syn.int8 is not None
+    assert syn.slow_gemm == slow_gemm and syn.int8 is not None
+    assert (syn.onednn is not None) == (slow_gemm and onednn_available("cpu"))
     x = np.random.default_rng(5).normal(size=(6, 2, 8, 8)).astype(np.float32)
     ref = reference_run(q, x)
-    for fused in (True, False):
-        r = run_int(q, x, batch_size=4, kernel="int8", fused=fused)
-        assert r.kernels[pointwise.name]["int8"] > 0
+    for fused, kernel in ((True, "int8"), (False, "int8"), (True, "auto")):
+        r = run_int(q, x, batch_size=4, kernel=kernel, fused=fused)
+        if kernel == "int8":
+            assert r.kernels[pointwise.name]["int8"] > 0
+        else:       # on either machine kind the 1×1 takes an int8 kernel (or events), never the float product
+            assert r.kernels[pointwise.name]["dense"] == 0
         assert np.array_equal(r.outputs_int, ref["outputs_int"]) and np.array_equal(r.logits_int, ref["logits_int"])
         for i, name in enumerate(r.layer_names):
             assert np.array_equal(r.spike_counts[:, i], ref["spike_events"][name]), name
