@@ -223,14 +223,15 @@ def spike_mismatches(a: TargetRun, b: TargetRun) -> dict[str, int] | None:
     return mism
 
 
-def compare(a: TargetRun, b: TargetRun, mismatches: dict[str, int] | None = None) -> PairResult:
-    """Argmax agreement, max |Δlogits|, and per-layer spike-train equality (``mismatches``, as
-    ``spike_mismatches`` counts them: taken from the runs' spike trains when not given)."""
+def compare(a: TargetRun, b: TargetRun, mismatches: dict[str, int] | None) -> PairResult:
+    """Argmax agreement, max |Δlogits|, and per-layer spike-train equality (``mismatches``: the differing
+    entries per layer, as ``spike_mismatches`` counts them batch by batch; None where one side has no integer
+    spike trains)."""
     integer = set(lowering.names(phase="integer"))
     required = a.name in integer and b.name in integer
     d = np.abs(a.logits - b.logits)
     agree = float((a.logits.argmax(-1) == b.logits.argmax(-1)).mean())
-    mism = spike_mismatches(a, b) if mismatches is None else mismatches
+    mism = mismatches
     spikes_equal = None if mism is None else not any(mism.values())
     bit_exact = bool(np.array_equal(a.logits, b.logits))
     if a.logits_int is not None and b.logits_int is not None:
@@ -246,16 +247,15 @@ def verify(graphs: dict[str, Graph], x: np.ndarray, targets: list[str], progress
     """Run ``targets`` on ``x`` [N, ...] or a per-step sequence [steps, N, ...] (in batches of ``batch_size``
     samples; default one batch) and compare every pair; returns (runs, pairs) — the runs without their spike
     trains, which are compared batch by batch (``run_batch``). Checks every target first."""
-    from .executor import is_sequence
+    from .executor import input_batches, is_sequence
 
     for t in targets:
         check_runnable(t, graphs)
-    seq = is_sequence(next(iter(graphs.values())), x)     # a per-step sequence: samples along axis 1
-    n = x.shape[int(seq)]
-    step = n if batch_size is None else batch_size
+    graph = next(iter(graphs.values()))
+    n = np.shape(x)[int(is_sequence(graph, x))]           # a per-step sequence: samples along axis 1
     memo: dict = {}
-    records = [run_batch(graphs, x[:, i:i + step] if seq else x[i:i + step], targets, memo, progress)
-               for i in range(0, n, max(step, 1))]
+    records = [run_batch(graphs, xb.numpy(), targets, memo, progress)
+               for xb in input_batches(graph, x, max(n if batch_size is None else batch_size, 1))]
     return runs_and_pairs(combine_records(records), targets)
 
 

@@ -167,10 +167,13 @@ def int16_pairs() -> bool:
     """Whether this CPU's oneDNN int8 convolution may add u8 × s8 products in saturating int16 pairs.
 
     False only where the CPU has VNNI or AMX (products summed into int32 directly) *and* a 3×3 convolution of
-    uint8 255 by int8 ±127 (every pair 64,770: it saturates int16) returns the exact sums; True otherwise."""
+    uint8 255 by int8 ±127 (every pair 64,770: it saturates int16) returns the exact sums (where this torch
+    build has the convolution to probe); True otherwise."""
     cpu = torch.cpu
     if not any(getattr(cpu, f, lambda: False)() for f in ("_is_vnni_supported", "_is_amx_tile_supported")):
         return True
+    if not onednn_available("cpu"):
+        return False         # no oneDNN convolution to probe: the flags decide
     x = torch.full((1, 16, 4, 4), 255, dtype=torch.uint8)
     for sign in (1, -1):
         w = torch.full((8, 16, 3, 3), 127 * sign, dtype=torch.int8)

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lmhtc.compiler.errors import LmhtcError
+from lmhtc.compiler.executor import input_batches
 from lmhtc.compiler.lowering import LoweringError
 from lmhtc.compiler.analysis.cover import conv_cover
 from lmhtc.compiler.analysis.groups import group_root
@@ -683,15 +684,10 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
     """
     if kernel not in ("auto", "event", "dense", "int8"):
         raise ValueError(f"kernel must be auto, event, dense or int8, got {kernel!r}")
-    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     device = resolve_device(device)
     prog = _program(graph, device)          # checks the graph once (check_integer_graph)
-    expected = prog.input_shape
-    seq = x.dim() == len(expected) + 2       # a per-step sequence [steps, N, ...]: samples along axis 1
-    if seq and x.shape[0] != graph.steps:
-        raise LmhtcError(f"input sequence has {x.shape[0]} steps, the network runs {graph.steps}")
-    if tuple(x.shape[1 + seq:]) != expected:
-        raise LmhtcError(f"inputs have per-sample shape {tuple(x.shape[1 + seq:])}, the network expects {expected}")
+    step = max(1, min(batch_size, micro_batch))
+    micro_batches = input_batches(graph, x, step)      # checks the input's shape (the executor's one rule)
     syn, analog = prog.syn, prog.analog
     plan = prog.window_plan(capture) if windows else {}
     fuse = fused and device == "cpu" and bool(prog.fusable) and fused_mod.available()   # available(): LMHTC_FUSED too
@@ -699,9 +695,7 @@ def run_int(graph: Graph, x: np.ndarray | torch.Tensor, batch_size: int = 64, de
     caps: dict[str, list] = {name: [] for name in capture}
     kernels: dict[str, dict[str, int]] = {}
     with torch.no_grad():
-        step = max(1, min(batch_size, micro_batch))
-        for i in tqdm(range(0, x.shape[int(seq)], step), desc=desc, disable=not progress, unit="micro-batch"):
-            xb = x[:, i:i + step] if seq else x[i:i + step]
+        for xb in tqdm(micro_batches, desc=desc, disable=not progress, unit="micro-batch"):
             o, spk, sat, sop, mac, kern, cap = run_graph_batch_int(prog, xb.to(device), kernel,
                                                                    event_density, capture, plan, windows,
                                                                    layer_times, fuse)
