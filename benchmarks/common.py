@@ -23,7 +23,7 @@ def time_call(fn: Callable[[], object], min_seconds: float = 2.0, min_reps: int 
 
 def machine_line() -> str:
     """The CPU the figures belong to: model, ATen's vector ISA, and whether oneDNN's int8 products add in
-    saturating int16 pairs here (no VNNI/AMX: signed inputs then leave oneDNN for im2col + ``_int_mm``)."""
+    saturating int16 pairs here (no VNNI/AMX: oneDNN then takes pair-safe operands only, and ``_int_mm`` is slow)."""
     import torch
 
     from lmhtc.runtime.int8 import int16_pairs

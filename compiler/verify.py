@@ -231,15 +231,14 @@ def compare(a: TargetRun, b: TargetRun, mismatches: dict[str, int] | None) -> Pa
     required = a.name in integer and b.name in integer
     d = np.abs(a.logits - b.logits)
     agree = float((a.logits.argmax(-1) == b.logits.argmax(-1)).mean())
-    mism = mismatches
-    spikes_equal = None if mism is None else not any(mism.values())
+    spikes_equal = None if mismatches is None else not any(mismatches.values())
     bit_exact = bool(np.array_equal(a.logits, b.logits))
     if a.logits_int is not None and b.logits_int is not None:
         bit_exact = bit_exact and bool(np.array_equal(a.logits_int, b.logits_int))
     if spikes_equal is not None:
         bit_exact = bit_exact and spikes_equal
     return PairResult(a.name, b.name, required, bit_exact, spikes_equal, agree, float(d.max(initial=0.0)),
-                      dict(mism or {}))
+                      dict(mismatches or {}))
 
 
 def verify(graphs: dict[str, Graph], x: np.ndarray, targets: list[str], progress: bool = False,
