@@ -266,3 +266,19 @@ def test_a_pointwise_conv_runs_as_the_int8_gemm_and_equals_the_reference(slow_ge
             assert np.array_equal(r.spike_counts[:, i], ref["spike_events"][name]), name
         for i, name in enumerate(r.synaptic_layer_names):
             assert np.array_equal(r.sops_by_layer_step[:, i], ref["sops"][name]), name
+
+
+@pytest.mark.skipif(not onednn_available("cpu"), reason="this torch build has no oneDNN int8 convolution")
+def test_int16_pairs_probe_runs_where_the_flags_claim_vnni(monkeypatch):
+    """With the CPU flags claiming VNNI, the saturating probe decides: it answers False only where oneDNN
+    returns the exact sums of 255 × ±127 everywhere (on a CPU without VNNI it must find the saturation)."""
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: True, raising=False)
+    int16_pairs.cache_clear()
+    try:
+        claimed = int16_pairs()
+    finally:
+        int16_pairs.cache_clear()
+    x = torch.full((1, 16, 4, 4), 255, dtype=torch.uint8)
+    w = torch.full((8, 16, 3, 3), 127, dtype=torch.int8)
+    exact = torch.equal(int8_mod._qconv(x, w, 0).double(), F.conv2d(x.double(), w.double(), padding=1))
+    assert claimed or exact          # a saturation seen here ⇒ the probe reports int16 pairs
