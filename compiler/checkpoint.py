@@ -127,6 +127,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         raise CheckpointError(f"{path}: no state_dict: expected {{'model': state_dict, ...}} "
                               f"or a plain state_dict (top-level keys: {', '.join(map(str, list(obj)[:6]))})")
     for key, value in state.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"{path}: state_dict key {key!r} is a {type(key).__name__}, not a parameter name")
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{path}: state_dict entry {key!r} is a {type(value).__name__}, not a tensor")
     return dict(state), meta
@@ -139,14 +141,20 @@ def drop_core_aliases(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
 
 
 def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
-    """Every floating tensor finite and within ±MAX_ABS_FLOAT (beyond it float32 activations overflow)."""
+    """Every floating tensor finite and within ±MAX_ABS_FLOAT (beyond it float32 activations overflow).
+
+    One ``aminmax`` pass per tensor: it propagates NaN to both ends and shows ±Inf at one of them."""
     for key, value in state.items():
-        if value.is_floating_point() and not torch.isfinite(value).all():
-            bad = "NaN" if torch.isnan(value).any() else "Inf"
+        if not value.is_floating_point() or not value.numel():
+            continue
+        lo, hi = (float(v) for v in torch.aminmax(value))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            bad = "NaN" if math.isnan(lo) or math.isnan(hi) else "Inf"
             raise CheckpointError(f"{source}: {key} contains {bad} values")
-        if value.is_floating_point() and value.numel() and float(value.abs().max()) > MAX_ABS_FLOAT:
+        peak = max(-lo, hi)
+        if peak > MAX_ABS_FLOAT:
             raise CheckpointError(f"{source}: {key} has values beyond ±{MAX_ABS_FLOAT:g} (|max| "
-                                  f"{float(value.abs().max()):.3g}); float32 activations would overflow")
+                                  f"{peak:.3g}); float32 activations would overflow")
 
 
 def _listing(keys: list[str], limit: int = 4) -> str:
@@ -183,7 +191,11 @@ def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], sourc
             hint = f" (the checkpoint was trained with T={got.shape[0]} time-steps, not {want.shape[0]})"
         raise CheckpointError(f"{source}: {key} has shape {tuple(got.shape)}, {what} expects "
                               f"{tuple(want.shape)}{hint}")
-    model.load_state_dict(state, strict=True)
+    # where every tensor has the dtype the model holds, the checkpoint's tensors become its parameters and
+    # buffers (no copy of every weight into the randomly initialised ones); otherwise they are copied over,
+    # converted to the model's dtypes
+    assign = all(state[key].dtype == want.dtype for key, want in expected.items())
+    model.load_state_dict(state, strict=True, assign=assign)
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:

@@ -330,6 +330,45 @@ def test_bool_int_and_huge_weights_are_refused(net, tmp_path):
         assert not (tmp_path / f"{name}.lmhtc").exists()
 
 
+def test_non_string_keys_and_infinite_weights_are_refused(net, tmp_path):
+    """A state_dict key that is not a name (found by the checkpoint fuzzer: it was an internal error) and ±Inf
+    weights (the one-pass min/max check tells Inf from NaN) are one-line errors naming the key."""
+    _, ckpt, _, _ = net
+    state = torch.load(ckpt, weights_only=True)["model"]
+    key = next(k for k, v in state.items() if k.endswith("weight") and v.dim() == 4)
+    inf, both = state[key].clone().fill_(-float("inf")), state[key].clone().fill_(float("inf"))
+    both[0] = float("nan")                   # NaN and Inf in one tensor: NaN is named
+    for name, bad, message in (("tuple", {**state, ("a", 1): state[key]}, "key ('a', 1) is a tuple"),
+                               ("inf", {**state, key: inf}, f"{key} contains Inf"),
+                               ("nan", {**state, key: both}, f"{key} contains NaN")):
+        path = save_checkpoint(tmp_path / f"{name}.pth", build_snn("digitsnet", 2, 2, 10, "direct", (1, 8, 8)),
+                               ModelSpec("digitsnet", 2, 2, input_shape=(1, 8, 8)))
+        torch.save({"model": bad}, path)
+        assert_one_line_error(*cli("compile", path, "-o", tmp_path / f"{name}.lmhtc"), message)
+        assert not (tmp_path / f"{name}.lmhtc").exists()
+
+
+def test_a_float64_checkpoint_compiles_to_the_float32_graphs(net, tmp_path):
+    """Tensors of another dtype than the model's are copied over (converted), not assigned: the compiled
+    graphs equal those of the float32 checkpoint array for array."""
+    _, ckpt, art, _ = net
+    obj = torch.load(ckpt, weights_only=True)
+    obj["model"] = {k: v.double() if v.is_floating_point() else v for k, v in obj["model"].items()}
+    path = tmp_path / "f64.pth"
+    path.with_suffix(".json").write_bytes(ckpt.with_suffix(".json").read_bytes())
+    torch.save(obj, path)
+    code, text = cli("compile", path, "-o", tmp_path / "f64.lmhtc", "--no-progress")
+    assert code == 0, text
+    want, got = load_artifact(art)[0], load_artifact(tmp_path / "f64.lmhtc")[0]
+    assert set(want) == set(got)
+    for name in want:
+        for node in want[name].topo():
+            other = got[name].node(node.name)
+            for key, arr in node.arrays().items():
+                assert arr.dtype == other.arrays()[key].dtype and np.array_equal(arr, other.arrays()[key]), \
+                    (name, node.name, key)
+
+
 def test_sidecar_range_errors_name_the_sidecar(net, tmp_path):
     _, ckpt, _, _ = net
     path = tmp_path / "s.pth"
