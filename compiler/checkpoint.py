@@ -162,8 +162,13 @@ def _listing(keys: list[str], limit: int = 4) -> str:
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str, what: str) -> None:
-    """Load ``state`` into ``model`` with strict key and shape checks; errors name the key."""
+def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str, what: str,
+                      give: bool = False) -> None:
+    """Load ``state`` into ``model`` with strict key and shape checks; errors name the key.
+
+    ``give``: the state's tensors are the caller's to give away (just read from a file): where each has the
+    dtype the model holds they become its parameters and buffers, without a copy. Otherwise (a state_dict
+    of another live module, say) they are copied, so the model never shares memory with its source."""
     state = drop_core_aliases(state)
     check_finite(state, source)
     expected = model.state_dict()
@@ -191,10 +196,9 @@ def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], sourc
             hint = f" (the checkpoint was trained with T={got.shape[0]} time-steps, not {want.shape[0]})"
         raise CheckpointError(f"{source}: {key} has shape {tuple(got.shape)}, {what} expects "
                               f"{tuple(want.shape)}{hint}")
-    # where every tensor has the dtype the model holds, the checkpoint's tensors become its parameters and
-    # buffers (no copy of every weight into the randomly initialised ones); otherwise they are copied over,
-    # converted to the model's dtypes
-    assign = all(state[key].dtype == want.dtype for key, want in expected.items())
+    # given tensors of the model's own dtypes are assigned (no copy of every weight into the randomly
+    # initialised ones); otherwise they are copied over, converted to the model's dtypes
+    assign = give and all(state[key].dtype == want.dtype for key, want in expected.items())
     model.load_state_dict(state, strict=True, assign=assign)
 
 
@@ -284,7 +288,7 @@ def load_snn(path: str | os.PathLike, spec: ModelSpec) -> nn.Module:
     if side != Path(path) and side.is_file():
         what = f"the network its sidecar {side.name} describes ({what[2:]})"
         origin = f" (L from its sidecar {side.name})"
-    load_state_strict(model, state, str(path), what)
+    load_state_strict(model, state, str(path), what, give=True)
     if spec.recipe == "direct":
         _check_direct_thresholds(model, spec, str(path), origin)
     return model.eval()
@@ -311,6 +315,6 @@ def load_qcfs_ann(path: str | os.PathLike, arch: str, num_classes: int = 10, q_l
 
     model = build_qcfs_ann(arch, num_classes, q_levels, input_shape)
     state, _ = read_checkpoint(path)
-    load_state_strict(model, state, str(path), f"the QCFS ANN of --arch {arch}")
+    load_state_strict(model, state, str(path), f"the QCFS ANN of --arch {arch}", give=True)
     return model.eval()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from lmhtc.compiler.artifact import ArtifactError, load_artifact
 from lmhtc.compiler.checkpoint import ModelSpec, save_checkpoint
@@ -585,3 +586,21 @@ def test_damaged_manifest_field_is_named(net, tmp_path, edit, fragment):
     _, _, art, _ = net
     bad = rewrite_manifest(art, tmp_path / "bad.lmhtc", edit)
     assert_one_line_error(*cli("inspect", bad, "--graph", "integer"), str(bad), fragment)
+
+
+def test_a_given_state_is_assigned_and_any_other_copied():
+    """``give=True`` (tensors just read from a file) makes them the model's own, without a copy; without it
+    (another live module's state_dict) the model gets copies and shares no memory with the source."""
+    from lmhtc.compiler.checkpoint import load_state_strict
+
+    src, dst = nn.Linear(4, 3), nn.Linear(4, 3)
+    ptrs = {t.data_ptr() for t in src.state_dict().values()}
+    load_state_strict(dst, src.state_dict(), "src", "a linear layer")
+    assert not ptrs & {t.data_ptr() for t in dst.state_dict().values()}
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+    load_state_strict(dst, src.state_dict(), "src", "a linear layer", give=True)
+    assert ptrs == {t.data_ptr() for t in dst.state_dict().values()}
+    other = nn.Linear(4, 3)          # another dtype: converted into the model's own tensors, even when given
+    load_state_strict(other, {k: v.double() for k, v in src.state_dict().items()}, "src", "a linear layer",
+                      give=True)
+    assert other.weight.dtype == torch.float32 and not ptrs & {t.data_ptr() for t in other.state_dict().values()}

@@ -62,7 +62,7 @@ def load_ann(path: str | os.PathLike, arch: str, form: str = "qcfs", num_classes
                               f"it is a QCFS ANN: use --from qcfs")
     if form == "qcfs" and not has_thresh and state:
         raise ConversionError(f"{path}: has no QCFS thresholds (*.thresh keys); a plain ReLU ANN needs --from relu")
-    load_state_strict(model, state, str(path), f"the {form.upper()} ANN of --arch {arch}")
+    load_state_strict(model, state, str(path), f"the {form.upper()} ANN of --arch {arch}", give=True)
     return model.eval()
 
 
