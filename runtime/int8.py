@@ -119,8 +119,7 @@ class OneDnnConv:
         self.ones = torch.ones(w.shape[0], dtype=torch.float32)
         self.zeros = torch.zeros(w.shape[0], dtype=torch.int64)
         self.geom = [list(node.stride), list(node.padding), list(node.dilation)]
-        self.packed = {zp: torch.ops.onednn.qconv_prepack(w, self.ones, 1.0, zp, *self.geom, 1, None)
-                       for zp in (0, 128)}
+        self.packed = {zp: _prepack(w, self.ones, zp, self.geom) for zp in (0, 128)}
         rows = torch.as_tensor(node.weight).abs().reshape(w.shape[0], -1)
         self.wsum = int(rows.sum(1).max()) if w.numel() else 0
         # the largest |w_i| + |w_j| within one output's fan-in: bounds any int16 pair sum of u8 × s8 products
@@ -149,17 +148,27 @@ class OneDnnConv:
         else:
             x = x.view(torch.uint8) if x.dtype == torch.int8 else x.to(torch.uint8)   # 0 ≤ x ≤ 127: same bits
         zp = 128 if signed else 0
-        y = torch.ops.onednn.qconv2d_pointwise(x, 1.0, zp, self.packed[zp], self.ones, self.zeros, None, *self.geom,
-                                               1, 1.0, 0, torch.float32, "none", [], "")
+        y = _qconv_sums(x, zp, self.packed[zp], self.ones, self.zeros, self.geom)
         return (y if raw else y.to(torch.int32)).reshape(s, b, *y.shape[1:])
 
 
-def _qconv(x: torch.Tensor, w: torch.Tensor, zp: int) -> torch.Tensor:
-    ones, zeros = torch.ones(w.shape[0]), torch.zeros(w.shape[0], dtype=torch.int64)
-    geom = [[1, 1], [1, 1], [1, 1]]
-    packed = torch.ops.onednn.qconv_prepack(w, ones, 1.0, zp, *geom, 1, None)
+def _prepack(w: torch.Tensor, ones: torch.Tensor, zp: int, geom: list) -> torch.Tensor:
+    """oneDNN's packed int8 weights ``w`` for inputs of zero point ``zp``: every scale 1.0, one group."""
+    return torch.ops.onednn.qconv_prepack(w, ones, 1.0, zp, *geom, 1, None)
+
+
+def _qconv_sums(x: torch.Tensor, zp: int, packed: torch.Tensor, ones: torch.Tensor, zeros: torch.Tensor,
+                geom: list) -> torch.Tensor:
+    """oneDNN's int8 convolution of uint8 ``x`` (zero point ``zp``) by ``packed`` weights, every scale 1.0:
+    the sums in float32."""
     return torch.ops.onednn.qconv2d_pointwise(x, 1.0, zp, packed, ones, zeros, None, *geom, 1, 1.0, 0,
                                               torch.float32, "none", [], "")
+
+
+def _qconv(x: torch.Tensor, w: torch.Tensor, zp: int) -> torch.Tensor:
+    """A 3×3 convolution (stride 1, padding 1) of uint8 ``x`` by int8 ``w`` as the runtime runs it."""
+    ones, zeros, geom = torch.ones(w.shape[0]), torch.zeros(w.shape[0], dtype=torch.int64), [[1, 1], [1, 1], [1, 1]]
+    return _qconv_sums(x, zp, _prepack(w, ones, zp, geom), ones, zeros, geom)
 
 
 @functools.cache
