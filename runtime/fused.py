@@ -29,7 +29,10 @@ import torch
 from lmhtc.compiler.intir import QNeuron
 from lmhtc.runtime.neuron import INT32_MAX, empty_steps, membrane_bound
 
-SOURCE = Path(__file__).with_name("csrc") / "fused_neuron.cpp"
+CSRC = Path(__file__).with_name("csrc")
+# the kernels (fused_neuron.cpp; event_conv.cpp, the event-driven convolution of runtime/event_conv.py) and the
+# bindings of all of them (module.cpp): one extension module
+SOURCES = tuple(CSRC / f for f in ("fused_neuron.cpp", "event_conv.cpp", "module.cpp"))
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 STALE_LOCK_S = 600       # a build lock older than this was left by a killed build
 CHUNK = 1024             # kChunk of the C++ source: elements per work item
@@ -44,9 +47,11 @@ def enabled() -> bool:
 
 
 def build_name() -> str:
-    """The extension's name: a hash of its source, flags, compiler-relevant CPU features and torch version,
+    """The extension's name: a hash of its sources, flags, compiler-relevant CPU features and torch version,
     so a changed source, another CPU (``-march=native``) or another torch never loads a stale build."""
-    h = hashlib.sha256(SOURCE.read_bytes())
+    h = hashlib.sha256()
+    for src in SOURCES:
+        h.update(src.read_bytes())
     h.update(" ".join(CFLAGS).encode())
     h.update(torch.__version__.encode())
     h.update(platform.machine().encode())
@@ -96,7 +101,7 @@ def extension():
 
             name = build_name()
             _clear_stale_lock(name)
-            _state["module"] = load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS,
+            _state["module"] = load(name=name, sources=[str(s) for s in SOURCES], extra_cflags=CFLAGS,
                                     extra_ldflags=["-fopenmp"], verbose=False)
         except Exception as exc:      # no compiler, no ninja, a failed build: the torch kernels remain
             _state["module"], _state["error"] = None, f"{type(exc).__name__}: {exc}"

@@ -203,7 +203,7 @@ def test_a_failed_build_falls_back_to_the_torch_kernels(monkeypatch):
 def test_the_build_name_follows_the_source(monkeypatch, tmp_path):
     src = tmp_path / "k.cpp"
     src.write_text("// a\n")
-    monkeypatch.setattr(fused, "SOURCE", src)
+    monkeypatch.setattr(fused, "SOURCES", (*fused.SOURCES, src))
     a = fused.build_name()
     src.write_text("// b\n")
     assert fused.build_name() != a and a.startswith("lmhtc_fused_")

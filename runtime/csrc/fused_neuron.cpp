@@ -295,8 +295,3 @@ void affine_shift(torch::Tensor x, torch::Tensor scale, torch::Tensor bias, int6
     default: TORCH_CHECK(false, "affine_shift: x must be float32 or int8/16/32");
   }
 }
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("mix_neuron", &mix_neuron, "T-GIM mix + qneuron steps of one layer, in one pass (CPU)");
-  m.def("affine_shift", &affine_shift, "synapse exponent, per-channel gain and bias in one pass (CPU)");
-}
