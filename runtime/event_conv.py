@@ -52,10 +52,12 @@ class EventConv:
         """Inputs in [0, in_bound] give exact sums: int8 counts and int32 partial sums."""
         return 0 < in_bound <= INT8_MAX and self.wsum * in_bound <= INT32_MAX
 
-    def __call__(self, v: torch.Tensor, in_bound: int, max_events: int | None = None) -> torch.Tensor | None:
+    def __call__(self, v: torch.Tensor, in_bound: int, max_events: int | None = None,
+                 epilogue: tuple[int, torch.Tensor | None, int] | None = None) -> torch.Tensor | None:
         """v [S, B, C, H, W] (integers in [0, in_bound], ``exact(in_bound)`` holds) → int32 [S, B, Cout, Ho, Wo]
-        (channels-last strides), or None when v holds more than ``max_events`` bit-plane events (a count with
-        k bits set is k events) or the extension is unavailable."""
+        (channels-last strides) of ``Σ w·x`` — with ``epilogue = (E, bias, lw)``, of ``e(Σ w·x, E) + bias·lw``,
+        which the caller has proven to fit int32 —, or None when v holds more than ``max_events`` bit-plane
+        events (a count with k bits set is k events) or the extension is unavailable."""
         ext = fused._built()
         if ext is None or v.device.type != "cpu":
             return None
@@ -65,6 +67,12 @@ class EventConv:
         ho, wo = self.node.shape[1:]
         out = torch.empty((s * b, ho, wo, self.cout), dtype=torch.int32)
         limit = int(max_events) if max_events is not None else x.numel() * 7
-        if not ext.event_conv(x, self.packed, out, *self.geometry, int(in_bound).bit_length(), self.nmax, limit):
+        e, bias, lw = epilogue if epilogue is not None else (0, None, 1)
+        bias = _NONE if bias is None else bias.reshape(-1)
+        if not ext.event_conv(x, self.packed, out, *self.geometry, int(in_bound).bit_length(), self.nmax, limit,
+                              epilogue is not None, int(e), bias, int(lw)):
             return None
         return out.reshape(s, b, ho, wo, self.cout).permute(0, 1, 4, 2, 3)
+
+
+_NONE = torch.empty(0, dtype=torch.int64)       # "no bias" for the kernel (read only)

@@ -33,6 +33,7 @@ CSRC = Path(__file__).with_name("csrc")
 # the kernels (fused_neuron.cpp; event_conv.cpp, the event-driven convolution of runtime/event_conv.py) and the
 # bindings of all of them (module.cpp): one extension module
 SOURCES = tuple(CSRC / f for f in ("fused_neuron.cpp", "event_conv.cpp", "module.cpp"))
+HEADERS = (CSRC / "rounding.h",)
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 STALE_LOCK_S = 600       # a build lock older than this was left by a killed build
 CHUNK = 1024             # kChunk of the C++ source: elements per work item
@@ -50,7 +51,7 @@ def build_name() -> str:
     """The extension's name: a hash of its sources, flags, compiler-relevant CPU features and torch version,
     so a changed source, another CPU (``-march=native``) or another torch never loads a stale build."""
     h = hashlib.sha256()
-    for src in SOURCES:
+    for src in (*SOURCES, *HEADERS):
         h.update(src.read_bytes())
     h.update(" ".join(CFLAGS).encode())
     h.update(torch.__version__.encode())

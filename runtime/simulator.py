@@ -388,29 +388,32 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
     else:
         st.sops.append(_per_step(sy.sops(v, in_b, st.channel_sums), st.steps))
     vin = st.window_sums(v, lw, in_b)
-    kernel, acc = st.kernel, None
+    kernel, acc, bound = st.kernel, None, sy.out_bound(in_b, lw)
     native = sy.event_conv is not None and st.fused and not analog and sy.event_conv.exact(in_b * lw)
+    # the event kernel applies the exponent and bias itself where the output fits int32
+    epilogue = (node.shift, sy.bias, lw) if native and bound <= INT32_MAX else None
     if native and kernel == "auto" and sy.event_first:     # sparse or not: no density count first
-        acc = sy.event_conv(vin, in_b * lw, int(EVENT_CROSSOVER * vin.numel()))     # None above the crossover
+        acc = sy.event_conv(vin, in_b * lw, int(EVENT_CROSSOVER * vin.numel()), epilogue)  # None above the crossover
     use_event = acc is None and (kernel == "event" or (kernel in ("auto", "int8") and _sparse(st, v, vin, lw, in_b)))
     if use_event and native:
-        acc = sy.event_conv(vin, in_b * lw)
+        acc = sy.event_conv(vin, in_b * lw, None, epilogue)
     if acc is not None:
         used = "event"
     elif use_event:
-        acc, used = sy.event(vin), "event"
+        acc, used, epilogue = sy.event(vin), "event", None
     elif kernel != "dense" and sy.onednn is not None and sy.onednn.exact(in_b * lw, analog):
-        acc, used = sy.onednn(vin, analog, raw=st.fused), "int8"
+        acc, used, epilogue = sy.onednn(vin, analog, raw=st.fused), "int8", None
     elif (kernel == "int8" or kernel == "auto" and not sy.slow_gemm) and sy.int8 is not None and \
             sy.int8.exact(in_b * lw, sy.wsum_max * in_b * lw):
-        acc, used = sy.int8(vin), "int8"
+        acc, used, epilogue = sy.int8(vin), "int8", None
     else:
-        acc, used = sy.dense(vin, lw), "dense"
+        acc, used, epilogue = sy.dense(vin, lw), "dense", None
     stats = st.kernels.get(node.name)
     if stats is None:
         stats = st.kernels[node.name] = {"event": 0, "dense": 0, "int8": 0}
     stats[used] += 1
-    bound = sy.out_bound(in_b, lw)
+    if epilogue is not None:       # the event kernel's output is the synapse's already
+        return acc, bound, lw
     if st.fused:     # raw oneDNN or int8 GEMM sums: exponent and bias in one pass (None for other inputs)
         out = fused_mod.affine_shift(acc, None, sy.bias, lw, node.shift, _fit_dtype(bound))
         if out is not None:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from lmhtc import semantics
 from lmhtc.compiler.intir import QConv2d
 from lmhtc.runtime import fused
 from lmhtc.runtime.event_conv import EventConv
@@ -50,11 +51,12 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
        dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)), hw=st.tuples(st.integers(1, 9), st.integers(1, 9)),
        frames=st.tuples(st.integers(1, 2), st.integers(1, 3)), bound=st.integers(1, 127),
        max_w=st.sampled_from([1, 7, 127]), nmax=st.sampled_from([None, 1, 3]), density=st.floats(0.0, 1.0),
-       seed=st.integers(0, 2 ** 16))
+       epilogue=st.none() | st.tuples(st.integers(-9, 6), st.booleans(), st.integers(1, 4)), seed=st.integers(0, 2 ** 16))
 def test_event_conv_equals_the_exact_sum(cin, cout, kh, kw, stride, padding, dilation, hw, frames, bound, max_w,
-                                         nmax, density, seed):
+                                         nmax, density, epilogue, seed):
     """Channel counts across the 32-channel masks and 64-channel blocks, every geometry, all seven bit planes,
-    and the int16 partial sums widened after the proven row count or (a smaller nmax is as exact) every row."""
+    the int16 partial sums widened after the proven row count or (a smaller nmax is as exact) every row, and
+    the synapse's exponent and bias applied in the kernel (the integer semantics' ``exp_shift`` + bias·lw)."""
     rng = np.random.default_rng(seed)
     node = conv_node(cin, cout, kh, kw, stride, padding, dilation, hw,
                      rng.integers(-max_w, max_w + 1, size=(cout, cin, kh, kw)))
@@ -65,9 +67,17 @@ def test_event_conv_equals_the_exact_sum(cin, cout, kh, kw, stride, padding, dil
     conv.nmax = nmax or conv.nmax
     x = spikes(rng, (*frames, cin, *hw), bound, density)
     layout = channels_last(x) if rng.random() < 0.5 else x
-    got = conv(layout, bound)
+    want = exact_conv(x, node)
+    if epilogue is not None:
+        e, with_bias, lw = epilogue
+        bias = torch.as_tensor(rng.integers(-5000, 5000, size=cout)) if with_bias else None
+        want = torch.as_tensor(semantics.exp_shift(want.numpy(), e))
+        want = want + (bias.reshape(-1, 1, 1) * lw if with_bias else 0)
+        assume(want.numel() == 0 or int(want.abs().max()) <= 2 ** 31 - 1)
+        epilogue = (e, bias, lw)
+    got = conv(layout, bound, None, epilogue)
     assert got.dtype == torch.int32 and got.shape == (*frames, *node.shape)
-    assert torch.equal(got.to(torch.int64), exact_conv(x, node))
+    assert torch.equal(got.to(torch.int64), want)
 
 
 @needs_ext

@@ -2,9 +2,11 @@
 // proportional to the input events, not to the input size.
 //
 // Invariant: out[f, oy, ox, o] = Σ_{c,i,j} w[o, c, i, j] · x[f, oy·sh − ph + i·dh, ox·sw − pw + j·dw, c] (zero
-// outside the input), exactly, given what the caller (runtime/event_conv.py) proves: every x is in
+// outside the input) — with ``epilogue``, e(that sum, E) + bias[o]·lw, the synapse's output — exactly, given
+// what the caller (runtime/event_conv.py) proves: every x is in
 // [0, 2^planes); |w| ≤ 127 (int8) and nmax · max|w| ≤ 32767, so an int16 partial sum of at most nmax weights
-// never wraps; and max over o of Σ|w| · max x < 2^31, so no int32 partial sum does.
+// never wraps; max over o of Σ|w| · max x < 2^31, so no int32 partial sum does; with the epilogue, the
+// result fits int32.
 //
 // Method: x = Σ_q 2^q · bit_q(x). Per input position and bit plane q, the channels whose bit q is set are the
 // events (found 32 channels at a time from a byte mask). Per output position and block of kCh output
@@ -18,6 +20,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <vector>
+
+#include "rounding.h"
 #if defined(__AVX2__) || defined(__SSE4_1__)
 #include <immintrin.h>
 #endif
@@ -63,12 +67,14 @@ inline uint32_t plane_mask(const int8_t* r, int64_t c0, int64_t C, int q) {
 
 bool event_conv(torch::Tensor x, torch::Tensor wp, torch::Tensor out, int64_t kh, int64_t kw, int64_t sh,
                 int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t planes, int64_t nmax,
-                int64_t max_events) {
+                int64_t max_events, bool epilogue, int64_t e, torch::Tensor bias, int64_t lw) {
   TORCH_CHECK(x.dtype() == torch::kInt8 && x.dim() == 4 && x.is_contiguous(), "x: contiguous [F, H, W, C] int8");
   TORCH_CHECK(wp.dtype() == torch::kInt8 && wp.dim() == 4 && wp.is_contiguous() && wp.size(3) == kCh,
               "wp: contiguous [chunks, taps, C, 64] int8");
   TORCH_CHECK(out.dtype() == torch::kInt32 && out.dim() == 4 && out.is_contiguous(), "out: contiguous int32");
   TORCH_CHECK(planes >= 1 && planes <= 7 && nmax >= 1, "planes in 1..7, nmax >= 1");
+  TORCH_CHECK(bias.numel() == 0 || (bias.dtype() == torch::kInt64 && bias.is_contiguous() &&
+              bias.numel() == out.size(3)), "bias: empty or contiguous int64 [Cout]");
   const int64_t F = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
   const int64_t ho = out.size(1), wo = out.size(2), cout = out.size(3);
   const int64_t nchunk = wp.size(0), taps = kh * kw;
@@ -103,6 +109,7 @@ bool event_conv(torch::Tensor x, torch::Tensor wp, torch::Tensor out, int64_t kh
   int32_t* op = out.data_ptr<int32_t>();
   const int8_t* w = wp.data_ptr<int8_t>();
   const int64_t Q = F * ho * wo;
+  const int64_t* bp = bias.numel() ? bias.data_ptr<int64_t>() : nullptr;
   at::parallel_for(0, nchunk * Q, 16, [&](int64_t a, int64_t b) {
     for (int64_t t = a; t < b; ++t) {
       const int64_t ck = t / Q, q = t % Q;
@@ -144,11 +151,14 @@ bool event_conv(torch::Tensor x, torch::Tensor wp, torch::Tensor out, int64_t kh
       }
       int32_t* o = op + q * cout + ck * kCh;
       const int64_t lanes = std::min<int64_t>(kCh, cout - ck * kCh);
-      if (lanes == kCh) {
+      if (lanes == kCh && !epilogue) {
         __builtin_memcpy(o, acc, sizeof acc);
       } else {
         int32_t tmp[kCh];
         __builtin_memcpy(tmp, acc, sizeof acc);
+        if (epilogue)       // the synapse's exponent and bias (the caller proved the result fits int32)
+          for (int64_t l = 0; l < lanes; ++l)
+            tmp[l] = static_cast<int32_t>(lmhtc::exp_shift(tmp[l], e) + (bp ? bp[ck * kCh + l] * lw : 0));
         std::copy(tmp, tmp + lanes, o);
       }
     }

@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "rounding.h"
+
 namespace {
 
 constexpr int64_t kChunk = 1024;   // elements per work item: every per-step array of a chunk stays in L1
@@ -32,12 +34,7 @@ struct Params {
   int32_t* csum;          // [steps, numel / C] or null
 };
 
-template <typename T>
-inline T rshift_round(T a, int64_t f) {
-  // rs(a, F) = (a − [a < 0] + 2^(F−1)) >> F, arithmetic shift; rs(a, 0) = a
-  if (f == 0) return a;
-  return (a - static_cast<T>(a < 0) + (static_cast<T>(1) << (f - 1))) >> f;
-}
+using lmhtc::rshift_round;
 
 // One chunk of n elements starting at offset o0 of every block; th/v0 hold each element's Θ and v_init.
 template <typename Y, typename A, typename V, bool CLIP>
@@ -252,7 +249,7 @@ void affine_run(const X* x, O* out, int64_t numel, int64_t C, int64_t inner, con
           const int64_t ch = inner == 1 ? i : c;
           int64_t a = static_cast<int64_t>(x[o0 + i]);
           if (scale != nullptr) a *= scale[ch];
-          a = e >= 0 ? a * (int64_t(1) << e) : rshift_round<int64_t>(a, -e);
+          a = lmhtc::exp_shift(a, e);
           if (bias != nullptr) a += bias[ch] * lw;
           out[o0 + i] = static_cast<O>(a);
         }

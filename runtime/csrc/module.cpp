@@ -9,10 +9,10 @@ void affine_shift(torch::Tensor x, torch::Tensor scale, torch::Tensor bias, int6
                   int64_t inner, torch::Tensor out);
 bool event_conv(torch::Tensor x, torch::Tensor wp, torch::Tensor out, int64_t kh, int64_t kw, int64_t sh,
                 int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t planes, int64_t nmax,
-                int64_t max_events);
+                int64_t max_events, bool epilogue, int64_t e, torch::Tensor bias, int64_t lw);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("mix_neuron", &mix_neuron, "T-GIM mix + qneuron steps of one layer, in one pass (CPU)");
   m.def("affine_shift", &affine_shift, "synapse exponent, per-channel gain and bias in one pass (CPU)");
-  m.def("event_conv", &event_conv, "event-driven qconv2d sums on spike counts (CPU); false above max_events");
+  m.def("event_conv", &event_conv, "event-driven qconv2d sums on spike counts, optionally with the synapse's exponent and bias (CPU); false above max_events");
 }
