@@ -173,18 +173,24 @@ class _Synapse:
         return shifted + (getattr(self, "bias_max", 0) * lw)
 
     # -- the kernels ------------------------------------------------------------------
-    def dense(self, v: torch.Tensor, max_scale: int = 1) -> torch.Tensor:
-        """Σ w·x for every output, via float convolution/matmul (exact by range analysis)."""
+    def dense(self, v: torch.Tensor, max_scale: int = 1, raw: bool = False) -> torch.Tensor:
+        """Σ w·x for every output, via float convolution/matmul (exact by range analysis), as int64 (``raw``:
+        the float32 sums as they are where float32 is exact, every one an integer below 2^24)."""
         node = self.node
         dtype = self.exact_dtype(max_scale)
         wf = self.w_by_dtype[dtype]
         flat = v.reshape(-1, *v.shape[2:]).to(dtype)
         if isinstance(node, QConv2d):
-            with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+            if flat.is_cuda:
+                with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+                    y = F.conv2d(flat, wf, None, node.stride, node.padding, node.dilation, node.groups)
+            else:
                 y = F.conv2d(flat, wf, None, node.stride, node.padding, node.dilation, node.groups)
         else:
             y = flat @ wf.T
-        return torch.round(y).to(torch.int64).reshape(*v.shape[:2], *y.shape[1:])
+        if not (raw and dtype == torch.float32):
+            y = torch.round(y).to(torch.int64)
+        return y.reshape(*v.shape[:2], *y.shape[1:])
 
     def event(self, v: torch.Tensor) -> torch.Tensor:
         """Σ w·x as a scatter of each input event's weight column(s); work ∝ events × fan-out."""
@@ -407,14 +413,14 @@ def _lower_synapse(st: _Batch, node, ins, lw, in_b):
             sy.int8.exact(in_b * lw, sy.wsum_max * in_b * lw):
         acc, used, epilogue = sy.int8(vin), "int8", None
     else:
-        acc, used, epilogue = sy.dense(vin, lw), "dense", None
+        acc, used, epilogue = sy.dense(vin, lw, raw=st.fused), "dense", None
     stats = st.kernels.get(node.name)
     if stats is None:
         stats = st.kernels[node.name] = {"event": 0, "dense": 0, "int8": 0}
     stats[used] += 1
     if epilogue is not None:       # the event kernel's output is the synapse's already
         return acc, bound, lw
-    if st.fused:     # raw oneDNN or int8 GEMM sums: exponent and bias in one pass (None for other inputs)
+    if st.fused:     # raw oneDNN, float32 or int8 GEMM sums: exponent and bias in one pass (None for other inputs)
         out = fused_mod.affine_shift(acc, None, sy.bias, lw, node.shift, _fit_dtype(bound))
         if out is not None:
             return out, bound, lw
