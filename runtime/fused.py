@@ -49,8 +49,10 @@ def enabled() -> bool:
 
 def build_name() -> str:
     """The extension's name: a hash of its sources, flags, compiler-relevant CPU features and torch version,
-    so a changed source, another CPU (``-march=native``) or another torch never loads a stale build."""
-    h = hashlib.sha256()
+    so a changed source, another CPU (``-march=native``) or another torch never loads a stale build; and of
+    where the sources lie, since torch rebuilds a module whose recorded source paths differ (two checkouts of
+    one source would otherwise rebuild each other's)."""
+    h = hashlib.sha256(str(CSRC.resolve()).encode())
     for src in (*SOURCES, *HEADERS):
         h.update(src.read_bytes())
     h.update(" ".join(CFLAGS).encode())

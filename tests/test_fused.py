@@ -206,7 +206,10 @@ def test_the_build_name_follows_the_source(monkeypatch, tmp_path):
     monkeypatch.setattr(fused, "SOURCES", (*fused.SOURCES, src))
     a = fused.build_name()
     src.write_text("// b\n")
-    assert fused.build_name() != a and a.startswith("lmhtc_fused_")
+    b = fused.build_name()
+    assert b != a and a.startswith("lmhtc_fused_")
+    monkeypatch.setattr(fused, "CSRC", tmp_path)        # the same sources in another checkout: another name
+    assert fused.build_name() != b
 
 
 @needs_ext
