@@ -132,8 +132,12 @@ def bench_runtime(console) -> None:
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(export_float_onnx(graphs["compiled"]).SerializeToString(), opts,
                                 providers=["CPUExecutionProvider"])
-    sess_int = ort.InferenceSession(export_int_onnx(qgraph).SerializeToString(), opts,
-                                    providers=["CPUExecutionProvider"])
+    from lmhtc.targets.onnx_int import default_products
+
+    # both exact product kinds of the integer model (export --products): which is faster depends on the CPU
+    sess_int = {kind: ort.InferenceSession(export_int_onnx(qgraph, products=kind).SerializeToString(), opts,
+                                           providers=["CPUExecutionProvider"]) for kind in ("uint8", "float")}
+    here = default_products()
     kernel_note = "fused kernel built" if fused.available() else f"fused kernel unavailable: {fused.build_error()}"
     table = Table(title=f"ResNet-18 digits 3x32x32: bit-accurate integer runtime (L·T = {qgraph.steps} steps) "
                         f"vs PyTorch float LM-HT (T = 2), {torch.get_num_threads()} threads, same inputs, "
@@ -150,18 +154,22 @@ def bench_runtime(console) -> None:
         for field in ("logits_int", "spike_counts", "saturation", "sops_by_layer_step"):
             if not np.array_equal(getattr(first, field), getattr(plain, field)):
                 raise SystemExit(f"runtime: fused and torch kernels differ in {field}")
+        for kind, session in sess_int.items():
+            if not np.array_equal(session.run(["logits_int"], {"x": xb})[0], first.logits_int):
+                raise SystemExit(f"integer ONNX ({kind} products) differs from the runtime in logits_int")
         sops, events = first.sops.mean(), first.spike_counts.sum(1).mean()
         with torch.no_grad():
             t = _best_of({"zoo": lambda: model(xt), "ref": lambda: ref(xt),
                           "int": lambda: run_int(qgraph, xb, batch_size=batch),
                           "int_torch": lambda: run_int(qgraph, xb, batch_size=batch, fused=False),
                           "ort": lambda: sess.run(["logits"], {"x": xb}),
-                          "ort_int": lambda: sess_int.run(["logits_int"], {"x": xb})})
+                          **{f"ort_{k}": (lambda k=k: sess_int[k].run(["logits_int"], {"x": xb})) for k in sess_int}})
         t_torch = min(t["zoo"], t["ref"])
         rows = [("PyTorch float, zoo model (eval)", t["zoo"], False),
                 ("PyTorch float, minimal reference", t["ref"], False),
                 ("onnxruntime float (L·T steps)", t["ort"], False),
-                ("onnxruntime integer (bit-exact)", t["ort_int"], True),
+                *((f"onnxruntime integer, {k} products{' (export default here)' if k == here else ''}",
+                   t[f"ort_{k}"], True) for k in sess_int),
                 ("lmhtc int runtime, torch kernels (fused=False)", t["int_torch"], True),
                 ("lmhtc int runtime (bit-exact)", t["int"], True)]
         for i, (name, t, spiking) in enumerate(rows):

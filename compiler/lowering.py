@@ -88,7 +88,7 @@ register_target(Target("onnx", "float", "lmhtc.targets.onnx_float:LOWERING",
                        description="float ONNX (onnxruntime)"))
 register_target(Target("onnx-int", "integer", "lmhtc.targets.onnx_int:LOWERING",
                        run="lmhtc.compiler.verify:onnx_int_runner", export="lmhtc.targets.onnx_int:export_int_onnx",
-                       export_options=("spikes",),
+                       export_options=("spikes", "products"),
                        description="integer ONNX, bit-exact with the runtime (onnxruntime)"))
 register_target(Target("lava", "integer", "lmhtc.targets.lava.lowering:LOWERING",
                        run="lmhtc.compiler.verify:lava_runner", export="lmhtc.targets.lava:export_lava",

@@ -190,7 +190,7 @@ def _run_arrays(graphs, x, mode, graph, batch_size, artifact, progress, device="
 
 
 def export_model(graphs: dict[str, Graph], meta: dict, target: str, output, artifact, graph: str = "compiled",
-                 spikes: bool = False) -> tuple[object, Graph]:
+                 spikes: bool = False, products: str = "auto") -> tuple[object, Graph]:
     """Emit ``target`` (a registered target with an export) to ``output``: (the written path, the graph).
 
     Every refusal (no graph of the target's phase, a node kind it cannot lower) happens before anything
@@ -214,7 +214,7 @@ def export_model(graphs: dict[str, Graph], meta: dict, target: str, output, arti
         return emit(g, output, info), g
     if t.output == "file":
         return atomic_write(output, lambda tmp: emit(g, tmp)), g
-    options = {k: v for k, v in {"spikes": spikes}.items() if k in t.export_options}
+    options = {k: v for k, v in {"spikes": spikes, "products": products}.items() if k in t.export_options}
     model = emit(g, info, **options)
     return atomic_write(output, lambda tmp: Path(tmp).write_bytes(model.SerializeToString())), g
 

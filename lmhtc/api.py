@@ -90,12 +90,15 @@ class Artifact:
         arrays, _ = simulate_arrays(self.graphs, _images(x), mode, graph, batch_size, self._name(), progress, device)
         return Simulation(**arrays)
 
-    def export(self, target: str, path: str | os.PathLike, *, graph: str = "compiled", spikes: bool = False) -> Path:
+    def export(self, target: str, path: str | os.PathLike, *, graph: str = "compiled", spikes: bool = False,
+               products: str = "auto") -> Path:
         """Write the network for a registered target: ``onnx`` (float), ``onnx-int``, ``nir`` (files) or
-        ``lava`` (a directory); refused, naming the node kind, when the target cannot express the network."""
+        ``lava`` (a directory); refused, naming the node kind, when the target cannot express the network.
+        ``products`` (onnx-int): ``uint8``, ``float`` or ``auto``, as ``lmhtc export --products``."""
         from lmhtc.compiler.pipeline import export_model
 
-        out, _ = export_model(self.graphs, self.meta, target, path, self._name(), graph=graph, spikes=spikes)
+        out, _ = export_model(self.graphs, self.meta, target, path, self._name(), graph=graph, spikes=spikes,
+                              products=products)
         return Path(out)
 
     def verify(self, x: np.ndarray, targets: list[str] | None = None, progress: bool = False) -> list[dict]:

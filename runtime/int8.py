@@ -171,6 +171,12 @@ def _qconv(x: torch.Tensor, w: torch.Tensor, zp: int) -> torch.Tensor:
     return _qconv_sums(x, zp, _prepack(w, ones, zp, geom), ones, zeros, geom)
 
 
+def int8_dot_product() -> bool:
+    """Whether this CPU has an int8 dot-product instruction that sums into int32 (VNNI or AMX), by its flags."""
+    cpu = torch.cpu
+    return any(getattr(cpu, f, lambda: False)() for f in ("_is_vnni_supported", "_is_amx_tile_supported"))
+
+
 @functools.cache
 def int16_pairs() -> bool:
     """Whether this CPU's oneDNN int8 convolution may add u8 × s8 products in saturating int16 pairs.
@@ -178,8 +184,7 @@ def int16_pairs() -> bool:
     False only where the CPU has VNNI or AMX (products summed into int32 directly) *and* a 3×3 convolution of
     uint8 255 by int8 ±127 (every pair 64,770: it saturates int16) returns the exact sums (where this torch
     build has the convolution to probe); True otherwise."""
-    cpu = torch.cpu
-    if not any(getattr(cpu, f, lambda: False)() for f in ("_is_vnni_supported", "_is_amx_tile_supported")):
+    if not int8_dot_product():
         return True
     if not onednn_available("cpu"):
         return False         # no oneDNN convolution to probe: the flags decide

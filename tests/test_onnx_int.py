@@ -230,17 +230,21 @@ def _calibrated_tiny(reparam: str, seed: int = 3):
     return quantize(graph, QuantConfig(), calib=calib), calib
 
 
-@pytest.mark.parametrize("reparam", ["exact", "uniform"])
-def test_reference_evaluator_is_bit_exact_with_the_runtime(reparam):
-    """onnx's own ReferenceEvaluator runs the model (ConvInteger, MatMulInteger, int32 edges, the split T-GIM,
-    the int32 leak) to the runtime's integers: every output and every neuron layer's spikes."""
+@pytest.mark.parametrize("reparam, int8", [("exact", True), ("uniform", True), ("exact", False)])
+def test_reference_evaluator_is_bit_exact_with_the_runtime(reparam, int8):
+    """onnx's own ReferenceEvaluator runs the model (ConvInteger and MatMulInteger, or float32 Conv and MatMul on
+    the same integers; int32 edges, the split T-GIM, the int32 leak) to the runtime's integers: every output and
+    every neuron layer's spikes."""
     from onnx.reference import ReferenceEvaluator
 
     q, calib = _calibrated_tiny(reparam)
     x = calib[:3] * 1.5
-    model, ref = assert_bit_exact(q, x)
+    model, ref = assert_bit_exact(q, x, int8=int8)
     ops = {n.op_type for n in model.graph.node}
-    assert {"ConvInteger", "MatMulInteger"} <= ops and not ops & {"Conv", "MatMul", "Gather"}
+    if int8:
+        assert {"ConvInteger", "MatMulInteger"} <= ops and not ops & {"Conv", "MatMul", "Gather"}
+    else:
+        assert {"Conv", "MatMul"} <= ops and not ops & {"ConvInteger", "MatMulInteger", "Gather"}
     names = [o.name for o in model.graph.output]
     got = dict(zip(names, ReferenceEvaluator(model).run(names, {"x": x})))
     np.testing.assert_array_equal(got["logits_int"], ref.logits_int)
@@ -469,3 +473,35 @@ def test_affine_values_are_kept_only_where_every_consumer_takes_them():
             g.add(QTemporalMix("m2", ["a"], omega=omega, frac_bits=6))     # F − 1 < e: no affine form
         kept = affine_nodes(g, {"a": 9 * 127, "b": 9 * 127}, {})
         assert kept == ({} if second_use else {"a": (6, 1143, 5), "b": (4, 1143, 5), "s": (4, 1143 * 4 + 1143, 10)})
+
+
+@pytest.mark.parametrize("vnni", [True, False])
+def test_the_default_products_follow_the_cpu(vnni, monkeypatch, tmp_path):
+    """``products="auto"`` (the default) takes onnxruntime's uint8 kernels where the CPU has VNNI/AMX and float32
+    Conv/MatMul elsewhere (faster there); explicit choices win; the metadata says which; all are bit-exact."""
+    from conftest import assert_one_line_error, cli
+
+    from lmhtc.compiler.artifact import save_artifact
+    from lmhtc.runtime import int8 as int8_mod
+
+    monkeypatch.setattr(int8_mod, "int8_dot_product", lambda: vnni)
+    q, calib = _calibrated_tiny("exact")
+    x = calib[:4]
+    want = run_int(q, x).logits_int
+    for products, uint8 in (("auto", vnni), ("uint8", True), ("float", False)):
+        model = export_int_onnx(q, products=products)
+        ops = {n.op_type for n in model.graph.node}
+        assert ("ConvInteger" in ops) == uint8 and ("Conv" in ops) == (not uint8), products
+        props = {p.key: p.value for p in model.metadata_props}
+        assert props["synaptic_products"] == ("uint8" if uint8 else "float")
+        np.testing.assert_array_equal(ort_outputs(model, x)["logits_int"], want)
+    with pytest.raises(ExportError, match="--products"):
+        export_int_onnx(q, products="int4")
+    art, onx = tmp_path / "t.lmhtc", tmp_path / "t.onnx"
+    save_artifact(art, {"integer": q})
+    code, out = cli("export", art, "--target", "onnx-int", "-o", onx, "--products", "int4")
+    assert_one_line_error(code, out, "--products", "int4")
+    assert not onx.exists()
+    code, out = cli("export", art, "--target", "onnx-int", "-o", onx, "--products", "float")
+    assert code == 0, out
+    assert {p.key: p.value for p in onnx.load(onx).metadata_props}["synaptic_products"] == "float"

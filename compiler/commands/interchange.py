@@ -40,14 +40,20 @@ def export(
     output: Path = typer.Option(..., "-o", "--output", help="file to write (.onnx, .nir), or a directory for lava"),
     graph: str = typer.Option("compiled", help="float graph for --target onnx/nir: compiled or source"),
     spikes: bool = typer.Option(False, "--spikes", help="onnx-int: also output every neuron layer's spike train"),
+    products: str = typer.Option("auto", "--products", help="onnx-int: the synaptic products, uint8 (onnxruntime's "
+                                 "ConvInteger/MatMulInteger), float (float32 Conv/MatMul, exact below 2^24) or auto "
+                                 "(uint8 where this CPU has VNNI/AMX, else float); the same integers either way"),
 ):
     """Emit an artifact's network for a target: ONNX (float or integer) or Lava."""
     from ..artifact import load_artifact
     from ..lowering import names
     from ..pipeline import describe_export, export_model
+    from ...targets.onnx_int import PRODUCTS
 
     if target not in names(exportable=True):
         raise LmhtcError(f"--target {target!r}: choose one of {', '.join(names(exportable=True))}")
+    if products not in PRODUCTS:
+        raise LmhtcError(f"--products {products!r}: choose one of {', '.join(PRODUCTS)}")
     graphs, meta = load_artifact(artifact)
-    out, g = export_model(graphs, meta, target, output, artifact, graph=graph, spikes=spikes)
+    out, g = export_model(graphs, meta, target, output, artifact, graph=graph, spikes=spikes, products=products)
     typer.echo(f"wrote {out}: {describe_export(target, out, g)}")
